@@ -1,0 +1,56 @@
+"""envs/*.yaml pin the same versions as pyproject.toml, so --use-conda runs what the tests ran."""
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pins(reqs):
+    out = {}
+    for r in reqs:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9.]+)\.\*", r)
+        if m:
+            out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def _env(name):
+    env = yaml.safe_load((ROOT / "envs" / name).read_text())
+    conda, pip = {}, {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            pip.update(_pins(dep["pip"]))
+        elif "=" in dep:
+            k, v = dep.split("=", 1)
+            conda[k.lower()] = v
+    return env, conda, pip
+
+
+def test_core_dependencies_pinned_alike_in_both_envs():
+    core = _pins(PYPROJECT["project"]["dependencies"])
+    assert core, "pyproject pins its dependencies as ==X.Y.*"
+    for name in ("analysis.yaml", "tensorflow.yaml"):
+        env, conda, _ = _env(name)
+        assert env["channels"][0] == "conda-forge"
+        assert conda.pop("python") == "3.11"
+        assert conda == core, f"envs/{name} drifted from pyproject.toml"
+
+
+def test_tensorflow_env_pins_the_tensorflow_extra():
+    _, _, pip = _env("tensorflow.yaml")
+    assert pip == _pins(PYPROJECT["project"]["optional-dependencies"]["tensorflow"])
+
+
+def test_every_rule_names_an_existing_env_and_a_log():
+    text = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    rules = re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", text, flags=re.M)
+    assert len(rules) >= 7
+    for name, body in rules:
+        assert "    log:" in body, f"rule {name} has no log:"
+        env = re.search(r'conda:\n\s+"\.\./\.\./envs/([\w.]+)"', body)
+        assert env and (ROOT / "envs" / env.group(1)).exists(), f"rule {name}: conda env missing"
