@@ -1,0 +1,134 @@
+"""Closed-set evaluation: the target network's classifier reading mapped features (the paper's Table 2).
+
+For every ordered pair (A, B) and method, features ``f_A`` of the
+evaluation split are mapped into B's space and fed to B's classifier:
+
+- ``native``   A = B, no map: the network's own accuracy (the diagonal);
+- ``ridge``    the fitted ridge map (paper eq. 5);
+- ``analytic`` Theorem 3.2: ``pinv(C_B) (C_A f_A + b_A - b_B)``; equals A's own
+  accuracy whenever ``C_B`` has full row rank;
+- ``identity`` ``f_A`` unchanged, wherever the dimensions agree (a control).
+
+Table columns (``tables/closed_set.csv``, one row per source, target, method):
+``source, target, method, accuracy, source_accuracy, target_accuracy,
+pct_change, r2, cosine, agreement, n`` where ``pct_change`` is the change
+relative to the source's native accuracy in percent (as in Table 2), ``r2``
+the variance of ``f_B`` explained by the mapped features on the evaluation
+split (pooled over features), ``cosine`` the mean cosine between mapped and
+true ``f_B``, and ``agreement`` the share of samples where the mapped network
+predicts the class B itself predicts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import stores as st
+from .ridge import LinearMap, analytic_map
+
+COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
+           "r2", "cosine", "agreement", "n"]
+
+
+class _Tally:
+    __slots__ = ("correct", "agree", "cos", "sse", "n")
+
+    def __init__(self):
+        self.correct = self.agree = self.n = 0
+        self.cos = self.sse = 0.0
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    return np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-300)
+
+
+def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
+             chunk_rows: int = 4096) -> pd.DataFrame:
+    """Measure every pair and method in one pass over the evaluation stores.
+
+    Parameters
+    ----------
+    stores : dict network -> EmbeddingStore
+        Aligned stores of the evaluation split (see :func:`embmap.stores.open_aligned`),
+        each with a classifier; their order is the table's order.
+    maps : dict (source, target) -> LinearMap
+        The ridge maps for every ordered pair of distinct networks.
+    chunk_rows : int
+        Samples read per step; memory is bounded by this, not by the split size.
+
+    Returns
+    -------
+    DataFrame with :data:`COLUMNS`.
+    """
+    names = list(stores)
+    first = stores[names[0]]
+    labels = first.labels
+    if (labels < 0).all():
+        raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
+    cls = {k: s.classifier() for k, s in stores.items()}
+    for (a, b) in [(a, b) for a in names for b in names if a != b]:
+        if (a, b) not in maps:
+            raise KeyError(f"no ridge map from {a!r} to {b!r}")
+    methods: dict[tuple[str, str, str], LinearMap | None] = {}
+    for a in names:
+        methods[(a, a, "native")] = None
+        for b in names:
+            if a == b:
+                continue
+            methods[(a, b, "ridge")] = maps[(a, b)]
+            if cls[a][0].shape[0] == cls[b][0].shape[0]:
+                methods[(a, b, "analytic")] = analytic_map(cls[a], cls[b])
+            if stores[a].dim == stores[b].dim:
+                methods[(a, b, "identity")] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
+                                                        {"method": "identity"})
+    tallies = {key: _Tally() for key in methods}
+    ysum = {b: np.zeros(stores[b].dim) for b in names}
+    ysq = {b: 0.0 for b in names}
+    n_total = 0
+    known = labels >= 0
+    for start, stop in st.sample_chunks(first.n, chunk_rows):
+        feats = {k: np.asarray(s.embeddings[start:stop], dtype=np.float64) for k, s in stores.items()}
+        for k, f in feats.items():
+            if not np.isfinite(f).all():
+                row = start + int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
+                raise st.StoreError(f"network {k!r}: non-finite embedding at row {row} of {stores[k].path}")
+        y = labels[start:stop]
+        mask = known[start:stop]
+        native_pred = {k: np.argmax(f @ cls[k][0].T + cls[k][1], axis=1) for k, f in feats.items()}
+        for b in names:
+            ysum[b] += feats[b].sum(axis=0)
+            ysq[b] += float(np.sum(feats[b] ** 2))
+        n_total += stop - start
+        for (a, b, method), m in methods.items():
+            mapped = feats[a] if m is None else m(feats[a])
+            pred = np.argmax(mapped @ cls[b][0].T + cls[b][1], axis=1)
+            t = tallies[(a, b, method)]
+            t.correct += int(np.sum(pred[mask] == y[mask]))
+            t.n += int(mask.sum())
+            t.agree += int(np.sum(pred == native_pred[b]))
+            t.cos += float(_cosines(mapped, feats[b]).sum())
+            t.sse += float(np.sum((mapped - feats[b]) ** 2))
+    sst = {b: ysq[b] - float(ysum[b] @ ysum[b]) / n_total for b in names}
+    native_acc = {a: tallies[(a, a, "native")].correct / tallies[(a, a, "native")].n for a in names}
+    rows = []
+    for (a, b, method), t in tallies.items():
+        acc = t.correct / t.n
+        rows.append({
+            "source": a, "target": b, "method": method, "accuracy": acc,
+            "source_accuracy": native_acc[a], "target_accuracy": native_acc[b],
+            "pct_change": 100.0 * (acc - native_acc[a]) / native_acc[a] if native_acc[a] > 0 else np.nan,
+            "r2": 1.0 - t.sse / sst[b] if sst[b] > 0 else np.nan,
+            "cosine": t.cos / n_total, "agreement": t.agree / n_total, "n": t.n,
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def matrix(table: pd.DataFrame, order: list[str], method: str = "ridge") -> pd.DataFrame:
+    """The Table 2 matrix: rows source, columns target, ``method`` accuracy off the diagonal, native on it."""
+    t = table[(table["method"] == method) | (table["method"] == "native")]
+    m = t.pivot(index="source", columns="target", values="accuracy").reindex(index=order, columns=order)
+    m.index.name, m.columns.name = "source", "target"
+    return m
