@@ -1,0 +1,93 @@
+"""SavedModels read through tensorflow_hub.KerasLayer: classifier located and verified, stores written."""
+
+import numpy as np
+import pytest
+
+from embmap import datasets, stores
+
+pytestmark = pytest.mark.tensorflow
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from embmap import networks
+
+    out = tmp_path_factory.mktemp("models")
+    ds = datasets.get({"kind": "digits", "seed": 0})
+    m = ds.manifest()
+    train = m[m.split == "train"].iloc[:300]
+    for arch, seed in (("mlp", 1), ("separable", 2)):
+        networks.train({"architecture": arch, "width": 16, "epochs": 2, "seed": seed},
+                       ds.images(list(train.id)), train.label.to_numpy(), 10, out / arch, log=lambda *_: None)
+    return out, ds, m
+
+
+def test_classifier_is_located_by_shape_and_reproduces_logits(exported):
+    from embmap import networks
+
+    out, ds, m = exported
+    net = networks.open_network("mlp", {"source": "train"}, str(out / "mlp"))
+    x = ds.images(list(m.id[:40]))
+    w, b, info = net.classifier(x)
+    assert w.shape == (10, 16) and b.shape == (10,)
+    assert "logits" in info["kernel"]
+    np.testing.assert_allclose(net.features(x) @ w.T + b, net.logits(x), rtol=1e-4, atol=1e-4)
+
+
+def test_mismatched_feature_and_classifier_handles_are_refused(exported):
+    from embmap import networks
+
+    out, ds, m = exported
+    net = networks.Network("mixed", str(out / "mlp" / "feature_vector"), str(out / "separable" / "classification"))
+    with pytest.raises(networks.NetworkError, match="'mixed'.*do not reproduce"):
+        net.classifier(ds.images(list(m.id[:40])))
+
+
+def test_unloadable_handle_names_the_network(tmp_path):
+    from embmap import networks
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(networks.NetworkError, match="network 'broken': cannot load"):
+        networks.Network("broken", str(tmp_path / "empty"))
+
+
+def test_extract_writes_a_complete_store_chunk_by_chunk(exported, tmp_path):
+    from embmap import networks
+
+    out, ds, m = exported
+    rows = m[m.split == "test"].iloc[:101]
+    net = networks.open_network("sep", {"source": "train"}, str(out / "separable"))
+    networks.extract(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), tmp_path / "t.zarr", chunk_rows=32,
+                     batch_size=20, attrs={"split": "test"}, progress=False)
+    s = stores.open_embeddings(tmp_path / "t.zarr")
+    assert s.embeddings.chunks == (32, 16) and s.n == 101
+    np.testing.assert_array_equal(s.ids, rows.id.to_numpy())
+    np.testing.assert_allclose(s.embeddings[:], net.features(ds.images(list(rows.id))), rtol=1e-5, atol=1e-6)
+    assert s.attrs["network"] == "sep" and s.attrs["split"] == "test" and s.attrs["input_size"] == [8, 8]
+    assert s.has_classifier
+
+
+def test_resize_and_channels_preprocessing(exported):
+    from embmap import networks
+
+    out, *_ = exported
+    net = networks.Network("n", str(out / "mlp" / "feature_vector"), input_size=(16, 16), channels=3,
+                           input_range=(-1, 1))
+    x = net.preprocess(np.ones((2, 8, 8, 1), np.float32)).numpy()
+    assert x.shape == (2, 16, 16, 3) and np.allclose(x, 1.0)
+    x0 = net.preprocess(np.zeros((1, 8, 8, 1), np.float32)).numpy()
+    assert np.allclose(x0, -1.0)
+
+
+def test_same_seed_trains_the_same_network(tmp_path):
+    from embmap import networks
+
+    ds = datasets.get({"kind": "digits"})
+    m = ds.manifest().iloc[:200]
+    x, y = ds.images(list(m.id)), m.label.to_numpy()
+    for k in "ab":
+        networks.train({"architecture": "cnn", "width": 8, "epochs": 1, "seed": 7}, x, y, 10, tmp_path / k,
+                       log=lambda *_: None)
+    fa = networks.open_network("a", {"source": "train"}, str(tmp_path / "a")).features(x[:16])
+    fb = networks.open_network("b", {"source": "train"}, str(tmp_path / "b")).features(x[:16])
+    np.testing.assert_array_equal(fa, fb)
