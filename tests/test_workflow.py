@@ -1,0 +1,109 @@
+"""The workflow end to end through snakemake, in a temporary directory."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+
+from conftest import ROOT, synthetic_stores
+from embmap import closed_set
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir, config, *args, check=True):
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
+    return r
+
+
+def byo_config(dirs, **exp):
+    return {"experiments": {"byo": {"task": "closed_set", "dataset": {"kind": "embeddings"}, "fit_split": "train",
+                                    "eval_split": "test", "mapping": {"alpha": 1.0},
+                                    "networks": {k: {"source": "zarr", "path": str(d)} for k, d in dirs.items()},
+                                    **exp}}}
+
+
+def test_bring_your_own_embeddings_end_to_end(tmp_path):
+    dirs = synthetic_stores(tmp_path / "byo", names=("a", "b", "ctrl"), dims=(12, 10, 12), random_control="ctrl")
+    cfg = byo_config(dirs)
+    cfg["experiments"]["byo"]["networks"]["ctrl"]["control"] = True
+    snakemake(tmp_path, cfg)
+    res = tmp_path / "results" / "byo"
+    t = pd.read_csv(res / "tables" / "closed_set.csv")
+    assert list(t.columns) == closed_set.COLUMNS
+    an = t[t.method == "analytic"]
+    np.testing.assert_allclose(an.accuracy, an.source_accuracy)
+    m = pd.read_csv(res / "tables" / "closed_set_matrix.csv", index_col=0)
+    assert list(m.index) == ["a", "b", "ctrl"] and list(m.columns) == ["a", "b", "ctrl"]
+    for ext in ("png", "svg"):
+        assert (res / "figures" / f"closed_set_heatmap.{ext}").stat().st_size > 1000
+    # map stores: the documented arrays and attributes
+    g = zarr.open_group(str(res / "maps" / "a" / "b.zarr"), mode="r")
+    assert g["weight"].shape == (12, 10) and g["intercept"].shape == (10,)
+    assert g.attrs["alpha"] == 1.0 and g.attrs["n"] == 400 and g.attrs["fit_split"] == "train"
+    blocks = zarr.open_group(str(res / "fit" / "blocks.zarr"), mode="r")
+    assert blocks.attrs["networks"] == ["a", "b", "ctrl"] and blocks["gram/a/b"].shape == (12, 10)
+    assert all((res / "logs" / f).exists() for f in ("cross_products.log", "evaluate_closed_set.log"))
+    # nothing to do on a second run
+    r = snakemake(tmp_path, cfg, "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_misspelled_key_fails_before_any_job(tmp_path):
+    dirs = synthetic_stores(tmp_path / "byo", names=("a", "b"), dims=(4, 4))
+    cfg = byo_config(dirs)
+    cfg["experiments"]["byo"]["maping"] = {"alpha": 1.0}
+    r = snakemake(tmp_path, cfg, check=False)
+    assert r.returncode != 0
+    assert "experiments.byo.maping: unknown key" in r.stderr + r.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_disagreeing_ids_fail_naming_the_network_and_leave_no_tables(tmp_path):
+    dirs = synthetic_stores(tmp_path / "byo", names=("a", "b"), dims=(6, 6))
+    other = synthetic_stores(tmp_path / "other", names=("c",), dims=(6,), n_train=399, n_test=200)
+    cfg = byo_config({**dirs, "c": other["c"]})
+    r = snakemake(tmp_path, cfg, check=False)
+    assert r.returncode != 0
+    log = (tmp_path / "results" / "byo" / "logs" / "cross_products.log").read_text()
+    assert "network 'c'" in log and "399 samples" in log
+    assert not (tmp_path / "results" / "byo" / "fit" / "blocks.zarr").exists()
+    assert not (tmp_path / "results" / "byo" / "tables").exists()
+
+
+@pytest.mark.tensorflow
+def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
+    """The default config, shortened: trained nets lose little, the random column is at chance."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    nets = cfg["experiments"]["digits"]["networks"]
+    for k in ("resnet",):
+        del nets[k]
+    for n in nets.values():
+        if n["train"]["epochs"]:
+            n["train"]["epochs"] = 8
+    snakemake(tmp_path, cfg)
+    res = tmp_path / "results" / "digits"
+    t = pd.read_csv(res / "tables" / "closed_set.csv")
+    native = t[t.method == "native"].set_index("source").accuracy
+    assert (native.drop("random") > 0.85).all()
+    assert native["random"] < 0.25
+    ridge = t[t.method == "ridge"]
+    trained = ridge[(ridge.source != "random") & (ridge.target != "random")]
+    assert (trained["pct_change"] > -10).all()
+    assert (ridge[ridge.target == "random"].accuracy < 0.25).all()
+    an = t[t.method == "analytic"]
+    np.testing.assert_allclose(an.accuracy, an.source_accuracy)
+    store = zarr.open_group(str(res / "embeddings" / "cnn" / "test.zarr"), mode="r")
+    assert store.attrs["source"] == "train" and store.attrs["split"] == "test"
+    assert store["classifier/weight"].shape == (10, 128)
+    assert (res / "models" / "cnn" / "feature_vector" / "saved_model.pb").exists()

@@ -1,0 +1,164 @@
+"""One function per workflow rule, taking plain paths and config blocks.
+
+The scripts in ``workflow/scripts`` only unpack the ``snakemake`` object and
+call these, so every rule can also be run (and tested) without Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("embmap")
+
+
+@contextmanager
+def logged(path: str | None):
+    """Send this job's log records, warnings and any traceback to ``path`` (and stderr)."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield log
+    except Exception:
+        log.error("failed:\n%s", traceback.format_exc())
+        raise
+    finally:
+        for h in handlers:
+            root.removeHandler(h)
+            h.close()
+
+
+def set_threads(n: int) -> None:
+    """Limit BLAS and TensorFlow to the job's ``threads``."""
+    n = max(1, int(n))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        pass
+
+
+def _tf_threads(n: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
+    except RuntimeError:  # already initialised in this process
+        pass
+
+
+# -- data ---------------------------------------------------------------------------
+def prepare_split(dataset: dict, output: str) -> None:
+    from . import datasets
+
+    m = datasets.write_manifest(dataset, output)
+    log.info("manifest %s: %d images, splits %s", output, len(m), m["split"].value_counts().to_dict())
+
+
+# -- networks -----------------------------------------------------------------------
+def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: str, threads: int = 1) -> None:
+    from . import datasets, networks
+
+    _tf_threads(threads)
+    ds = datasets.get(dataset)
+    train = datasets.read_manifest(manifest, "train")
+    images = ds.images(list(train["id"]))
+    labels = train["label"].to_numpy()
+    log.info("training %s (%s) on %d images", name, spec["architecture"], len(labels))
+    summary = networks.train(spec, images, labels, ds.n_classes, output, log=log.info)
+    log.info("exported %s: embedding dim %d, train accuracy %s", output, summary["embedding_dim"],
+             summary["train_accuracy"])
+
+
+def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str, split: str, output: str,
+            model_dir: str | None = None, store: dict | None = None, with_classifier: bool = True,
+            threads: int = 1) -> None:
+    from . import datasets, networks
+
+    _tf_threads(threads)
+    store = store or {}
+    rows = datasets.read_manifest(manifest, split)
+    net = networks.open_network(name, spec, model_dir)
+    networks.extract(
+        net, datasets.get(dataset), rows["id"].to_numpy(), rows["label"].to_numpy(), output,
+        chunk_rows=store.get("chunk_rows"), batch_size=int(store.get("batch_size", 256)),
+        with_classifier=with_classifier,
+        attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
+               "seed": (spec.get("train") or {}).get("seed", dataset.get("seed")), "spec": spec},
+    )
+    log.info("wrote %s (%d images)", output, len(rows))
+
+
+# -- fitting ------------------------------------------------------------------------
+def cross_products(stores: dict[str, str], output: str, split: str, chunk_rows: int = 4096,
+                   precision: str = "float64", threads: int = 1) -> None:
+    from . import ridge
+    from . import stores as st
+
+    set_threads(threads)
+    opened = st.open_aligned(stores)
+    log.info("one pass over %d stores of split %r (%d samples, %d features in all)", len(opened), split,
+             next(iter(opened.values())).n, sum(s.dim for s in opened.values()))
+    cp = ridge.cross_products({k: s.embeddings for k, s in opened.items()}, chunk_rows=chunk_rows,
+                              precision=precision, num_workers=threads)
+    ridge.write_blocks(output, cp, split=split, stores=stores)
+    log.info("wrote %s", output)
+
+
+def fit_maps(blocks: str, source: str, targets: list[str], alpha: float, output: str, experiment: str,
+             fit_split: str, threads: int = 1) -> None:
+    from . import ridge
+
+    set_threads(threads)
+    bl = ridge.open_blocks(blocks)
+    try:
+        maps = ridge.fit_maps(bl, source, targets, float(alpha))
+    except ridge.FitError as e:
+        raise ridge.FitError(f"experiment {experiment!r}, source network {source!r}: {e}") from None
+    Path(output).mkdir(parents=True, exist_ok=True)
+    for target, m in maps.items():
+        ridge.write_map(f"{output}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks)
+        log.info("%s -> %s: alpha %g, fit R2 %.4f", source, target, alpha, m.attrs["fit_r2"])
+
+
+# -- evaluation ---------------------------------------------------------------------
+def evaluate_closed_set(stores: dict[str, str], maps: str, table: str, matrix: str, chunk_rows: int = 4096,
+                        threads: int = 1) -> None:
+    from . import closed_set, ridge
+    from . import stores as st
+
+    set_threads(threads)
+    opened = st.open_aligned(stores, need_classifier=True)
+    names = list(opened)
+    fitted = {(a, b): ridge.read_map(f"{maps}/{a}/{b}.zarr") for a in names for b in names if a != b}
+    t = closed_set.evaluate(opened, fitted, chunk_rows=chunk_rows)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    closed_set.matrix(t, names).to_csv(matrix, float_format="%.6g")
+    log.info("wrote %s and %s", table, matrix)
+
+
+def plot_closed_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str) -> None:
+    import pandas as pd
+
+    from . import plots
+
+    m = pd.read_csv(matrix, index_col=0)
+    plots.heatmap(m, labels, controls, title, outputs)

@@ -1,0 +1,11 @@
+rule prepare_split:
+    output:
+        f"{R}/{{exp}}/data/manifest.csv",
+    log:
+        f"{R}/{{exp}}/logs/prepare_split.log",
+    params:
+        dataset=lambda wc: exp_of(wc).dataset,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/prepare_split.py"

@@ -1,0 +1,21 @@
+rule plot_closed_set:
+    input:
+        matrix=f"{R}/{{exp}}/tables/closed_set_matrix.csv",
+    output:
+        png=report(
+            f"{R}/{{exp}}/figures/closed_set_heatmap.png",
+            caption="../report/closed_set_heatmap.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=f"{R}/{{exp}}/figures/closed_set_heatmap.svg",
+    log:
+        f"{R}/{{exp}}/logs/plot_closed_set.log",
+    params:
+        labels=lambda wc: {k: n.label for k, n in exp_of(wc).networks.items()},
+        controls=lambda wc: [k for k, n in exp_of(wc).networks.items() if n.control],
+        title=lambda wc: f"{wc.exp}: target classifier accuracy on mapped source features",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_closed_set.py"

@@ -1,0 +1,14 @@
+# Thin wrapper: unpack the snakemake object and call embmap.steps.
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from embmap import steps  # noqa: E402
+
+with steps.logged(snakemake.log[0]):
+    steps.cross_products(
+        dict(snakemake.params.stores),
+        snakemake.output[0],
+        snakemake.params.split,
+        precision=snakemake.params.precision,
+        threads=snakemake.threads,
+    )
