@@ -1,0 +1,58 @@
+"""`python -m embmap inspect`: what a user sees when looking inside a store."""
+
+import subprocess
+import sys
+
+import numpy as np
+import zarr
+
+from conftest import ROOT
+from embmap import ridge, stores
+from embmap.__main__ import main
+
+
+def _store(path, with_nan=False):
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((50, 4)).astype(np.float32) + 3.0
+    stores.write_embeddings(path, f, [f"x/{i}.png" for i in range(50)], np.arange(50) % 2,
+                            classifier=(np.ones((2, 4)), np.zeros(2)), chunk_rows=16, network="netA", split="test")
+    if with_nan:  # a damaged store: poke a NaN in after the fact
+        zarr.open_group(str(path), mode="r+")["embeddings"][7, 2] = np.nan
+    return f
+
+
+def test_inspect_lists_arrays_chunks_codecs_attrs_and_stats(tmp_path, capsys):
+    f = _store(tmp_path / "s.zarr")
+    assert main(["inspect", str(tmp_path / "s.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "embeddings: shape=(50, 4) dtype=float32 chunks=(16, 4)" in out
+    assert "blosc(cname=lz4" in out and "dims=['sample', 'feature']" in out
+    assert "classifier/weight: shape=(2, 4)" in out and "ids:" in out and "first: x/0.png" in out
+    assert f"mean={float(f.astype(np.float64).mean()):.6g}" in out and "nan=0" in out
+    assert "network = \"netA\"" in out and "complete = true" in out
+
+
+def test_inspect_counts_nans_and_flags_incomplete_stores(tmp_path, capsys):
+    _store(tmp_path / "s.zarr", with_nan=True)
+    main(["inspect", str(tmp_path / "s.zarr")])
+    assert "nan=1" in capsys.readouterr().out
+    g = zarr.open_group(str(tmp_path / "p.zarr.partial"), mode="w")
+    g.create_array("embeddings", data=np.zeros((3, 2), np.float32))
+    main(["inspect", str(tmp_path / "p.zarr.partial")])
+    assert "WARNING: incomplete" in capsys.readouterr().out
+
+
+def test_inspect_pair_shows_provenance_and_fit_quality(tmp_path, capsys):
+    m = ridge.LinearMap(np.diag([2.0, 1.0, 0.5]), np.zeros(3),
+                        {"source": "a", "target": "b", "method": "ridge", "alpha": 0.5, "n": 400, "fit_r2": 0.87})
+    ridge.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
+    assert main(["inspect", "--pair", str(tmp_path / "b.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "a -> b (ridge)" in out and "alpha = 0.5" in out and "n = 400" in out
+    assert "fit R2" in out and "0.8700" in out and "singular values 2 .. 0.5" in out and "numerical rank 3" in out
+
+
+def test_inspect_missing_path_is_a_one_line_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "embmap", "inspect", str(tmp_path / "nope.zarr")],
+                       capture_output=True, text=True, cwd=ROOT / "workflow")
+    assert r.returncode == 2 and "nope.zarr: not a Zarr store" in r.stderr and "Traceback" not in r.stderr
