@@ -1,0 +1,150 @@
+"""ILSVRC2012 layouts, the 1001-class label convention, image lists and the decoding pipeline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embmap import datasets
+from fake_imagenet import DEVKIT_ORDER, VAL_WNIDS, WNIDS, fake_imagenet, write_loc_solution
+
+
+def expected_val_labels():
+    """Labels by the models' convention, re-derived: 1 + position of the WNID in sorted order."""
+    return [1 + sorted(WNIDS).index(w) for w in VAL_WNIDS]
+
+
+def val_rows(m):
+    v = m[m.split == "val"].copy()
+    v["num"] = v.id.str.extract(r"val_(\d{8})").astype(int)
+    return v.sort_values("num")
+
+
+def test_flat_val_with_devkit_ground_truth_maps_devkit_ids_to_wnid_order(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="flat", synsets_file=False)
+    ds = datasets.get({"kind": "imagenet", "root": str(root), "devkit": "ILSVRC2012_devkit_t12"})
+    m = ds.manifest()
+    assert ds.n_classes == len(WNIDS) + 1
+    v = val_rows(m)
+    assert list(v.label) == expected_val_labels()
+    # the devkit's own ids are a different numbering: using them as labels would be wrong
+    devkit_ids = [DEVKIT_ORDER.index(w) + 1 for w in VAL_WNIDS]
+    assert list(v.label) != devkit_ids
+    t = m[m.split == "train"]
+    assert len(t) == 3 * len(WNIDS)
+    assert (t.label == t.id.str.split("/").str[1].map(lambda w: 1 + sorted(WNIDS).index(w))).all()
+    assert set(m.columns) >= {"id", "label", "split", "wnid"}
+
+
+def test_flat_val_with_loc_solution_csv(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="flat", devkit=False)
+    write_loc_solution(root / "LOC_val_solution.csv")
+    m = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    assert list(val_rows(m).label) == expected_val_labels()
+
+
+def test_val_as_wnid_folders(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
+    m = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    assert list(val_rows(m).label) == expected_val_labels()
+    assert val_rows(m).id.iloc[0] == f"val/{VAL_WNIDS[0]}/ILSVRC2012_val_00000001.JPEG"
+
+
+def test_per_class_subset_is_deterministic_by_seed(tmp_path):
+    root = fake_imagenet(tmp_path / "in", per_class=6, val_layout="folders", devkit=False)
+    spec = {"kind": "imagenet", "root": str(root), "per_class": 2, "seed": 3}
+    a = datasets.get(spec).manifest()
+    b = datasets.get(spec).manifest()
+    pd.testing.assert_frame_equal(a, b)
+    assert (a.groupby(["split", "label"]).size() <= 2).all()
+    assert (a[a.split == "train"].groupby("label").size() == 2).all()
+    others = [set(datasets.get({**spec, "seed": s}).manifest().id) for s in range(4, 9)]
+    assert any(o != set(a.id) for o in others)
+    full = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    assert set(a.id) <= set(full.id)
+
+
+def test_folder_not_in_the_synset_list_is_named(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
+    (root / "train" / "n09999999").mkdir()
+    with pytest.raises(datasets.DatasetError, match=r"train/n09999999: WNID 'n09999999' is not in the synset list"):
+        datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+
+
+def test_val_ground_truth_count_disagreeing_with_images_is_named(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="flat")
+    (root / "val" / "ILSVRC2012_val_00000010.JPEG").unlink()
+    with pytest.raises(datasets.DatasetError, match=r"ground_truth.txt: 10 val labels but 9 images"):
+        datasets.get({"kind": "imagenet", "root": str(root), "devkit": "ILSVRC2012_devkit_t12"}).manifest()
+
+
+def test_devkit_ids_without_meta_mat_are_refused(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="flat")
+    gt = root / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    (root / "gt.txt").write_text(gt.read_text())
+    with pytest.raises(datasets.DatasetError, match="gt.txt: holds devkit ILSVRC2012_IDs.*meta.mat"):
+        datasets.get({"kind": "imagenet", "root": str(root), "val_labels": "gt.txt"}).manifest()
+
+
+def test_flat_val_without_ground_truth_is_refused(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="flat", devkit=False)
+    with pytest.raises(datasets.DatasetError, match="images lie flat but no ground-truth file"):
+        datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+
+
+@pytest.mark.tensorflow
+def test_crop_and_resize_match_an_independent_computation(tmp_path):
+    from PIL import Image
+
+    from embmap import images
+
+    x = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    Image.fromarray(x).save(tmp_path / "a.png")
+    # central half: rows 2..5, columns 3..8; resized to its own size it stays the same pixels
+    got = images.load(tmp_path / "a.png", (4, 6), crop_fraction=0.5)
+    np.testing.assert_allclose(got, x[2:6, 3:9] / 255.0, atol=1e-6)
+    # a 2x downscale with bilinear (half-pixel centres) averages 2x2 blocks
+    got = images.load(tmp_path / "a.png", (4, 6), crop_fraction=1.0)
+    blocks = x.reshape(4, 2, 6, 2, 3).astype(float).mean(axis=(1, 3)) / 255.0
+    np.testing.assert_allclose(got, blocks, atol=1e-6)
+
+
+@pytest.mark.tensorflow
+def test_pipeline_matches_one_file_at_a_time_and_names_a_corrupt_file(tmp_path):
+    from embmap import images
+
+    root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
+    ds = datasets.get({"kind": "imagenet", "root": str(root)})
+    ids = list(ds.manifest().id)
+    got = np.concatenate([b for _, b in datasets.batches(ds, np.asarray(ids), 4,
+                                                         {"input_size": [16, 20], "crop_fraction": 0.875})])
+    assert got.shape == (len(ids), 16, 20, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ds.images(ids, (16, 20), 0.875), atol=1e-6)
+    bad = root / ids[9]
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(images.ImageError, match=str(bad)):
+        list(datasets.batches(ds, np.asarray(ids), 4, {"input_size": [16, 20]}))
+    with pytest.raises(images.ImageError, match=f"{bad}: cannot decode"):
+        images.decode_file(bad)
+    with pytest.raises(images.ImageError, match="nowhere.JPEG: cannot read"):
+        images.decode_file(root / "nowhere.JPEG")
+
+
+def test_image_list_reads_paths_labels_and_splits(tmp_path):
+    from fake_imagenet import jpeg
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        jpeg(tmp_path / "imgs" / f"{i}.jpg", rng)
+        rows.append((f"imgs/{i}.jpg", i % 3))
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(tmp_path / "list.csv", index=False)
+    m = datasets.get({"kind": "image_list", "path": str(tmp_path / "list.csv"), "test_size": 0.5}).manifest()
+    assert sorted(m.split.unique()) == ["test", "train"] and len(m) == 12
+    assert (m.groupby("split").label.nunique() == 3).all()
+    with_split = pd.DataFrame(rows, columns=["path", "label"]).assign(split=["a", "b"] * 6)
+    with_split.to_csv(tmp_path / "split.csv", index=False)
+    m = datasets.get({"kind": "image_list", "path": str(tmp_path / "split.csv"), "per_class": 1}).manifest()
+    assert (m.groupby(["split", "label"]).size() == 1).all()
+    pd.DataFrame([("imgs/missing.jpg", 0)], columns=["path", "label"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(datasets.DatasetError, match="missing.jpg"):
+        datasets.get({"kind": "image_list", "path": str(tmp_path / "bad.csv")}).manifest()
