@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import classifiers
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -124,19 +126,48 @@ def train(spec: dict, images: np.ndarray, labels: np.ndarray, n_classes: int, ou
 
 
 # -- loading any SavedModel / TF Hub handle ------------------------------------------
+TFHUB = "https://tfhub.dev/"
+
+
 def _handle(h: str) -> str:
     return h.removeprefix("file://")
 
 
+def hub_handle(h: str) -> str:
+    """A TF Hub handle as a URL: ``google/imagenet/inception_v3/feature_vector/5`` -> ``https://tfhub.dev/google/...``."""
+    if "://" in h or h.startswith(("/", ".", "~")):
+        return h
+    return TFHUB + h.lstrip("/")
+
+
+def _is_remote(h: str) -> bool:
+    return "://" in h and not h.startswith("file://")
+
+
+def _load_hub(name: str, which: str, handle: str):
+    import tensorflow_hub as hub
+
+    try:
+        return hub.KerasLayer(_handle(handle))
+    except Exception as e:  # tf/hub raise many kinds; name the network and the handle
+        hint = ""
+        if _is_remote(handle):
+            cache = os.environ.get("TFHUB_CACHE_DIR", "the default TF Hub cache")
+            hint = (f" (the handle did not answer and is not in {cache}; on a node without network access, "
+                    "fetch the models first where there is: python -m embmap fetch CONFIG, with the same "
+                    "TFHUB_CACHE_DIR)")
+        raise NetworkError(f"network {name!r}: cannot load {which} handle {handle!r}{hint}: {e}") from e
+
+
 class Network:
-    """A network read through ``hub.KerasLayer``.
+    """A network as a feature model and an optional classification model (logits).
 
     Parameters
     ----------
     name : str
         The network key (for messages).
     handle : str
-        Feature-vector SavedModel directory or TF Hub URL.
+        Feature-vector SavedModel directory or TF Hub URL, read through ``hub.KerasLayer``.
     classifier : str, optional
         Classification SavedModel directory or URL (logits).
     input_size : (int, int), optional
@@ -145,22 +176,23 @@ class Network:
         Greyscale images are repeated to this many channels.
     input_range : (float, float), default (0, 1)
         Pixel values in [0, 1] are rescaled linearly to this range.
+    layers : (features, logits), optional
+        Callables with ``.weights`` used instead of loading ``handle`` (Keras models).
     """
 
-    def __init__(self, name, handle, classifier=None, input_size=None, channels=None, input_range=(0.0, 1.0)):
-        import tensorflow_hub as hub
-
+    def __init__(self, name, handle, classifier=None, input_size=None, channels=None, input_range=(0.0, 1.0),
+                 layers=None):
         self.name = name
         self.handle, self.classifier_handle = handle, classifier
-        self.input_size = tuple(input_size) if input_size else None
+        self.input_size = tuple(int(v) for v in input_size) if input_size else None
         self.channels = channels
         self.input_range = tuple(float(v) for v in input_range)
-        try:
-            self.features_layer = hub.KerasLayer(_handle(handle))
-            self.logits_layer = hub.KerasLayer(_handle(classifier)) if classifier else None
-        except Exception as e:  # tf raises many kinds; name the network and the handle
-            raise NetworkError(f"network {name!r}: cannot load {handle!r}"
-                               f"{' / ' + repr(classifier) if classifier else ''}: {e}") from e
+        self.randomized: dict | None = None
+        if layers is not None:
+            self.features_layer, self.logits_layer = layers
+        else:
+            self.features_layer = _load_hub(name, "feature-vector", handle)
+            self.logits_layer = _load_hub(name, "classification", classifier) if classifier else None
 
     def preprocess(self, images: np.ndarray):
         tf = _tf()
@@ -175,7 +207,7 @@ class Network:
         return x
 
     def features(self, images: np.ndarray) -> np.ndarray:
-        f = self.features_layer(self.preprocess(images)).numpy()
+        f = np.asarray(self.features_layer(self.preprocess(images)))
         if f.ndim != 2:
             raise NetworkError(f"network {self.name!r}: features of shape {f.shape}; expected [batch, feature] "
                                "(point the handle at the pre-classifier feature vector)")
@@ -184,85 +216,189 @@ class Network:
     def logits(self, images: np.ndarray) -> np.ndarray:
         if self.logits_layer is None:
             raise NetworkError(f"network {self.name!r}: no classifier handle")
-        return self.logits_layer(self.preprocess(images)).numpy().astype(np.float64)
+        return np.asarray(self.logits_layer(self.preprocess(images))).astype(np.float64)
 
-    def classifier(self, images: np.ndarray, rtol: float = 1e-3) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Locate the final Dense layer among the classifier's variables and verify it on ``images``.
+    # -- variables ----------------------------------------------------------------
+    def variables(self) -> list:
+        """Every variable of the feature and classification models, each once."""
+        out, seen = [], set()
+        for layer in (self.features_layer, self.logits_layer):
+            for v in getattr(layer, "weights", []) if layer is not None else []:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    def parameters(self) -> int:
+        """Parameters of the whole network (the classification model's variables, else the feature model's).
+
+        Batch-norm moving statistics are not parameters and are not counted.
+        """
+        layer = self.logits_layer if self.logits_layer is not None else self.features_layer
+        weights = getattr(layer, "weights", [])
+        return int(sum(np.prod(v.shape) for v in weights if "moving_" not in v.name))
+
+    def randomize(self, seed: int) -> dict:
+        """Re-initialise every variable (the random control); see :mod:`embmap.randomize`."""
+        from .randomize import randomize
+
+        self.randomized = {"seed": int(seed), **randomize(self.variables(), seed)}
+        return self.randomized
+
+    def classifier(self, images: np.ndarray, features: np.ndarray | None = None,
+                   logits: np.ndarray | None = None, rtol: float = classifiers.RTOL):
+        """Locate the final kernel and bias among the classifier's variables and verify them on ``images``.
 
         Returns (weight [class, feature] float32, bias [class] float32, info).
+        Raises :class:`classifiers.NotLocated` when no variables have the
+        shapes (recover by :class:`classifiers.LeastSquares` then), and
+        :class:`NetworkError` when located variables do not reproduce the logits.
         """
-        f = self.features(images).astype(np.float64)
-        z = self.logits(images)
+        f = (self.features(images) if features is None else features).astype(np.float64)
+        z = self.logits(images) if logits is None else logits
         d, c = f.shape[1], z.shape[1]
-        variables = [(v.name, v.numpy()) for v in self.logits_layer.weights]
-        kernels = [(n, v) for n, v in variables if v.shape == (d, c)]
-        biases = [(n, v) for n, v in variables if v.shape == (c,)]
-        if not kernels or not biases:
-            raise NetworkError(f"network {self.name!r}: no [{d}, {c}] kernel with a [{c}] bias among the "
-                               f"classifier's {len(variables)} variables")
-        kname, kernel = kernels[-1]
-        # the bias declared with the kernel, else the last [c] vector
-        prefix = kname.rsplit("/", 1)[0]
-        bname, bias = next(((n, v) for n, v in biases if n.rsplit("/", 1)[0] == prefix), biases[-1])
+        try:
+            kname, kernel, bname, bias = classifiers.locate(
+                [(v.name, v.numpy()) for v in self.logits_layer.weights], d, c)
+        except classifiers.NotLocated as e:
+            raise classifiers.NotLocated(f"network {self.name!r}: {e}") from None
         weight = kernel.T.astype(np.float64)
-        err = float(np.abs(f @ weight.T + bias - z).max())
-        scale = float(np.abs(z).max()) + 1.0
-        if err > rtol * scale:
-            raise NetworkError(f"network {self.name!r}: classifier variables {kname}, {bname} do not reproduce "
-                               f"the model's logits (max error {err:.3g}); the feature and classification handles "
-                               "may not belong to the same network")
-        return weight.astype(np.float32), bias.astype(np.float32), {"kernel": kname, "bias": bname,
-                                                                      "max_logit_error": err}
+        try:
+            err = classifiers.verify(f, z, weight, bias, f"{kname}, {bname}", rtol)
+        except classifiers.ClassifierError as e:
+            raise NetworkError(f"network {self.name!r}: {e}") from None
+        return weight.astype(np.float32), bias.astype(np.float32), {
+            "method": "variables", "kernel": kname, "bias": bname, "max_logit_error": err, "n_images": len(f)}
 
 
-def open_network(name: str, spec: dict, model_dir: str | None = None) -> Network:
-    """The :class:`Network` for a config entry (``source: savedmodel`` or a trained ``source: train``)."""
-    if spec["source"] == "train":
-        return Network(name, f"{model_dir}/feature_vector", f"{model_dir}/classification")
-    if spec["source"] == "savedmodel":
-        return Network(name, spec["handle"], spec.get("classifier"), spec.get("input_size"), spec.get("channels"),
-                       spec.get("input_range", (0.0, 1.0)))
-    raise NetworkError(f"network {name!r}: source {spec['source']!r} is not a model")
+def checkpoint_network(name: str, architecture: str, checkpoint: str, input_size=None, input_range=None) -> Network:
+    """A network built in Keras and loaded from a TF-slim checkpoint (``architecture: inception_v4``)."""
+    if architecture != "inception_v4":
+        raise NetworkError(f"network {name!r}: no Keras implementation of {architecture!r}; known: inception_v4")
+    from . import inception_v4 as iv4
+
+    size = tuple(input_size) if input_size else iv4.INPUT_SIZE
+    features, logits = iv4.build(size)
+    try:
+        iv4.load_checkpoint(logits, checkpoint)
+    except iv4.CheckpointError as e:
+        raise NetworkError(f"network {name!r}: {e}") from None
+    return Network(name, checkpoint, checkpoint, size, 3, input_range or iv4.INPUT_RANGE, layers=(features, logits))
+
+
+def open_network(name: str, spec: dict, model_dir: str | None = None, preprocessing: dict | None = None) -> Network:
+    """The :class:`Network` for a config entry, randomized when the spec says ``randomize: true``.
+
+    ``preprocessing`` (the plan's resolved ``input_size`` and ``input_range``)
+    takes precedence over the spec's own values.
+    """
+    pre = preprocessing or {}
+    size = pre.get("input_size", spec.get("input_size"))
+    value_range = pre.get("input_range", spec.get("input_range"))
+    source = spec["source"]
+    if source == "train":
+        net = Network(name, f"{model_dir}/feature_vector", f"{model_dir}/classification")
+    elif source in ("savedmodel", "tfhub"):
+        fix = hub_handle if source == "tfhub" else (lambda h: h)
+        classifier = spec.get("classifier")
+        net = Network(name, fix(spec["handle"]), fix(classifier) if classifier else None, size,
+                      spec.get("channels"), value_range or (0.0, 1.0))
+    elif source == "checkpoint":
+        net = checkpoint_network(name, spec["architecture"], spec["checkpoint"], size, value_range)
+    else:
+        raise NetworkError(f"network {name!r}: source {source!r} is not a model")
+    if spec.get("randomize"):
+        net.randomize(int(spec.get("seed", 0)))
+    return net
 
 
 # -- extraction ---------------------------------------------------------------------
+def _classifier_from_first_batch(network, images, f, n_classes, lstsq_images):
+    """(weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill."""
+    z = network.logits(images)
+    if n_classes is not None and z.shape[1] != n_classes:
+        raise NetworkError(f"network {network.name!r}: the classifier outputs {z.shape[1]} classes, the dataset "
+                           f"has {n_classes} (ImageNet models of TF Hub and TF-slim output 1001: 0 = background)")
+    try:
+        return network.classifier(images, f, z), z
+    except classifiers.NotLocated:
+        return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z
+
+
 def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None = None, batch_size: int = 256,
-            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True) -> None:
+            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
+            preprocessing: dict | None = None, lstsq_images: int | None = None, log=None) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
 
     Memory holds one batch and one chunk, whatever the number of images. The
     store appears at ``path`` only when every row is written (see
-    :func:`embmap.stores.atomic_group`).
+    :func:`embmap.stores.atomic_group`). Image datasets are decoded, cropped
+    and resized by ``preprocessing`` (``input_size``, ``crop_fraction``).
+    Where the classifier's variables cannot be located, it is recovered by
+    least squares from the features and logits of the first ``lstsq_images``
+    images (default 2 (d + 1)) and the residual is recorded.
     """
     from tqdm import tqdm
 
     from . import datasets as ds
+    from . import images as im
     from . import stores as st
 
+    log = log or (lambda *a: None)
     ids = np.asarray(ids, dtype=str)
     n = len(ids)
     if n == 0:
         raise NetworkError(f"network {network.name!r}: no images to extract into {path}")
+    pre = dict(preprocessing or {})
+    if isinstance(dataset, ds.ImageFiles):
+        pre.setdefault("input_size", list(network.input_size) if network.input_size else None)
+        if not pre["input_size"]:
+            raise NetworkError(f"network {network.name!r}: reading image files needs an input_size")
+    n_classes = getattr(dataset, "n_classes", None)
+    classifier, probe = None, None
     with st.atomic_group(path) as group:
         writer = None
         bar = tqdm(total=n, desc=f"{network.name} -> {Path(path).name}", unit="img", disable=not progress,
                    mininterval=2.0)
-        for start, images in ds.batches(dataset, ids, batch_size):
+        for start, images in ds.batches(dataset, ids, batch_size, pre):
             f = network.features(images)
+            z = None
             if writer is None:
                 rows = st.chunk_rows_for(f.shape[1], requested=chunk_rows)
                 writer = st.EmbeddingWriter(group, ids, labels, f.shape[1], rows, name=f"network {network.name!r}")
                 if with_classifier and network.logits_layer is not None:
-                    w, b, info = network.classifier(images)
-                    st.write_classifier(group, w, b, info)
+                    found, z = _classifier_from_first_batch(network, images, f, n_classes, lstsq_images)
+                    if isinstance(found, classifiers.LeastSquares):
+                        probe = found
+                        log(f"network {network.name!r}: no classifier variables of the right shapes; recovering "
+                            f"C and b by least squares from {probe.want} images")
+                    else:
+                        classifier = found
+            if probe is not None and not probe.full:
+                probe.add(f, network.logits(images) if z is None else z)
             writer.append(f)
             bar.update(len(images))
         bar.close()
         writer.close()
+        if probe is not None:
+            try:
+                classifier = probe.fit()
+            except classifiers.ClassifierError as e:
+                raise NetworkError(f"network {network.name!r}: {e}") from None
+            log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
+                f"{classifier[2]['residual']:.3g}")
+        if classifier is not None:
+            st.write_classifier(group, *classifier)
+        if isinstance(dataset, ds.ImageFiles):
+            preprocessing_attrs = im.describe(pre["input_size"], pre.get("crop_fraction", im.DEFAULT_CROP_FRACTION),
+                                              network.input_range)
+        else:
+            preprocessing_attrs = {"input_range": list(network.input_range), "resize": "bilinear",
+                                   "channels": network.channels}
         group.attrs.update({
             "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
             "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
-            "preprocessing": {"input_range": list(network.input_range), "resize": "bilinear",
-                              "channels": network.channels},
+            "preprocessing": preprocessing_attrs, "parameters": network.parameters(),
+            "randomized": network.randomized,
             "created": st.now(), "versions": st.versions(), **(attrs or {}),
         })

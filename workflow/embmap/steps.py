@@ -89,19 +89,23 @@ def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: s
 
 def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str, split: str, output: str,
             model_dir: str | None = None, store: dict | None = None, with_classifier: bool = True,
-            threads: int = 1) -> None:
+            threads: int = 1, preprocessing: dict | None = None, lstsq_images: int | None = None) -> None:
     from . import datasets, networks
 
     _tf_threads(threads)
     store = store or {}
     rows = datasets.read_manifest(manifest, split)
-    net = networks.open_network(name, spec, model_dir)
+    net = networks.open_network(name, spec, model_dir, preprocessing)
+    if net.randomized:
+        log.info("%s: re-initialised %d variables (%d parameters) with seed %d", name,
+                 net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"])
     networks.extract(
         net, datasets.get(dataset), rows["id"].to_numpy(), rows["label"].to_numpy(), output,
         chunk_rows=store.get("chunk_rows"), batch_size=int(store.get("batch_size", 256)),
-        with_classifier=with_classifier,
+        with_classifier=with_classifier, preprocessing=preprocessing, lstsq_images=lstsq_images, log=log.info,
         attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
-               "seed": (spec.get("train") or {}).get("seed", dataset.get("seed")), "spec": spec},
+               "seed": (spec.get("train") or {}).get("seed", spec.get("seed", dataset.get("seed"))), "spec": spec,
+               "manifest": str(manifest)},
     )
     log.info("wrote %s (%d images)", output, len(rows))
 

@@ -1,0 +1,153 @@
+"""TF Hub-format handle pairs: extraction of image files, classifiers located or recovered, random control."""
+
+import numpy as np
+import pytest
+
+from embmap import datasets, stores
+from fake_hub import tiny_hub_pair
+from fake_imagenet import WNIDS, fake_imagenet
+
+pytestmark = pytest.mark.tensorflow
+
+N_CLASSES = len(WNIDS) + 1  # background + synsets, as the ImageNet models
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hub")
+    root = fake_imagenet(base / "imagenet", per_class=4, val_layout="flat")
+    return {
+        "root": root,
+        "pair": tiny_hub_pair(base / "pair", d=6, n_classes=N_CLASSES, seed=1),
+        "hidden": tiny_hub_pair(base / "hidden", d=6, n_classes=N_CLASSES, seed=2, locatable=False),
+        "other": tiny_hub_pair(base / "other", d=6, n_classes=N_CLASSES, seed=3),
+        "soft": tiny_hub_pair(base / "soft", d=6, n_classes=N_CLASSES, seed=4, locatable=False, softmax=True),
+    }
+
+
+def spec_of(pair, **kw):
+    return {"source": "tfhub", "handle": str(pair / "feature_vector"), "classifier": str(pair / "classification"),
+            "input_size": [24, 28], "input_range": [-1, 1], **kw}
+
+
+def run_extract(world, spec, tmp_path, split="train", name="net", crop=0.875, **kw):
+    from embmap import steps
+
+    dataset = {"kind": "imagenet", "root": str(world["root"]), "devkit": "ILSVRC2012_devkit_t12"}
+    manifest = tmp_path / "manifest.csv"
+    if not manifest.exists():
+        steps.prepare_split(dataset, str(manifest))
+    out = tmp_path / f"{name}-{split}.zarr"
+    pre = {"input_size": spec["input_size"], "crop_fraction": crop, "input_range": spec["input_range"]}
+    steps.extract("exp", name, spec, dataset, str(manifest), split, str(out), store={"batch_size": 5},
+                  preprocessing=pre, **kw)
+    return stores.open_embeddings(out), datasets.read_manifest(manifest, split)
+
+
+def test_pair_extracts_image_files_with_its_classifier_and_preprocessing(world, tmp_path):
+    from embmap import networks
+
+    s, rows = run_extract(world, spec_of(world["pair"]), tmp_path, split="val")
+    np.testing.assert_array_equal(s.ids, rows.id.to_numpy())
+    np.testing.assert_array_equal(s.labels, rows.label.to_numpy())
+    w, b = s.classifier()
+    assert w.shape == (N_CLASSES, 6) and b.shape == (N_CLASSES,)
+    c = s.group["classifier"].attrs
+    assert c["method"] == "variables" and "logits" in c["kernel"]
+    pre = s.attrs["preprocessing"]
+    assert pre["crop_fraction"] == 0.875 and pre["input_size"] == [24, 28] and pre["input_range"] == [-1, 1]
+    assert pre["resize"] == "bilinear" and s.attrs["input_size"] == [24, 28]
+    # the same values as one file at a time through the network, which also gives the model's own logits
+    net = networks.open_network("net", spec_of(world["pair"]))
+    x = datasets.get({"kind": "imagenet", "root": str(world["root"]), "devkit": "ILSVRC2012_devkit_t12"}).images(
+        list(rows.id), (24, 28), 0.875)
+    np.testing.assert_allclose(s.embeddings[:], net.features(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s.embeddings[:] @ w.T + b, net.logits(x), rtol=1e-4, atol=1e-4)
+    assert s.attrs["parameters"] > 0
+
+
+def test_classifier_without_locatable_variables_is_recovered_by_least_squares(world, tmp_path):
+    from embmap import networks
+
+    s, rows = run_extract(world, spec_of(world["hidden"]), tmp_path)
+    c = s.group["classifier"].attrs
+    assert c["method"] == "least_squares" and c["n_images"] == 2 * (6 + 1) <= len(rows) and c["residual"] < 1e-6
+    w, b = s.classifier()
+    net = networks.open_network("net", spec_of(world["hidden"]))
+    x = net.preprocess(datasets.get({"kind": "imagenet", "root": str(world["root"])}).images(
+        list(rows.id[:5]), (24, 28)))
+    np.testing.assert_allclose(net.features(x) @ w.T + b, net.logits(x), rtol=1e-4, atol=1e-4)
+
+
+def test_least_squares_needs_d_plus_one_images_and_affine_logits(world, tmp_path):
+    from embmap import networks
+
+    with pytest.raises(networks.NetworkError, match=r"network 'net': recovering .* at least d \+ 1 = 7 images, "
+                                                     r"the split has 5"):
+        run_extract(world, spec_of(world["hidden"]), tmp_path, lstsq_images=5)
+    with pytest.raises(networks.NetworkError, match="'soft'.*not an affine function"):
+        run_extract(world, spec_of(world["soft"]), tmp_path, name="soft")
+    assert not (tmp_path / "soft-train.zarr").exists()
+
+
+def test_handles_of_different_networks_are_refused(world, tmp_path):
+    from embmap import networks
+
+    mixed = spec_of(world["pair"], classifier=str(world["other"] / "classification"))
+    with pytest.raises(networks.NetworkError, match="'mixed'.*do not reproduce the model's logits"):
+        run_extract(world, mixed, tmp_path, name="mixed")
+    assert not (tmp_path / "mixed-train.zarr").exists()
+
+
+def test_class_count_must_match_the_dataset(world, tmp_path):
+    from embmap import networks
+
+    pair = tiny_hub_pair(tmp_path / "thousand", d=6, n_classes=N_CLASSES - 1)
+    with pytest.raises(networks.NetworkError, match=r"outputs 5 classes, the dataset has 6 .*1001"):
+        run_extract(world, spec_of(pair), tmp_path)
+
+
+def test_randomize_changes_every_variable_reproducibly_and_keeps_the_pair_consistent(world, tmp_path):
+    from embmap import networks
+
+    def values(net):
+        return {v.name: v.numpy().copy() for v in net.variables()}
+
+    trained = values(networks.open_network("a", spec_of(world["pair"])))
+    a = networks.open_network("a", spec_of(world["pair"], randomize=True, seed=5))
+    b = networks.open_network("b", spec_of(world["pair"], randomize=True, seed=5))
+    c = networks.open_network("c", spec_of(world["pair"], randomize=True, seed=6))
+    ra, rb, rc = values(a), values(b), values(c)
+    assert set(ra) == set(trained) and len(ra) == 10
+    for name in trained:
+        assert not np.allclose(ra[name], trained[name]), name
+        np.testing.assert_array_equal(ra[name], rb[name])
+    kernels = [n for n in ra if ra[n].ndim >= 2]
+    assert kernels and all(not np.allclose(ra[n], rc[n]) for n in kernels)
+    assert np.all(ra["conv/BatchNorm/moving_variance:0"] == 1) and np.all(ra["conv/BatchNorm/moving_mean:0"] == 0)
+    assert a.randomized["reinitialised"] == 8 + 10  # both models hold their own copies
+    # the feature and classification models were re-initialised alike: the classifier still verifies
+    s, _ = run_extract(world, spec_of(world["pair"], randomize=True, seed=5), tmp_path, name="ctrl")
+    assert s.attrs["randomized"]["seed"] == 5 and s.group["classifier"].attrs["method"] == "variables"
+
+
+def test_kernel_initialisation_has_the_variance_scaling_spread():
+    from embmap.randomize import initial_value
+
+    w = initial_value("block/conv/kernel:0", (3, 3, 64, 128), seed=0)
+    fan_in = 3 * 3 * 64
+    assert abs(w.std() - np.sqrt(2.0 / fan_in)) < 0.02 * np.sqrt(2.0 / fan_in)
+    assert np.abs(w).max() <= 2 * np.sqrt(2.0 / fan_in) / 0.8796 + 1e-6
+    assert np.all(initial_value("dense/bias:0", (7,), 0) == 0)
+
+
+def test_handles_that_do_not_answer_are_named(tmp_path, monkeypatch):
+    from embmap import networks
+
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    url = "http://127.0.0.1:9/google/imagenet/nothing/feature_vector/5"
+    with pytest.raises(networks.NetworkError, match=r"network 'gone': cannot load feature-vector handle "
+                                                     r"'http://127.0.0.1:9/.*TFHUB_CACHE_DIR"):
+        networks.open_network("gone", {"source": "tfhub", "handle": url, "classifier": url})
+    assert networks.hub_handle("google/imagenet/inception_v3/feature_vector/5") == \
+        "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
