@@ -155,7 +155,7 @@ class ImageNet(ImageFiles):
     ``root/LOC_synset_mapping.txt``, or else the train folders themselves.
 
     Relative paths of ``synsets``, ``devkit`` and ``val_labels`` are relative
-    to ``root``. ``per_class: N`` keeps N images per class and split, drawn
+    to ``root``; ``devkit`` defaults to ``root/ILSVRC2012_devkit_t12`` where it exists. ``per_class: N`` keeps N images per class and split, drawn
     by ``seed``. Splits: ``train`` and ``val``; ids: paths relative to root.
     """
 
@@ -166,6 +166,8 @@ class ImageNet(ImageFiles):
         super().__init__(root)
         self.synsets_file = self._under_root(synsets)
         self.devkit = self._under_root(devkit)
+        if self.devkit is None and (self.root / "ILSVRC2012_devkit_t12").is_dir():
+            self.devkit = self.root / "ILSVRC2012_devkit_t12"
         self.val_labels = self._under_root(val_labels)
         self.per_class, self.seed = per_class, int(seed)
         self._wnids = None

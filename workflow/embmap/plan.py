@@ -16,6 +16,10 @@ from pathlib import Path
 
 TASKS = ("closed_set",)
 METHODS = ("native", "ridge", "analytic", "identity")
+IMAGE_KINDS = ("imagenet", "image_list")
+DEFAULT_CROP_FRACTION = 0.875
+# input defaults of the architectures built from checkpoints (embmap.inception_v4)
+CHECKPOINT_INPUT = {"inception_v4": {"input_size": [299, 299], "input_range": [-1.0, 1.0]}}
 
 
 class ConfigError(ValueError):
@@ -51,6 +55,11 @@ class Network:
     @property
     def trained_here(self) -> bool:
         return self.source == "train"
+
+    @property
+    def is_model(self) -> bool:
+        """A model this run reads images with (not a bring-your-own store)."""
+        return self.source != "zarr"
 
 
 @dataclass
@@ -90,6 +99,14 @@ class Experiment:
     @property
     def uses_manifest(self) -> bool:
         return self.dataset["kind"] != "embeddings"
+
+    @property
+    def reads_image_files(self) -> bool:
+        return self.dataset["kind"] in IMAGE_KINDS
+
+    @property
+    def preprocessing(self) -> dict:
+        return dict(self.spec.get("preprocessing", {}))
 
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -173,16 +190,22 @@ class Plan:
                     f"experiments.{name}.eval_split: equals fit_split ({exp.fit_split!r}); "
                     "maps must be measured on images they were not fitted on"
                 )
+            if check_paths:
+                self._check_dataset(f"experiments.{name}.dataset", exp.dataset)
             dkey = _dataset_key(exp.dataset)
-            for key, nspec in nets.items():
+            # controls last, as in the paper's tables (their rows and columns close the matrix)
+            ordered = [k for k in nets if not nets[k].get("control")] + [k for k in nets if nets[k].get("control")]
+            for key in ordered:
+                nspec = nets[key]
                 where = f"experiments.{name}.networks.{key}"
                 self._check_network(where, nspec, exp, check_paths)
                 owner = name
                 if nspec["source"] != "zarr":
+                    defines = (nspec, resolve_preprocessing(nspec, exp))
                     shared = owners.get((dkey, key))
                     if shared is None:
-                        owners[(dkey, key)] = (name, nspec)
-                    elif shared[1] != nspec:
+                        owners[(dkey, key)] = (name, defines)
+                    elif shared[1] != defines:
                         raise ConfigError(
                             f"{where}: experiment {shared[0]!r} defines network {key!r} differently on the "
                             "same dataset; a network key names one network per dataset, rename one of them"
@@ -193,9 +216,50 @@ class Plan:
             self.experiments[name] = exp
 
     # -- checks -----------------------------------------------------------------
+    def _check_dataset(self, where: str, dataset: dict) -> None:
+        """Paths of image datasets exist (listing the images waits for the prepare_split job)."""
+        kind = dataset.get("kind")
+        if kind == "imagenet":
+            root = self._path(dataset["root"])
+            for sub in ("train", "val"):
+                if not (root / sub).is_dir():
+                    raise ConfigError(f"{where}.root: no {sub}/ folder in {root} (expected ILSVRC2012's "
+                                      "train/<wnid>/*.JPEG and val/)")
+            for k in ("synsets", "devkit", "val_labels"):
+                if k in dataset:
+                    q = Path(os.path.expandvars(os.path.expanduser(dataset[k])))
+                    q = q if q.is_absolute() else root / q
+                    if not q.exists():
+                        raise ConfigError(f"{where}.{k}: {q} does not exist")
+        elif kind == "image_list":
+            p = self._path(dataset["path"])
+            if not p.is_file():
+                raise ConfigError(f"{where}.path: no image list at {p}")
+
     def _check_network(self, where: str, spec: dict, exp: Experiment, check_paths: bool) -> None:
         source = spec.get("source")
-        if source == "savedmodel":
+        if exp.reads_image_files and source not in ("zarr",):
+            if source == "train":
+                raise ConfigError(f"{where}.source: 'train' trains the demo architectures on digits only; "
+                                  "image files take savedmodel, tfhub or checkpoint networks")
+            if not resolve_preprocessing(spec, exp).get("input_size"):
+                raise ConfigError(f"{where}.input_size: networks reading image files need their input size "
+                                  "(or the experiment's preprocessing.input_size)")
+        if source == "tfhub":
+            if exp.task == "closed_set" and "classifier" not in spec:
+                raise ConfigError(f"{where}.classifier: closed_set needs the network's classifier; give the TF Hub "
+                                  "handle of its classification model")
+            for k in ("handle", "classifier"):
+                h = spec.get(k, "")
+                if check_paths and h.startswith(("/", "./", "../", "~", "file://")):
+                    p = self._path(h.removeprefix("file://"))
+                    if not p.exists():
+                        raise ConfigError(f"{where}.{k}: no SavedModel at {p}")
+        elif source == "checkpoint":
+            p = self._path(spec["checkpoint"])
+            if check_paths and not (p.exists() or p.with_name(p.name + ".index").exists()):
+                raise ConfigError(f"{where}.checkpoint: no checkpoint at {p} (nor {p.name}.index)")
+        elif source == "savedmodel":
             if "handle" not in spec:
                 raise ConfigError(f"{where}.handle: a savedmodel network needs a handle (URL or directory)")
             if exp.task == "closed_set" and "classifier" not in spec:
@@ -221,12 +285,13 @@ class Plan:
             if exp.dataset["kind"] == "embeddings":
                 raise ConfigError(f"{where}.source: 'train' needs images, but the dataset kind is 'embeddings'")
         else:
-            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, zarr or train")
+            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, tfhub, checkpoint, zarr "
+                              "or train")
         if exp.dataset["kind"] == "embeddings" and source != "zarr":
             raise ConfigError(f"{where}.source: dataset kind 'embeddings' takes zarr networks only")
 
     def _path(self, p: str) -> Path:
-        q = Path(os.path.expanduser(p))
+        q = Path(os.path.expandvars(os.path.expanduser(p)))
         return q if q.is_absolute() else self.root / q
 
     # -- paths ------------------------------------------------------------------
@@ -263,10 +328,16 @@ class Plan:
         d = self.exp_dir(exp)
         return [f"{d}/figures/closed_set_heatmap.png", f"{d}/figures/closed_set_heatmap.svg"]
 
+    def network_table(self, exp: str) -> str:
+        """Table 1: one row per network (handle, feature dimension, parameters, input size, native top-1)."""
+        return f"{self.exp_dir(exp)}/tables/networks.csv"
+
     def targets(self) -> list[str]:
         out = []
         for name in self.experiments:
             out += self.tables(name) + self.figures(name)
+            if self.experiments[name].task == "closed_set":
+                out.append(self.network_table(name))
         return out
 
     # -- lookups used by rules --------------------------------------------------
@@ -284,3 +355,31 @@ class Plan:
             return self.experiments[exp].networks[network]
         except KeyError:
             raise ConfigError(f"experiments.{exp}.networks.{network}: not in the config") from None
+
+    def preprocessing(self, exp: str, network: str) -> dict:
+        """The resolved preprocessing of ``network`` in ``exp`` (see :func:`resolve_preprocessing`)."""
+        return resolve_preprocessing(self.network(exp, network).spec, self.experiments[exp])
+
+
+def resolve_preprocessing(spec: dict, exp: Experiment) -> dict:
+    """``input_size``, ``input_range`` and, for image files, ``crop_fraction`` of one network.
+
+    The experiment's ``preprocessing.input_size`` (the paper's single 331 crop)
+    replaces the network's own size unless the network is ``fixed_input``;
+    ``crop_fraction`` comes from the network, else the experiment, else 0.875.
+    Unset values are left out.
+    """
+    base = CHECKPOINT_INPUT.get(spec.get("architecture"), {}) if spec.get("source") == "checkpoint" else {}
+    common = exp.preprocessing
+    out = {}
+    size = spec.get("input_size", base.get("input_size"))
+    if common.get("input_size") and not spec.get("fixed_input", False):
+        size = common["input_size"]
+    if size:
+        out["input_size"] = [int(v) for v in size]
+    value_range = spec.get("input_range", base.get("input_range"))
+    if value_range:
+        out["input_range"] = [float(v) for v in value_range]
+    if exp.reads_image_files:
+        out["crop_fraction"] = float(spec.get("crop_fraction", common.get("crop_fraction", DEFAULT_CROP_FRACTION)))
+    return out

@@ -159,6 +159,17 @@ def evaluate_closed_set(stores: dict[str, str], maps: str, table: str, matrix: s
     log.info("wrote %s and %s", table, matrix)
 
 
+def network_table(stores: dict[str, str], labels: dict, output: str, chunk_rows: int = 4096) -> None:
+    from . import network_table as nt
+    from . import stores as st
+
+    opened = st.open_aligned(stores)
+    t = nt.describe(opened, labels, chunk_rows=chunk_rows)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(output, index=False, float_format="%.6g")
+    log.info("wrote %s:\n%s", output, t[["network", "feature_dim", "parameters", "input_size", "top1"]].to_string())
+
+
 def plot_closed_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str) -> None:
     import pandas as pd
 

@@ -27,3 +27,27 @@ rule evaluate_closed_set:
         "../../envs/analysis.yaml"
     script:
         "../scripts/evaluate_closed_set.py"
+
+
+rule network_table:
+    input:
+        unpack(eval_stores),
+    output:
+        report(
+            f"{R}/{{exp}}/tables/networks.csv",
+            caption="../report/networks.rst",
+            category="{exp}",
+            subcategory="networks",
+        ),
+    log:
+        f"{R}/{{exp}}/logs/network_table.log",
+    params:
+        stores=eval_stores,
+        labels=lambda wc: {k: n.label for k, n in exp_of(wc).networks.items()},
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/network_table.py"

@@ -29,6 +29,7 @@ rule extract:
         dataset=lambda wc: exp_of(wc).dataset,
         store=lambda wc: exp_of(wc).store_options,
         with_classifier=lambda wc: exp_of(wc).task == "closed_set",
+        preprocessing=lambda wc: P.preprocessing(wc.exp, wc.network),
     threads: 2
     resources:
         mem_mb=4000,

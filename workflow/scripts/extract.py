@@ -17,4 +17,5 @@ with steps.logged(snakemake.log[0]):
         store=snakemake.params.store,
         with_classifier=snakemake.params.with_classifier,
         threads=snakemake.threads,
+        preprocessing=snakemake.params.preprocessing,
     )
