@@ -151,3 +151,17 @@ def test_handles_that_do_not_answer_are_named(tmp_path, monkeypatch):
         networks.open_network("gone", {"source": "tfhub", "handle": url, "classifier": url})
     assert networks.hub_handle("google/imagenet/inception_v3/feature_vector/5") == \
         "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
+
+
+def test_fetch_resolves_every_tfhub_handle_of_a_config(world, tmp_path):
+    import yaml
+
+    from embmap.__main__ import main
+
+    cfg = {"experiments": {"e": {"networks": {
+        "a": spec_of(world["pair"]), "b": {"source": "tfhub", "handle": "http://127.0.0.1:9/nothing/1"}}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["fetch", str(tmp_path / "c.yaml")]) == 2
+    del cfg["experiments"]["e"]["networks"]["b"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["fetch", str(tmp_path / "c.yaml")]) == 0

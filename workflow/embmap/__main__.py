@@ -1,4 +1,4 @@
-"""Command line: ``python -m embmap inspect PATH`` (also installed as the ``embmap`` script)."""
+"""Command line: ``python -m embmap inspect PATH`` and ``python -m embmap fetch CONFIG`` (also the ``embmap`` script)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pair", action="store_true",
                    help="PATH is a map store (maps/SOURCE/TARGET.zarr): show provenance and fit quality")
     p.add_argument("--no-stats", action="store_true", help="skip value statistics (no data read)")
+    f = sub.add_parser("fetch", help="download every TF Hub model of a config into TFHUB_CACHE_DIR (needs network)")
+    f.add_argument("config", help="a config file, e.g. configs/imagenet.yaml")
     args = parser.parse_args(argv)
+
+    if args.command == "fetch":
+        from .networks import NetworkError, fetch
+
+        try:
+            for handle, path in fetch(args.config):
+                print(f"{handle} -> {path}")
+        except NetworkError as e:
+            print(f"embmap fetch: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     from . import inspection
     from .stores import StoreError

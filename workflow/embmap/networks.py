@@ -159,6 +159,30 @@ def _load_hub(name: str, which: str, handle: str):
         raise NetworkError(f"network {name!r}: cannot load {which} handle {handle!r}{hint}: {e}") from e
 
 
+def fetch(config_path) -> list[tuple[str, str]]:
+    """Download the TF Hub models of every ``tfhub`` network in a config into the TF Hub cache.
+
+    Compute nodes without network access then load them from the same
+    ``TFHUB_CACHE_DIR``. Returns (handle, local folder) pairs.
+    """
+    import tensorflow_hub as hub
+    import yaml
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    handles = []
+    for exp in (config.get("experiments") or {}).values():
+        for spec in (exp.get("networks") or {}).values():
+            if spec.get("source") == "tfhub":
+                handles += [hub_handle(spec[k]) for k in ("handle", "classifier") if spec.get(k)]
+    out = []
+    for h in dict.fromkeys(handles):
+        try:
+            out.append((h, hub.resolve(h)))
+        except Exception as e:  # the resolver raises many kinds
+            raise NetworkError(f"TF Hub handle {h!r} did not answer: {e}") from e
+    return out
+
+
 class Network:
     """A network as a feature model and an optional classification model (logits).
 
