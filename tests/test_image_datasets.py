@@ -1,5 +1,7 @@
 """ILSVRC2012 layouts, the 1001-class label convention, image lists and the decoding pipeline."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +35,12 @@ def test_flat_val_with_devkit_ground_truth_maps_devkit_ids_to_wnid_order(tmp_pat
     assert len(t) == 3 * len(WNIDS)
     assert (t.label == t.id.str.split("/").str[1].map(lambda w: 1 + sorted(WNIDS).index(w))).all()
     assert set(m.columns) >= {"id", "label", "split", "wnid"}
+
+
+def test_devkit_folder_in_the_root_is_found_without_config(tmp_path):
+    root = fake_imagenet(tmp_path / "in", val_layout="flat", synsets_file=False)
+    m = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    assert list(val_rows(m).label) == expected_val_labels()
 
 
 def test_flat_val_with_loc_solution_csv(tmp_path):
@@ -81,6 +89,7 @@ def test_devkit_ids_without_meta_mat_are_refused(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="flat")
     gt = root / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt"
     (root / "gt.txt").write_text(gt.read_text())
+    shutil.rmtree(root / "ILSVRC2012_devkit_t12")
     with pytest.raises(datasets.DatasetError, match="gt.txt: holds devkit ILSVRC2012_IDs.*meta.mat"):
         datasets.get({"kind": "imagenet", "root": str(root), "val_labels": "gt.txt"}).manifest()
 
