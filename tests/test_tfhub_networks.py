@@ -165,3 +165,17 @@ def test_fetch_resolves_every_tfhub_handle_of_a_config(world, tmp_path):
     del cfg["experiments"]["e"]["networks"]["b"]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["fetch", str(tmp_path / "c.yaml")]) == 0
+
+
+def test_pairing_of_feature_and_classifier_variables_by_name():
+    from types import SimpleNamespace as V
+
+    from embmap.randomize import pairing_key
+
+    feats = [V(name="fv/conv/kernel:0"), V(name="fv/conv/bias:0")]
+    same = [V(name="fv/conv/kernel:0"), V(name="fv/conv/bias:0"), V(name="fv/logits/kernel:0")]
+    prefixed = [V(name="cls/conv/kernel:0"), V(name="cls/conv/bias:0"), V(name="cls/logits/kernel:0")]
+    assert pairing_key(feats, same)("fv/conv/kernel:0") == "fv/conv/kernel"
+    key = pairing_key(feats, prefixed)
+    assert key("fv/conv/kernel:0") == key("cls/conv/kernel:0") == "conv/kernel"
+    assert pairing_key(feats, [V(name="other/kernel:0")]) is None

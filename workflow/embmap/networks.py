@@ -129,6 +129,12 @@ def train(spec: dict, images: np.ndarray, labels: np.ndarray, n_classes: int, ou
 TFHUB = "https://tfhub.dev/"
 
 
+def _variable_key(name: str) -> str:
+    from .randomize import variable_key
+
+    return variable_key(name)
+
+
 def _handle(h: str) -> str:
     return h.removeprefix("file://")
 
@@ -264,9 +270,16 @@ class Network:
 
     def randomize(self, seed: int) -> dict:
         """Re-initialise every variable (the random control); see :mod:`embmap.randomize`."""
-        from .randomize import randomize
+        from .randomize import pairing_key, randomize
 
-        self.randomized = {"seed": int(seed), **randomize(self.variables(), seed)}
+        key = None
+        if self.logits_layer is not None and self.logits_layer is not self.features_layer:
+            key = pairing_key(self.features_layer.weights, self.logits_layer.weights)
+            if key is None:
+                raise NetworkError(f"network {self.name!r}: the variables of {self.handle!r} are not found under "
+                                   f"the same names in {self.classifier_handle!r}, so a re-initialisation could "
+                                   "not keep the two models alike")
+        self.randomized = {"seed": int(seed), **randomize(self.variables(), seed, key=key or _variable_key)}
         return self.randomized
 
     def classifier(self, images: np.ndarray, features: np.ndarray | None = None,

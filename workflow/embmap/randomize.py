@@ -50,11 +50,12 @@ def initial_value(name: str, shape, seed: int, dtype=np.float32) -> np.ndarray |
     return (std * x).astype(dtype)
 
 
-def randomize(variables, seed: int) -> dict:
+def randomize(variables, seed: int, key=variable_key) -> dict:
     """Re-initialise ``variables`` (tf.Variables) in place; return counts of what changed.
 
     Variables are de-duplicated by identity, so passing the variables of a
     feature model and of a classification model that share them is fine.
+    ``key(name)`` is the name the values are drawn by.
     """
     seen, counts = set(), {"reinitialised": 0, "left": 0, "parameters": 0}
     for v in variables:
@@ -64,7 +65,7 @@ def randomize(variables, seed: int) -> dict:
         if not v.dtype.is_floating:
             counts["left"] += 1
             continue
-        value = initial_value(v.name, v.shape, seed, v.dtype.as_numpy_dtype)
+        value = initial_value(key(v.name), v.shape, seed, v.dtype.as_numpy_dtype)
         if value is None:
             counts["left"] += 1
             continue
@@ -72,3 +73,24 @@ def randomize(variables, seed: int) -> dict:
         counts["reinitialised"] += 1
         counts["parameters"] += int(value.size)
     return counts
+
+
+def pairing_key(features, logits):
+    """The naming that pairs a feature model's variables with its classification model's.
+
+    Both models hold the same layers; their variables must be found under
+    the same names, either as they are or without their first name scope
+    (a model-level prefix). Returns a ``key`` function for :func:`randomize`,
+    or None when the names do not pair up.
+    """
+    f = {variable_key(v.name) for v in features}
+    z = {variable_key(v.name) for v in logits}
+    if f <= z:
+        return variable_key
+
+    def unscoped(name):
+        return variable_key(name).split("/", 1)[-1]
+
+    if {unscoped(n) for n in f} <= {unscoped(n) for n in z}:
+        return unscoped
+    return None
