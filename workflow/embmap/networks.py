@@ -226,13 +226,27 @@ def open_network(name: str, spec: dict, model_dir: str | None = None) -> Network
 
 
 # -- extraction ---------------------------------------------------------------------
+def model_fingerprint(handle: str | None) -> dict | None:
+    """What identifies a model's weights: for a local directory its files' names, sizes and times; else the handle."""
+    if not handle:
+        return None
+    root = Path(handle)
+    if not root.is_dir():
+        return {"handle": handle}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {"handle": str(root.resolve()),
+            "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
 def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None = None, batch_size: int = 256,
-            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True) -> None:
+            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True, log=None) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
 
     Memory holds one batch and one chunk, whatever the number of images. The
-    store appears at ``path`` only when every row is written (see
-    :func:`embmap.stores.atomic_group`).
+    store is built at ``<path>.partial`` and appears at ``path`` only when every
+    row is written; an interrupted extraction run again with the same network,
+    images and options continues from its last durable chunk (see
+    :class:`embmap.stores.ResumableStore`) and gives the same store.
     """
     from tqdm import tqdm
 
@@ -243,26 +257,36 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
     n = len(ids)
     if n == 0:
         raise NetworkError(f"network {network.name!r}: no images to extract into {path}")
-    with st.atomic_group(path) as group:
-        writer = None
-        bar = tqdm(total=n, desc=f"{network.name} -> {Path(path).name}", unit="img", disable=not progress,
-                   mininterval=2.0)
-        for start, images in ds.batches(dataset, ids, batch_size):
-            f = network.features(images)
-            if writer is None:
-                rows = st.chunk_rows_for(f.shape[1], requested=chunk_rows)
-                writer = st.EmbeddingWriter(group, ids, labels, f.shape[1], rows, name=f"network {network.name!r}")
-                if with_classifier and network.logits_layer is not None:
-                    w, b, info = network.classifier(images)
-                    st.write_classifier(group, w, b, info)
-            writer.append(f)
-            bar.update(len(images))
-        bar.close()
-        writer.close()
-        group.attrs.update({
-            "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
-            "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
-            "preprocessing": {"input_range": list(network.input_range), "resize": "bilinear",
-                              "channels": network.channels},
-            "created": st.now(), "versions": st.versions(), **(attrs or {}),
-        })
+    fingerprint = {
+        "network": network.name, "model": model_fingerprint(network.handle),
+        "classifier": model_fingerprint(network.classifier_handle) if with_classifier else None,
+        "input_size": network.input_size, "channels": network.channels, "input_range": network.input_range,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "attrs": attrs,
+    }
+    store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
+                              name=f"network {network.name!r}")
+    if store.start and log:
+        log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
+    want_classifier = with_classifier and network.logits_layer is not None
+    bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
+               disable=not progress, mininterval=2.0)
+    images = None
+    for offset, images in ds.batches(dataset, ids[store.start:], batch_size):
+        f = network.features(images)
+        if want_classifier and not store.has_classifier:
+            w, b, info = network.classifier(images)
+            st.write_classifier(store.group, w, b, info)
+        store.append(f)
+        bar.update(len(images))
+    bar.close()
+    if images is None:  # resumed with nothing left but the final rename
+        images = next(ds.batches(dataset, ids[:1], 1))[1]
+        if want_classifier and not store.has_classifier:
+            st.write_classifier(store.group, *network.classifier(images)[:2])
+    store.finish({
+        "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
+        "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
+        "preprocessing": {"input_range": list(network.input_range), "resize": "bilinear",
+                          "channels": network.channels},
+        "created": st.now(), "versions": st.versions(), **(attrs or {}),
+    })

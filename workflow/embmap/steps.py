@@ -99,7 +99,7 @@ def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str
     networks.extract(
         net, datasets.get(dataset), rows["id"].to_numpy(), rows["label"].to_numpy(), output,
         chunk_rows=store.get("chunk_rows"), batch_size=int(store.get("batch_size", 256)),
-        with_classifier=with_classifier,
+        with_classifier=with_classifier, log=log.info,
         attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
                "seed": (spec.get("train") or {}).get("seed", dataset.get("seed")), "spec": spec},
     )
