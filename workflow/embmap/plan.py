@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +96,10 @@ class Experiment:
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
-def _dotted(path) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
+def dotted(path) -> str:
+    """A config path as users write it: ``experiments.digits.mapping.alpha``; odd keys are quoted."""
+    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_-]+", str(p)) else json.dumps(str(p)) for p in path]
+    return ".".join(parts) or "(top level)"
 
 
 def check_schema(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
@@ -117,11 +120,11 @@ def check_schema(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
     err = jsonschema.exceptions.best_match(errors)
     while err.context:  # descend into allOf/if-then to the concrete failure
         err = jsonschema.exceptions.best_match(err.context)
-    where = _dotted(err.absolute_path)
+    where = dotted(err.absolute_path)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        keys = ", ".join(f"{where}.{k}" if err.absolute_path else k for k in extra)
+        keys = ", ".join(dotted([*err.absolute_path, k]) for k in extra)
         raise ConfigError(f"{keys}: unknown key; allowed here: {allowed}")
     if err.validator == "enum":
         raise ConfigError(f"{where}: {err.instance!r} is not one of {err.validator_value}")
