@@ -73,10 +73,16 @@ def prepare_split(dataset: dict, output: str) -> None:
 
 
 # -- networks -----------------------------------------------------------------------
-def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: str, threads: int = 1) -> None:
+TRAIN_THREADS = 1
+
+
+def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: str) -> None:
+    """Train one demo network. TensorFlow runs on :data:`TRAIN_THREADS` threads whatever the job was given:
+    its reductions change order with the thread count, so the weights (and every table after them) are
+    bit-identical only if the count is fixed (``--cores 1`` and ``--cores 8`` give the same results)."""
     from . import datasets, networks
 
-    _tf_threads(threads)
+    _tf_threads(TRAIN_THREADS)
     ds = datasets.get(dataset)
     train = datasets.read_manifest(manifest, "train")
     images = ds.images(list(train["id"]))

@@ -8,7 +8,7 @@ rule train_network:
     params:
         spec=lambda wc: P.network(wc.exp, wc.network).spec,
         dataset=lambda wc: exp_of(wc).dataset,
-    threads: 2
+    threads: 1  # training runs single-threaded for bit-identical weights (embmap.steps.TRAIN_THREADS)
     resources:
         mem_mb=4000,
     conda:
