@@ -36,6 +36,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/open_set.smk"
 
 
 rule all:

@@ -354,3 +354,137 @@ def test_digit_pairs_use_only_held_out_digits(tmp_path):
     assert not set(halves[0].id) & set(halves[1].id)
     assert abs(len(halves[0]) - len(halves[1])) <= 6
 
+
+
+# -- end to end ---------------------------------------------------------------------
+def write_pairs_stores(root, ids, feats):
+    from embmap import stores
+
+    out = {}
+    for name, f in feats.items():
+        stores.write_embeddings(root / name / "pairs.zarr", f, ids, np.full(len(ids), -1), chunk_rows=50,
+                                network=name, source="zarr", split="pairs")
+        out[name] = str(root / name)
+    return out
+
+
+@pytest.mark.workflow
+def test_bring_your_own_embeddings_open_set_end_to_end(tmp_path):
+    import json
+
+    import zarr
+
+    from test_workflow import snakemake
+
+    ids, feats = face_embeddings(n_id=40, per_id=4, dims=(10, 8, 10), random=(2,))
+    pairs = pairs_among(ids, n_folds=5, per_fold=10)
+    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    # stores in another order and with images no pair names: rows are matched by id
+    extra = np.concatenate([ids, ["Nobody/Nobody_0001.jpg"]])
+    perm = np.random.default_rng(0).permutation(len(extra))
+    dirs = write_pairs_stores(tmp_path / "byo", extra[perm],
+                              {k: np.vstack([f, np.ones((1, f.shape[1]), np.float32)])[perm]
+                               for k, f in feats.items()})
+    cfg = {"experiments": {"faces": {
+        "task": "open_set", "dataset": {"kind": "embeddings", "pairs": str(tmp_path / "pairs.txt")},
+        "mapping": {"alpha": 0.5}, "identification": {"folds": 4, "seed": 1},
+        "networks": {k: {"source": "zarr", "path": d, "label": k.upper()} for k, d in dirs.items()}}}}
+    cfg["experiments"]["faces"]["networks"]["net2"]["control"] = True
+    snakemake(tmp_path, cfg)
+    res = tmp_path / "results" / "faces"
+    t = pd.read_csv(res / "tables" / "open_set.csv")
+    assert list(t.columns) == open_set.TABLE_COLUMNS
+    ref, _ = open_set.verification(feats, ids, pairs, alpha=0.5)
+    np.testing.assert_allclose(t.accuracy_mean, ref.accuracy_mean, atol=1e-6)
+    f = pd.read_csv(res / "tables" / "open_set_folds.csv")
+    assert list(f.columns) == open_set.FOLD_COLUMNS and set(f.fold) == {1, 2, 3, 4, 5}
+    m = pd.read_csv(res / "tables" / "open_set_matrix.csv", index_col=0)
+    assert list(m.index) == list(m.columns) == ["net0", "net1", "net2"]
+    meta = json.loads((res / "tables" / "open_set.json").read_text())
+    assert meta["folds"] == 5 and meta["n_pairs"] == 100 and meta["networks"]["net1"]["dim"] == 8
+    ident = pd.read_csv(res / "tables" / "identification.csv")
+    assert list(ident.columns) == open_set.ID_COLUMNS and (ident.folds == 4).all()
+    for name in ("open_set", "identification"):
+        for ext in ("png", "svg"):
+            assert (res / "figures" / f"{name}_heatmap.{ext}").stat().st_size > 1000
+    assert "NET0" in (res / "figures" / "open_set_heatmap.svg").read_text()
+    assert not (res / "maps").exists() and not (res / "fit").exists()  # per-fold maps live in memory only
+    assert zarr.open_group(str(tmp_path / "byo" / "net0" / "pairs.zarr"), mode="r").attrs["split"] == "pairs"
+    r = snakemake(tmp_path, cfg, "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.workflow
+def test_a_pairs_file_naming_missing_embeddings_fails_listing_them(tmp_path):
+    from test_workflow import snakemake
+
+    ids, feats = face_embeddings(n_id=10, per_id=3, dims=(4, 4))
+    pairs = pairs_among(ids, n_folds=2, per_fold=5)
+    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    keep = ids != pairs.path1[0]
+    dirs = write_pairs_stores(tmp_path / "byo", ids[keep], {k: f[keep] for k, f in feats.items()})
+    cfg = {"experiments": {"faces": {
+        "task": "open_set", "dataset": {"kind": "embeddings", "pairs": str(tmp_path / "pairs.txt")},
+        "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}}}
+    r = snakemake(tmp_path, cfg, check=False)
+    assert r.returncode != 0
+    log = (tmp_path / "results" / "faces" / "logs" / "evaluate_open_set.log").read_text()
+    assert "1 image(s) have no embedding" in log and pairs.path1[0] in log
+    assert not (tmp_path / "results" / "faces" / "tables" / "open_set.csv").exists()
+
+
+# -- config -------------------------------------------------------------------------
+def _open_cfg(dataset, networks=None):
+    return {"experiments": {"faces": {"task": "open_set", "dataset": dataset, "networks": networks or {
+        "a": {"source": "zarr", "path": "a"}, "b": {"source": "zarr", "path": "b"}}}}}
+
+
+def test_plan_targets_and_stores_of_an_open_set_experiment(tmp_path):
+    from embmap import plan
+
+    (tmp_path / "pairs.txt").write_text("2 1\nA 1 2\nA 1 B 1\nA 1 3\nA 2 B 1\n")
+    cfg = _open_cfg({"kind": "embeddings", "pairs": "pairs.txt"})
+    plan.check_schema(cfg)
+    p = plan.Plan(cfg, tmp_path, check_paths=False)
+    assert p.experiments["faces"].splits == ["pairs"]
+    assert p.store("faces", "a", "pairs").endswith("a/pairs.zarr")
+    assert p.pairs_file("faces") == str(tmp_path / "pairs.txt")
+    t = p.targets()
+    assert "results/faces/tables/open_set.csv" in t and "results/faces/figures/open_set_heatmap.svg" in t
+    assert "results/faces/tables/identification.csv" in t and not any("closed_set" in x for x in t)
+    demo = plan.Plan(_open_cfg({"kind": "digit_pairs"}), tmp_path, check_paths=False)
+    assert demo.pairs_file("faces") == "results/faces/data/pairs.txt"
+    assert demo.experiments["faces"].dataset["pairs"] == "results/faces/data/pairs.txt"
+
+
+@pytest.mark.parametrize("cfg,message", [
+    (_open_cfg({"kind": "embeddings"}), r"faces\.dataset\.pairs: open_set needs a pairs file"),
+    (_open_cfg({"kind": "embeddings", "pairs": "nowhere.txt"}), r"faces\.dataset\.pairs: no pairs file at"),
+    (_open_cfg({"kind": "digits"}), r"faces\.dataset\.kind: open_set needs pairs"),
+    (_open_cfg({"kind": "lfw", "root": ".", "pairs": "p.txt"},
+               {"a": {"source": "train", "train": {"architecture": "cnn"}}, "b": {"source": "zarr", "path": "b"}}),
+     r"networks\.a\.source: 'train' needs labelled training images"),
+    (_open_cfg({"kind": "digit_pairs"},
+               {"a": {"source": "train", "train": {"architecture": "cnn", "part": [2, 2]}},
+                "b": {"source": "zarr", "path": "b"}}), r"networks\.a\.train\.part: \[2, 2\]"),
+])
+def test_open_set_config_errors_name_the_key(tmp_path, cfg, message):
+    from embmap import plan
+
+    (tmp_path / "p.txt").write_text("")
+    plan.check_schema(cfg)
+    with pytest.raises(plan.ConfigError, match=message):
+        plan.Plan(cfg, tmp_path, check_paths="nowhere" in str(cfg))
+
+
+def test_lfw_schema_needs_root_and_pairs_and_closed_set_refuses_it():
+    from embmap import plan
+
+    with pytest.raises(plan.ConfigError, match=r"faces\.dataset: 'root' is a required property"):
+        plan.check_schema(_open_cfg({"kind": "lfw", "pairs": "p.txt"}))
+    with pytest.raises(plan.ConfigError, match=r"dataset\.pairz: unknown key"):
+        plan.check_schema(_open_cfg({"kind": "lfw", "root": "r", "pairz": "p.txt"}))
+    cfg = _open_cfg({"kind": "lfw", "root": "r", "pairs": "p.txt"})
+    cfg["experiments"]["faces"]["task"] = "closed_set"
+    with pytest.raises(plan.ConfigError, match=r"faces\.dataset\.kind: 'lfw' holds verification pairs"):
+        plan.Plan(cfg, ".", check_paths=False)

@@ -227,8 +227,12 @@ def open_network(name: str, spec: dict, model_dir: str | None = None) -> Network
 
 # -- extraction ---------------------------------------------------------------------
 def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None = None, batch_size: int = 256,
-            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True) -> None:
+            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
+            normalise: bool = False) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
+
+    ``normalise`` scales every embedding to unit L2 norm before it is stored
+    (face networks compare embeddings on the unit hypersphere).
 
     Memory holds one batch and one chunk, whatever the number of images. The
     store appears at ``path`` only when every row is written (see
@@ -249,6 +253,8 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
                    mininterval=2.0)
         for start, images in ds.batches(dataset, ids, batch_size):
             f = network.features(images)
+            if normalise:
+                f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
             if writer is None:
                 rows = st.chunk_rows_for(f.shape[1], requested=chunk_rows)
                 writer = st.EmbeddingWriter(group, ids, labels, f.shape[1], rows, name=f"network {network.name!r}")
@@ -264,5 +270,5 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
             "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
             "preprocessing": {"input_range": list(network.input_range), "resize": "bilinear",
                               "channels": network.channels},
-            "created": st.now(), "versions": st.versions(), **(attrs or {}),
+            "l2_normalised": bool(normalise), "created": st.now(), "versions": st.versions(), **(attrs or {}),
         })

@@ -16,5 +16,6 @@ with steps.logged(snakemake.log[0]):
         model_dir=snakemake.input.get("model"),
         store=snakemake.params.store,
         with_classifier=snakemake.params.with_classifier,
+        normalise=snakemake.params.normalise,
         threads=snakemake.threads,
     )
