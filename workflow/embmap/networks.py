@@ -216,7 +216,12 @@ class Network:
 
 
 def open_network(name: str, spec: dict, model_dir: str | None = None) -> Network:
-    """The :class:`Network` for a config entry (``source: savedmodel`` or a trained ``source: train``)."""
+    """The :class:`Network` for a config entry (``source: savedmodel``, a trained ``source: train``, or a face
+    network, ``source: frozen_graph`` or ``arcface``, see :mod:`embmap.faces`)."""
+    if spec["source"] in ("frozen_graph", "arcface"):
+        from .faces import open_face_network
+
+        return open_face_network(name, spec)
     if spec["source"] == "train":
         return Network(name, f"{model_dir}/feature_vector", f"{model_dir}/classification")
     if spec["source"] == "savedmodel":
