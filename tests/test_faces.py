@@ -125,3 +125,66 @@ def test_an_arcface_checkpoint_is_restored_with_identical_outputs(tmp_path):
     np.testing.assert_array_equal(got, want)
     with pytest.raises(faces.NetworkError, match="'bad': no checkpoint"):
         faces.ArcFaceNetwork("bad", tmp_path / "nowhere")
+
+
+def random_frozen_graph(path, size, dim, seed):
+    """A facenet-like frozen graph: input:0, phase_train:0, embeddings:0; a fixed random projection."""
+    import tensorflow as tf
+
+    w = np.random.default_rng(seed).standard_normal((size * size * 3, dim)).astype(np.float32)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="input")
+        tf.compat.v1.placeholder_with_default(False, [], name="phase_train")
+        tf.math.l2_normalize(tf.matmul(tf.reshape(x, [-1, size * size * 3]), tf.constant(w)), 1, name="embeddings")
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    return str(path)
+
+
+@pytest.mark.workflow
+def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path):
+    import json
+
+    from PIL import Image
+    from skimage import data
+
+    from embmap import open_set
+    from test_open_set import fabricated_lfw
+    from test_workflow import snakemake
+
+    root = fabricated_lfw(tmp_path / "lfw", people=(("Ann", 3), ("Bob", 3), ("Cy", 2)))
+    (root / "Eileen_Collins").mkdir()
+    photo = Image.fromarray(data.astronaut()).resize((250, 250))
+    photo.save(root / "Eileen_Collins" / "Eileen_Collins_0001.jpg")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "Eileen_Collins" / "Eileen_Collins_0002.jpg")
+    pairs = open_set.make_pairs({"Ann": 3, "Bob": 3, "Cy": 2, "Eileen_Collins": 2}, 2, 3, seed=0)
+    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    n_images = len(pairs.images())
+    cfg = {"experiments": {"faces": {
+        "task": "open_set", "dataset": {"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")},
+        "identification": {"folds": 2},
+        "networks": {
+            "fn": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "fn.pb", 32, 6, 0),
+                   "input_size": [32, 32], "align": {"style": "facenet", "size": 32, "margin": 8}},
+            "af": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "af.pb", 24, 6, 1),
+                   "input_size": [24, 24], "input_range": [0, 1], "align": {"style": "arcface", "size": 24}},
+        }}}}
+    snakemake(tmp_path, cfg)
+    res = tmp_path / "results" / "faces"
+    det = pd.read_csv(res / "data" / "faces.csv")
+    assert len(det) == n_images
+    found = set(det[det.detected].id)
+    assert {i for i in pairs.images() if i.startswith("Eileen")} <= found
+    meta = json.loads((res / "tables" / "open_set.json").read_text())
+    fallbacks = n_images - len(found)
+    assert meta["networks"]["fn"]["alignment"]["fallbacks"] == fallbacks
+    assert meta["networks"]["af"]["alignment"]["style"] == "arcface"
+    assert meta["networks"]["fn"]["l2_normalised"] is True
+    crops = faces.AlignedImages(res / "aligned" / "facenet32m8.zarr")
+    assert crops.images(pairs.images()[:2]).shape == (2, 32, 32, 3)
+    assert (res / "aligned" / "arcface24.zarr").exists()
+    log = (res / "logs" / "align_faces" / "facenet32m8.log").read_text()
+    assert f"{fallbacks} centre-crop fallbacks" in log
+    t = pd.read_csv(res / "tables" / "open_set.csv")
+    assert len(t[t.method == "ridge"]) == 2 and len(t[t.method == "identity"]) == 2
+    assert (res / "figures" / "identification_heatmap.png").exists()

@@ -65,10 +65,16 @@ def align_spec(spec: dict) -> dict:
     return {"style": style, "size": size, "margin": int(spec.get("margin", 32)) if style == "facenet" else 0}
 
 
-def align_key(spec: dict) -> str:
-    """A file name for an alignment: ``facenet160m32``, ``arcface112``."""
-    s = align_spec(spec)
-    return f"facenet{s['size']}m{s['margin']}" if s["style"] == "facenet" else f"arcface{s['size']}"
+def parse_align_key(key: str) -> dict:
+    """The alignment a key of :func:`embmap.plan.align_key` names: ``facenet160m32``, ``arcface112``."""
+    import re
+
+    m = re.fullmatch(r"facenet(\d+)m(\d+)|arcface(\d+)", key)
+    if not m:
+        raise AlignmentError(f"alignment {key!r}: expected facenetSIZEmMARGIN or arcfaceSIZE")
+    if m.group(1):
+        return {"style": "facenet", "size": int(m.group(1)), "margin": int(m.group(2))}
+    return {"style": "arcface", "size": int(m.group(3)), "margin": 0}
 
 
 # -- detection ----------------------------------------------------------------------

@@ -143,6 +143,13 @@ def check_schema(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
     raise ConfigError(f"{where}: {err.message}")
 
 
+def align_key(spec: dict) -> str:
+    """A file name for an ``align`` block: ``facenet160m32``, ``arcface112`` (see embmap.faces for defaults)."""
+    if spec["style"] == "facenet":
+        return f"facenet{spec.get('size', 160)}m{spec.get('margin', 32)}"
+    return f"arcface{spec.get('size', 112)}"
+
+
 def _dataset_key(dataset: dict) -> str:
     return json.dumps(dataset, sort_keys=True)
 
@@ -252,6 +259,13 @@ class Plan:
                     p = self._path(spec["path"]) / f"{split}.zarr"
                     if not (p / "zarr.json").exists():
                         raise ConfigError(f"{where}.path: no store for split {split!r} at {p}")
+        elif source in ("frozen_graph", "arcface"):
+            key = "graph" if source == "frozen_graph" else "checkpoint"
+            if exp.task != "open_set":
+                raise ConfigError(f"{where}.source: {source!r} networks have no classifier; use task open_set")
+            p = self._path(spec[key])
+            if check_paths and not (p.exists() or Path(f"{p}.index").exists()):
+                raise ConfigError(f"{where}.{key}: nothing at {p}")
         elif source == "train":
             if exp.dataset["kind"] in ("embeddings", "lfw"):
                 raise ConfigError(f"{where}.source: 'train' needs labelled training images, which dataset kind "
@@ -260,7 +274,11 @@ class Plan:
             if part and not 0 <= part[0] < part[1]:
                 raise ConfigError(f"{where}.train.part: {part} must be [i, k] with 0 <= i < k")
         else:
-            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, zarr or train")
+            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, zarr, train, frozen_graph "
+                              "or arcface")
+        if "align" in spec and exp.dataset["kind"] != "lfw":
+            raise ConfigError(f"{where}.align: face alignment needs photographs (dataset kind lfw), "
+                              f"not {exp.dataset['kind']!r}")
         if exp.dataset["kind"] == "embeddings" and source != "zarr":
             raise ConfigError(f"{where}.source: dataset kind 'embeddings' takes zarr networks only")
 
@@ -293,6 +311,13 @@ class Plan:
 
     def maps_dir(self, exp: str, source: str) -> str:
         return f"{self.exp_dir(exp)}/maps/{source}"
+
+    def aligned(self, exp: str, network: str) -> str | None:
+        """The cached crops a network reads (``aligned/KEY.zarr`` of the experiment owning it), or None."""
+        net = self.network(exp, network)
+        if "align" not in net.spec:
+            return None
+        return f"{self.exp_dir(net.owner)}/aligned/{align_key(net.spec['align'])}.zarr"
 
     def pairs_file(self, exp: str) -> str:
         """The pairs file of an open_set experiment."""

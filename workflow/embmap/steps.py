@@ -91,19 +91,28 @@ def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: s
 
 def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str, split: str, output: str,
             model_dir: str | None = None, store: dict | None = None, with_classifier: bool = True,
-            normalise: bool = False, threads: int = 1) -> None:
+            normalise: bool = False, aligned: str | None = None, threads: int = 1) -> None:
     from . import datasets, networks
 
     _tf_threads(threads)
     store = store or {}
     rows = datasets.read_manifest(manifest, split)
     net = networks.open_network(name, spec, model_dir)
+    images, extra = datasets.get(dataset), {}
+    if aligned:  # cached face crops instead of the raw images
+        from .faces import AlignedImages
+
+        images = AlignedImages(aligned)
+        a = images.attrs
+        extra["alignment"] = {k: a.get(k) for k in ("style", "size", "margin", "fallbacks", "n")} | {"store": aligned}
+        log.info("reading %s crops from %s (%s fallbacks to a centre crop)", a.get("style"), aligned,
+                 a.get("fallbacks"))
     networks.extract(
-        net, datasets.get(dataset), rows["id"].to_numpy(), rows["label"].to_numpy(), output,
+        net, images, rows["id"].to_numpy(), rows["label"].to_numpy(), output,
         chunk_rows=store.get("chunk_rows"), batch_size=int(store.get("batch_size", 256)),
         with_classifier=with_classifier, normalise=normalise,
         attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
-               "seed": (spec.get("train") or {}).get("seed", dataset.get("seed")), "spec": spec},
+               "seed": (spec.get("train") or {}).get("seed", dataset.get("seed")), "spec": spec, **extra},
     )
     log.info("wrote %s (%d images)", output, len(rows))
 
@@ -229,3 +238,40 @@ def evaluate_identification(stores: dict[str, str], table: str, matrix: str, fol
 
 def plot_open_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str) -> None:
     plot_closed_set(matrix, outputs, labels, controls, title, xlabel="target network (features)")
+
+
+def detect_faces(dataset: dict, manifest: str, output: str, split: str = "pairs", threads: int = 1) -> None:
+    """MTCNN over every image of ``split``: the largest face's box and landmarks, one CSV row per image."""
+    import pandas as pd
+
+    from . import datasets, faces
+
+    _tf_threads(threads)
+    ds = datasets.get(dataset)
+    ids = datasets.read_manifest(manifest, split)["id"].tolist()
+    from mtcnn import MTCNN
+
+    detector = MTCNN()
+    rows = []
+    for i, id_ in enumerate(ids):
+        img = ds.image(id_)
+        rows.append(faces.detection_row(id_, img.shape, faces.detect([img], detector)[0]))
+        if (i + 1) % 500 == 0:
+            log.info("%d of %d images", i + 1, len(ids))
+    t = pd.DataFrame(rows, columns=faces.DETECTION_COLUMNS)
+    tmp = f"{output}.partial"
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(tmp, index=False, float_format="%.3f")
+    os.replace(tmp, output)
+    log.info("faces found in %d of %d images; the others fall back to a centre crop", t.detected.sum(), len(t))
+
+
+def align_faces(dataset: dict, detections: str, key: str, output: str) -> None:
+    import pandas as pd
+
+    from . import datasets, faces
+
+    spec = faces.parse_align_key(key)
+    t = pd.read_csv(detections, dtype={"id": str})
+    n = faces.write_crops(datasets.get(dataset), t, spec, output, attrs={"detections": detections})
+    log.info("wrote %s: %d crops, %d centre-crop fallbacks", output, len(t), n)

@@ -10,6 +10,8 @@ def extract_inputs(wc):
     inputs = {"manifest": P.manifest(wc.exp)}
     if net.trained_here:
         inputs["model"] = P.model_dir(wc.exp, wc.network)
+    if P.aligned(wc.exp, wc.network):
+        inputs["aligned"] = P.aligned(wc.exp, wc.network)
     return inputs
 
 

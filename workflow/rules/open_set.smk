@@ -135,3 +135,39 @@ rule plot_identification:
         "../../envs/analysis.yaml"
     script:
         "../scripts/plot_open_set.py"
+
+
+rule detect_faces:
+    input:
+        manifest=f"{R}/{{exp}}/data/manifest.csv",
+    output:
+        f"{R}/{{exp}}/data/faces.csv",
+    log:
+        f"{R}/{{exp}}/logs/detect_faces.log",
+    params:
+        dataset=lambda wc: exp_of(wc).dataset,
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/detect_faces.py"
+
+
+rule align_faces:
+    input:
+        faces=f"{R}/{{exp}}/data/faces.csv",
+    output:
+        directory(f"{R}/{{exp}}/aligned/{{align}}.zarr"),
+    log:
+        f"{R}/{{exp}}/logs/align_faces/{{align}}.log",
+    params:
+        dataset=lambda wc: exp_of(wc).dataset,
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/align_faces.py"
