@@ -488,3 +488,42 @@ def test_lfw_schema_needs_root_and_pairs_and_closed_set_refuses_it():
     cfg["experiments"]["faces"]["task"] = "closed_set"
     with pytest.raises(plan.ConfigError, match=r"faces\.dataset\.kind: 'lfw' holds verification pairs"):
         plan.Plan(cfg, ".", check_paths=False)
+
+
+@pytest.mark.workflow
+@pytest.mark.tensorflow
+def test_digits_open_set_demo_writes_and_reads_back_an_lfw_pairs_file(tmp_path):
+    """The default config's open-set experiment, shortened: two networks on disjoint halves of digits 0-5."""
+    import yaml
+
+    from conftest import ROOT
+    from embmap import stores
+    from test_workflow import snakemake
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    del cfg["experiments"]["digits"]
+    exp = cfg["experiments"]["digits_open_set"]
+    exp["networks"] = {k: exp["networks"][k] for k in ("sep_a", "sep_b")}
+    for n in exp["networks"].values():
+        n["train"]["epochs"] = 12
+    snakemake(tmp_path, cfg)
+    res = tmp_path / "results" / "digits_open_set"
+    pairs = open_set.read_pairs(res / "data" / "pairs.txt")
+    assert (pairs.n_folds, pairs.per_fold) == (10, 30)
+    assert (res / "data" / "pairs.txt").read_text().startswith("10\t30\n")
+    s = stores.open_embeddings(res / "embeddings" / "sep_a" / "pairs.zarr")
+    assert s.ids.tolist() == pairs.images() and s.attrs["l2_normalised"]
+    np.testing.assert_allclose(np.linalg.norm(s.embeddings[:], axis=1), 1.0, atol=1e-5)
+    train = json_of(res / "models" / "sep_a" / "training.json")
+    assert train["n_classes"] == 6
+    t = pd.read_csv(res / "tables" / "open_set.csv").set_index(["source", "target", "method"])
+    assert t.loc[("sep_a", "sep_a", "native"), "accuracy_mean"] > 0.6
+    assert t.loc[("sep_a", "sep_b", "ridge"), "accuracy_mean"] > t.loc[("sep_a", "sep_b", "identity"),
+                                                                        "accuracy_mean"]
+    assert (res / "figures" / "open_set_heatmap.png").exists()
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())
