@@ -46,7 +46,7 @@ rule evaluate_open_set:
         precision=lambda wc: exp_of(wc).mapping.get("precision", "float64"),
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=6000,
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -79,7 +79,7 @@ rule evaluate_identification:
         seed=lambda wc: exp_of(wc).identification["seed"],
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=6000,
     conda:
         "../../envs/analysis.yaml"
     script:
