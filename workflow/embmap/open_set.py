@@ -13,7 +13,9 @@ Verification (Table 6), for every ordered pair of networks (A, B) and fold k:
   intercept) fitted on the *matched* pairs (x1, x2) of the other folds only,
   from source features ``f_A(x1)`` to target features ``f_B(x2)`` (eq. 17);
 - the distance of a pair is ``1 - cos(M_k f_A(x1), f_B(x2))``; the mapped
-  vector is not normalised, the cosine divides by its norm (eq. 16);
+  vector is not normalised, the cosine divides by its norm (eq. 16, where
+  ``f_B`` has unit norm; the cosine also divides by ``|f_B|`` so stores that
+  are not normalised are compared the same way);
 - the threshold ``tau_k`` maximises accuracy over all pairs of the other
   folds (an exact search over the candidates, ties to the smallest,
   :func:`best_threshold`); a pair is called *same* when its distance is at
