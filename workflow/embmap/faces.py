@@ -195,7 +195,7 @@ def write_crops(dataset, detections: pd.DataFrame, spec: dict, path, chunk_rows:
     n, size = len(detections), s["size"]
     with st.atomic_group(path) as g:
         ids = detections["id"].astype(str).to_numpy()
-        g.create_array("ids", data=np.asarray(ids, dtype=str), dimension_names=["image"])
+        g.create_array("ids", shape=(n,), dtype=str, dimension_names=["image"])[:] = np.asarray(ids, dtype=str)
         g.create_array("detected", data=detections["detected"].to_numpy(bool), dimension_names=["image"])
         arr = g.create_array("images", shape=(n, size, size, 3), chunks=(min(chunk_rows, max(n, 1)), size, size, 3),
                              dtype="uint8", compressors=st.compressor(),
