@@ -102,7 +102,7 @@ rule plot_open_set:
     params:
         labels=network_labels,
         controls=control_networks,
-        title=lambda wc: f"{wc.exp}: verification accuracy through the map (mean over folds)",
+        title=lambda wc: f"{wc.exp}: verification through the map",
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -130,7 +130,7 @@ rule plot_identification:
     params:
         labels=network_labels,
         controls=control_networks,
-        title=lambda wc: f"{wc.exp}: rank-1 identification, probes of the row network, gallery of the column",
+        title=lambda wc: f"{wc.exp}: rank-1 identification",
     conda:
         "../../envs/analysis.yaml"
     script:
