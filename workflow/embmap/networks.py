@@ -216,7 +216,12 @@ class Network:
 
 
 def open_network(name: str, spec: dict, model_dir: str | None = None) -> Network:
-    """The :class:`Network` for a config entry (``source: savedmodel`` or a trained ``source: train``)."""
+    """The :class:`Network` for a config entry (``source: savedmodel``, a trained ``source: train``, or a face
+    network, ``source: frozen_graph`` or ``arcface``, see :mod:`embmap.faces`)."""
+    if spec["source"] in ("frozen_graph", "arcface"):
+        from .faces import open_face_network
+
+        return open_face_network(name, spec)
     if spec["source"] == "train":
         return Network(name, f"{model_dir}/feature_vector", f"{model_dir}/classification")
     if spec["source"] == "savedmodel":
@@ -239,8 +244,12 @@ def model_fingerprint(handle: str | None) -> dict | None:
 
 
 def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None = None, batch_size: int = 256,
-            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True, log=None) -> None:
+            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
+            normalise: bool = False, log=None) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
+
+    ``normalise`` scales every embedding to unit L2 norm before it is stored
+    (face networks compare embeddings on the unit hypersphere).
 
     Memory holds one batch and one chunk, whatever the number of images. The
     store is built at ``<path>.partial`` and appears at ``path`` only when every
@@ -261,7 +270,7 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
         "network": network.name, "model": model_fingerprint(network.handle),
         "classifier": model_fingerprint(network.classifier_handle) if with_classifier else None,
         "input_size": network.input_size, "channels": network.channels, "input_range": network.input_range,
-        "chunk_rows": chunk_rows, "batch_size": batch_size, "attrs": attrs,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "attrs": attrs,
     }
     store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
                               name=f"network {network.name!r}")
@@ -273,6 +282,8 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
     images = None
     for offset, images in ds.batches(dataset, ids[store.start:], batch_size):
         f = network.features(images)
+        if normalise:
+            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         if want_classifier and not store.has_classifier:
             w, b, info = network.classifier(images)
             st.write_classifier(store.group, w, b, info)
@@ -288,5 +299,5 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
         "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
         "preprocessing": {"input_range": list(network.input_range), "resize": "bilinear",
                           "channels": network.channels},
-        "created": st.now(), "versions": st.versions(), **(attrs or {}),
+        "l2_normalised": bool(normalise), "created": st.now(), "versions": st.versions(), **(attrs or {}),
     })

@@ -29,6 +29,7 @@ rule extract:
         dataset=lambda wc: exp_of(wc).dataset,
         store=lambda wc: exp_of(wc).store_options,
         with_classifier=lambda wc: exp_of(wc).task == "closed_set",
+        normalise=lambda wc: exp_of(wc).task == "open_set",
     threads: 2
     resources:
         mem_mb=4000,
