@@ -28,6 +28,7 @@ wildcard_constraints:
     network="[A-Za-z0-9_-]+",
     source="[A-Za-z0-9_-]+",
     split="[A-Za-z0-9_-]+",
+    align="(facenet[0-9]+m[0-9]+|arcface[0-9]+)",
 
 
 include: "workflow/rules/common.smk"
@@ -36,6 +37,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/open_set.smk"
 
 
 rule all:

@@ -26,7 +26,7 @@ def _with(path, value, base=DEMO):
 def test_demo_config_is_valid():
     plan.check_schema(DEMO)
     p = plan.Plan(DEMO, ROOT)
-    assert list(p.experiments) == ["digits"]
+    assert list(p.experiments) == ["digits", "digits_open_set"]
     assert p.targets()[0] == "results/digits/tables/closed_set.csv"
     assert p.experiments["digits"].networks["random"].control
     assert p.experiments["digits"].networks["random"].label == "CNN*"
@@ -75,6 +75,7 @@ def test_stores_of_bring_your_own_networks_are_used_in_place(tmp_path):
 
 def test_a_network_shared_by_two_experiments_is_extracted_once():
     c = copy.deepcopy(DEMO)
+    del c["experiments"]["digits_open_set"]
     second = copy.deepcopy(c["experiments"]["digits"])
     second["mapping"] = {"alpha": 10.0}
     del second["networks"]["resnet"]

@@ -210,6 +210,8 @@ class Network:
         Callables with ``.weights`` used instead of loading ``handle`` (Keras models).
     """
 
+    randomized: dict | None = None  # set by randomize(): seed and counts
+
     def __init__(self, name, handle, classifier=None, input_size=None, channels=None, input_range=(0.0, 1.0),
                  layers=None):
         self.name = name
@@ -252,7 +254,7 @@ class Network:
     def variables(self) -> list:
         """Every variable of the feature and classification models, each once."""
         out, seen = [], set()
-        for layer in (self.features_layer, self.logits_layer):
+        for layer in (getattr(self, "features_layer", None) or getattr(self, "model", None), self.logits_layer):
             for v in getattr(layer, "weights", []) if layer is not None else []:
                 if id(v) not in seen:
                     seen.add(id(v))
@@ -262,11 +264,11 @@ class Network:
     def parameters(self) -> int:
         """Parameters of the whole network (the classification model's variables, else the feature model's).
 
-        Batch-norm moving statistics are not parameters and are not counted.
+        Batch-norm moving statistics are not parameters and are not counted; None when the
+        network exposes no variables (frozen graphs).
         """
-        layer = self.logits_layer if self.logits_layer is not None else self.features_layer
-        weights = getattr(layer, "weights", [])
-        return int(sum(np.prod(v.shape) for v in weights if "moving_" not in v.name))
+        weights = [v for v in self.variables() if "moving_" not in v.name]
+        return int(sum(np.prod(v.shape) for v in weights)) if weights else None
 
     def randomize(self, seed: int) -> dict:
         """Re-initialise every variable (the random control); see :mod:`embmap.randomize`."""
@@ -326,9 +328,14 @@ def checkpoint_network(name: str, architecture: str, checkpoint: str, input_size
 def open_network(name: str, spec: dict, model_dir: str | None = None, preprocessing: dict | None = None) -> Network:
     """The :class:`Network` for a config entry, randomized when the spec says ``randomize: true``.
 
-    ``preprocessing`` (the plan's resolved ``input_size`` and ``input_range``)
-    takes precedence over the spec's own values.
+    Sources: ``savedmodel``, ``tfhub``, ``checkpoint``, a trained ``train``, or a face network
+    (``frozen_graph``, ``arcface``, see :mod:`embmap.faces`). ``preprocessing`` (the plan's
+    resolved ``input_size`` and ``input_range``) takes precedence over the spec's own values.
     """
+    if spec["source"] in ("frozen_graph", "arcface"):
+        from .faces import open_face_network
+
+        return open_face_network(name, spec)
     pre = preprocessing or {}
     size = pre.get("input_size", spec.get("input_size"))
     value_range = pre.get("input_range", spec.get("input_range"))
@@ -350,6 +357,18 @@ def open_network(name: str, spec: dict, model_dir: str | None = None, preprocess
 
 
 # -- extraction ---------------------------------------------------------------------
+def model_fingerprint(handle: str | None) -> dict | None:
+    """What identifies a model's weights: for a local directory its files' names, sizes and times; else the handle."""
+    if not handle:
+        return None
+    root = Path(handle)
+    if not root.is_dir():
+        return {"handle": handle}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {"handle": str(root.resolve()),
+            "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
 def _classifier_from_first_batch(network, images, f, n_classes, lstsq_images):
     """(weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill."""
     z = network.logits(images)
@@ -364,16 +383,25 @@ def _classifier_from_first_batch(network, images, f, n_classes, lstsq_images):
 
 def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None = None, batch_size: int = 256,
             with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
-            preprocessing: dict | None = None, lstsq_images: int | None = None, log=None) -> None:
+            normalise: bool = False, log=None, preprocessing: dict | None = None,
+            lstsq_images: int | None = None) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
 
+    ``normalise`` scales every embedding to unit L2 norm before it is stored
+    (face networks compare embeddings on the unit hypersphere). Image-file
+    datasets are decoded, cropped and resized by ``preprocessing``
+    (``input_size``, ``crop_fraction``) in a parallel pipeline.
+
+    The classifier is located among the classification model's variables and
+    verified on the first batch; where no variables have the right shapes it
+    is recovered by least squares from the features and logits of the first
+    ``lstsq_images`` images (default 2 (d + 1)) and the residual is recorded.
+
     Memory holds one batch and one chunk, whatever the number of images. The
-    store appears at ``path`` only when every row is written (see
-    :func:`embmap.stores.atomic_group`). Image datasets are decoded, cropped
-    and resized by ``preprocessing`` (``input_size``, ``crop_fraction``).
-    Where the classifier's variables cannot be located, it is recovered by
-    least squares from the features and logits of the first ``lstsq_images``
-    images (default 2 (d + 1)) and the residual is recorded.
+    store is built at ``<path>.partial`` and appears at ``path`` only when every
+    row is written; an interrupted extraction run again with the same network,
+    images and options continues from its last durable chunk (see
+    :class:`embmap.stores.ResumableStore`) and gives the same store.
     """
     from tqdm import tqdm
 
@@ -387,55 +415,73 @@ def extract(network: Network, dataset, ids, labels, path, chunk_rows: int | None
     if n == 0:
         raise NetworkError(f"network {network.name!r}: no images to extract into {path}")
     pre = dict(preprocessing or {})
-    if isinstance(dataset, ds.ImageFiles):
+    image_files = isinstance(dataset, ds.ImageFiles)
+    if image_files:
         pre.setdefault("input_size", list(network.input_size) if network.input_size else None)
         if not pre["input_size"]:
             raise NetworkError(f"network {network.name!r}: reading image files needs an input_size")
+    fingerprint = {
+        "network": network.name, "model": model_fingerprint(network.handle),
+        "classifier": model_fingerprint(network.classifier_handle) if with_classifier else None,
+        "input_size": network.input_size, "channels": network.channels, "input_range": network.input_range,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "attrs": attrs,
+        "preprocessing": pre or None, "randomized": network.randomized,
+    }
+    store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
+                              name=f"network {network.name!r}")
+    if store.start:
+        log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
+    want_classifier = with_classifier and network.logits_layer is not None
     n_classes = getattr(dataset, "n_classes", None)
-    classifier, probe = None, None
-    with st.atomic_group(path) as group:
-        writer = None
-        bar = tqdm(total=n, desc=f"{network.name} -> {Path(path).name}", unit="img", disable=not progress,
-                   mininterval=2.0)
-        for start, images in ds.batches(dataset, ids, batch_size, pre):
-            f = network.features(images)
-            z = None
-            if writer is None:
-                rows = st.chunk_rows_for(f.shape[1], requested=chunk_rows)
-                writer = st.EmbeddingWriter(group, ids, labels, f.shape[1], rows, name=f"network {network.name!r}")
-                if with_classifier and network.logits_layer is not None:
-                    found, z = _classifier_from_first_batch(network, images, f, n_classes, lstsq_images)
-                    if isinstance(found, classifiers.LeastSquares):
-                        probe = found
-                        log(f"network {network.name!r}: no classifier variables of the right shapes; recovering "
-                            f"C and b by least squares from {probe.want} images")
-                    else:
-                        classifier = found
-            if probe is not None and not probe.full:
-                probe.add(f, network.logits(images) if z is None else z)
-            writer.append(f)
-            bar.update(len(images))
-        bar.close()
-        writer.close()
-        if probe is not None:
-            try:
-                classifier = probe.fit()
-            except classifiers.ClassifierError as e:
-                raise NetworkError(f"network {network.name!r}: {e}") from None
-            log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
-                f"{classifier[2]['residual']:.3g}")
-        if classifier is not None:
-            st.write_classifier(group, *classifier)
-        if isinstance(dataset, ds.ImageFiles):
-            preprocessing_attrs = im.describe(pre["input_size"], pre.get("crop_fraction", im.DEFAULT_CROP_FRACTION),
-                                              network.input_range)
-        else:
-            preprocessing_attrs = {"input_range": list(network.input_range), "resize": "bilinear",
-                                   "channels": network.channels}
-        group.attrs.update({
-            "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
-            "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
-            "preprocessing": preprocessing_attrs, "parameters": network.parameters(),
-            "randomized": network.randomized,
-            "created": st.now(), "versions": st.versions(), **(attrs or {}),
-        })
+    probe = None
+    bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
+               disable=not progress, mininterval=2.0)
+    images = None
+    for offset, images in ds.batches(dataset, ids[store.start:], batch_size, pre):
+        f = network.features(images)
+        z = None
+        if want_classifier and not store.has_classifier and probe is None:
+            found, z = _classifier_from_first_batch(network, images, f, n_classes, lstsq_images)
+            if isinstance(found, classifiers.LeastSquares):
+                probe = found
+                log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C and b "
+                    f"by least squares from {probe.want} images")
+            else:
+                st.write_classifier(store.group, *found)
+        if probe is not None and not probe.full:
+            probe.add(f, network.logits(images) if z is None else z)
+        if normalise:
+            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        store.append(f)
+        bar.update(len(images))
+    bar.close()
+    if images is None:  # resumed with nothing left but the final rename
+        images = next(ds.batches(dataset, ids[:1], 1, pre))[1]
+        if want_classifier and not store.has_classifier:
+            probe = None
+            found, _ = _classifier_from_first_batch(network, images, network.features(images), n_classes,
+                                                    lstsq_images)
+            if isinstance(found, classifiers.LeastSquares):
+                raise NetworkError(f"network {network.name!r}: resumed with every row on disk but no classifier; "
+                                   f"remove {store.partial} and extract again to recover it by least squares")
+            st.write_classifier(store.group, *found)
+    if probe is not None:
+        try:
+            w, b, info = probe.fit()
+        except classifiers.ClassifierError as e:
+            raise NetworkError(f"network {network.name!r}: {e}") from None
+        log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
+            f"{info['residual']:.3g}")
+        st.write_classifier(store.group, w, b, info)
+    if image_files:
+        preprocessing_attrs = im.describe(pre["input_size"], pre.get("crop_fraction", im.DEFAULT_CROP_FRACTION),
+                                          network.input_range)
+    else:
+        preprocessing_attrs = {"input_range": list(network.input_range), "resize": "bilinear",
+                               "channels": network.channels}
+    store.finish({
+        "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
+        "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
+        "preprocessing": preprocessing_attrs, "parameters": network.parameters(), "randomized": network.randomized,
+        "l2_normalised": bool(normalise), "created": st.now(), "versions": st.versions(), **(attrs or {}),
+    })

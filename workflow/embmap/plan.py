@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TASKS = ("closed_set",)
+TASKS = ("closed_set", "open_set")
 METHODS = ("native", "ridge", "analytic", "identity")
 IMAGE_KINDS = ("imagenet", "image_list")
 DEFAULT_CROP_FRACTION = 0.875
 # input defaults of the architectures built from checkpoints (embmap.inception_v4)
 CHECKPOINT_INPUT = {"inception_v4": {"input_size": [299, 299], "input_range": [-1.0, 1.0]}}
+PAIRS_SPLIT = "pairs"  # the one split of an open_set experiment: the images its pairs file names
+PAIRS_KINDS = ("lfw", "digit_pairs")  # dataset kinds whose images come with a pairs file
 
 
 class ConfigError(ValueError):
@@ -67,6 +70,7 @@ class Experiment:
     name: str
     spec: dict
     networks: dict[str, Network] = field(default_factory=dict)
+    pairs_file: str | None = None  # open_set: the pairs file (written by the workflow for digit_pairs)
 
     @property
     def task(self) -> str:
@@ -74,7 +78,11 @@ class Experiment:
 
     @property
     def dataset(self) -> dict:
-        return self.spec["dataset"]
+        """The config's dataset block; a ``digit_pairs`` block also names the pairs file the workflow writes."""
+        d = self.spec["dataset"]
+        if d["kind"] == "digit_pairs" and self.pairs_file:
+            return {**d, "pairs": self.pairs_file}
+        return d
 
     @property
     def fit_split(self) -> str:
@@ -93,7 +101,13 @@ class Experiment:
         return {"chunk_rows": 1024, "batch_size": 256, **self.spec.get("store", {})}
 
     @property
+    def identification(self) -> dict:
+        return {"folds": 5, "seed": 0, **self.spec.get("identification", {})}
+
+    @property
     def splits(self) -> list[str]:
+        if self.task == "open_set":
+            return [PAIRS_SPLIT]
         return list(dict.fromkeys([self.fit_split, self.eval_split]))
 
     @property
@@ -112,8 +126,10 @@ class Experiment:
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
-def _dotted(path) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
+def dotted(path) -> str:
+    """A config path as users write it: ``experiments.digits.mapping.alpha``; odd keys are quoted."""
+    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_-]+", str(p)) else json.dumps(str(p)) for p in path]
+    return ".".join(parts) or "(top level)"
 
 
 def check_schema(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
@@ -134,17 +150,24 @@ def check_schema(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
     err = jsonschema.exceptions.best_match(errors)
     while err.context:  # descend into allOf/if-then to the concrete failure
         err = jsonschema.exceptions.best_match(err.context)
-    where = _dotted(err.absolute_path)
+    where = dotted(err.absolute_path)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        keys = ", ".join(f"{where}.{k}" if err.absolute_path else k for k in extra)
+        keys = ", ".join(dotted([*err.absolute_path, k]) for k in extra)
         raise ConfigError(f"{keys}: unknown key; allowed here: {allowed}")
     if err.validator == "enum":
         raise ConfigError(f"{where}: {err.instance!r} is not one of {err.validator_value}")
     if err.validator == "required":
         raise ConfigError(f"{where}: {err.message}")
     raise ConfigError(f"{where}: {err.message}")
+
+
+def align_key(spec: dict) -> str:
+    """A file name for an ``align`` block: ``facenet160m32``, ``arcface112`` (see embmap.faces for defaults)."""
+    if spec["style"] == "facenet":
+        return f"facenet{spec.get('size', 160)}m{spec.get('margin', 32)}"
+    return f"arcface{spec.get('size', 112)}"
 
 
 def _dataset_key(dataset: dict) -> str:
@@ -185,7 +208,8 @@ class Plan:
                 raise ConfigError(
                     f"experiments.{name}.networks: at least two networks are needed to map between, got {len(nets)}"
                 )
-            if exp.fit_split == exp.eval_split:
+            self._check_task(exp, check_paths)
+            if exp.task == "closed_set" and exp.fit_split == exp.eval_split:
                 raise ConfigError(
                     f"experiments.{name}.eval_split: equals fit_split ({exp.fit_split!r}); "
                     "maps must be measured on images they were not fitted on"
@@ -236,6 +260,27 @@ class Plan:
             if not p.is_file():
                 raise ConfigError(f"{where}.path: no image list at {p}")
 
+    def _check_task(self, exp: Experiment, check_paths: bool) -> None:
+        where = f"experiments.{exp.name}"
+        kind = exp.dataset["kind"]
+        if exp.task == "closed_set":
+            if kind in PAIRS_KINDS:
+                raise ConfigError(f"{where}.dataset.kind: {kind!r} holds verification pairs; use task open_set")
+            if "identification" in exp.spec:
+                raise ConfigError(f"{where}.identification: only task open_set identifies faces")
+            return
+        if kind == "digits":
+            raise ConfigError(f"{where}.dataset.kind: open_set needs pairs; use digit_pairs, lfw or embeddings "
+                              "with a pairs file")
+        if kind == "digit_pairs":
+            exp.pairs_file = f"{self.exp_dir(exp.name)}/data/pairs.txt"
+            return
+        if "pairs" not in exp.dataset:
+            raise ConfigError(f"{where}.dataset.pairs: open_set needs a pairs file in LFW format")
+        exp.pairs_file = str(self._path(exp.dataset["pairs"]))
+        if check_paths and not Path(exp.pairs_file).is_file():
+            raise ConfigError(f"{where}.dataset.pairs: no pairs file at {exp.pairs_file}")
+
     def _check_network(self, where: str, spec: dict, exp: Experiment, check_paths: bool) -> None:
         source = spec.get("source")
         if exp.reads_image_files and source not in ("zarr",):
@@ -281,12 +326,26 @@ class Plan:
                     p = self._path(spec["path"]) / f"{split}.zarr"
                     if not (p / "zarr.json").exists():
                         raise ConfigError(f"{where}.path: no store for split {split!r} at {p}")
+        elif source in ("frozen_graph", "arcface"):
+            key = "graph" if source == "frozen_graph" else "checkpoint"
+            if exp.task != "open_set":
+                raise ConfigError(f"{where}.source: {source!r} networks have no classifier; use task open_set")
+            p = self._path(spec[key])
+            if check_paths and not (p.exists() or Path(f"{p}.index").exists()):
+                raise ConfigError(f"{where}.{key}: nothing at {p}")
         elif source == "train":
-            if exp.dataset["kind"] == "embeddings":
-                raise ConfigError(f"{where}.source: 'train' needs images, but the dataset kind is 'embeddings'")
+            if exp.dataset["kind"] in ("embeddings", "lfw"):
+                raise ConfigError(f"{where}.source: 'train' needs labelled training images, which dataset kind "
+                                  f"{exp.dataset['kind']!r} does not have")
+            part = spec["train"].get("part")
+            if part and not 0 <= part[0] < part[1]:
+                raise ConfigError(f"{where}.train.part: {part} must be [i, k] with 0 <= i < k")
         else:
-            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, tfhub, checkpoint, zarr "
-                              "or train")
+            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, tfhub, checkpoint, zarr, "
+                              "train, frozen_graph or arcface")
+        if "align" in spec and exp.dataset["kind"] != "lfw":
+            raise ConfigError(f"{where}.align: face alignment needs photographs (dataset kind lfw), "
+                              f"not {exp.dataset['kind']!r}")
         if exp.dataset["kind"] == "embeddings" and source != "zarr":
             raise ConfigError(f"{where}.source: dataset kind 'embeddings' takes zarr networks only")
 
@@ -320,13 +379,31 @@ class Plan:
     def maps_dir(self, exp: str, source: str) -> str:
         return f"{self.exp_dir(exp)}/maps/{source}"
 
+    def aligned(self, exp: str, network: str) -> str | None:
+        """The cached crops a network reads (``aligned/KEY.zarr`` of the experiment owning it), or None."""
+        net = self.network(exp, network)
+        if "align" not in net.spec:
+            return None
+        return f"{self.exp_dir(net.owner)}/aligned/{align_key(net.spec['align'])}.zarr"
+
+    def pairs_file(self, exp: str) -> str:
+        """The pairs file of an open_set experiment."""
+        p = self.experiments[exp].pairs_file
+        if p is None:
+            raise ConfigError(f"experiments.{exp}: task {self.experiments[exp].task!r} has no pairs file")
+        return p
+
     def tables(self, exp: str) -> list[str]:
-        d = self.exp_dir(exp)
-        return [f"{d}/tables/closed_set.csv", f"{d}/tables/closed_set_matrix.csv"]
+        d = f"{self.exp_dir(exp)}/tables"
+        if self.experiments[exp].task == "open_set":
+            return [f"{d}/open_set.csv", f"{d}/open_set_folds.csv", f"{d}/open_set_matrix.csv", f"{d}/open_set.json",
+                    f"{d}/identification.csv", f"{d}/identification_matrix.csv"]
+        return [f"{d}/closed_set.csv", f"{d}/closed_set_matrix.csv"]
 
     def figures(self, exp: str) -> list[str]:
-        d = self.exp_dir(exp)
-        return [f"{d}/figures/closed_set_heatmap.png", f"{d}/figures/closed_set_heatmap.svg"]
+        d = f"{self.exp_dir(exp)}/figures"
+        names = ["open_set", "identification"] if self.experiments[exp].task == "open_set" else ["closed_set"]
+        return [f"{d}/{n}_heatmap.{ext}" for n in names for ext in ("png", "svg")]
 
     def network_table(self, exp: str) -> str:
         """Table 1: one row per network (handle, feature dimension, parameters, input size, native top-1)."""

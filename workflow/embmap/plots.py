@@ -7,7 +7,7 @@ import pandas as pd
 
 
 def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
-            paths=()) -> None:
+            paths=(), xlabel: str = "target network (classifier)", ylabel: str = "source network (features)") -> None:
     """Draw a Table 2 style matrix and save it to each of ``paths``.
 
     Parameters
@@ -61,8 +61,8 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
     ax.set_ylim(k, 0)
     ax.set_xticks(np.arange(k) + 0.5, names, rotation=35, ha="right")
     ax.set_yticks(np.arange(k) + 0.5, names)
-    ax.set_xlabel("target network (classifier)")
-    ax.set_ylabel("source network (features)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.tick_params(length=0)
     for s in ax.spines.values():
         s.set_visible(False)

@@ -146,6 +146,11 @@ def centred_blocks(cp: dict) -> tuple[dict, dict]:
             b = names[j]
             sb = sums[off[j] : off[j + 1]]
             blocks[(a, b)] = g[off[i] : off[i + 1], off[j] : off[j + 1]] - np.outer(sa, sb) / n
+        spread = np.diag(blocks[(a, a)])
+        scale = float(np.abs(means[a]).max()) ** 2 * n + 1e-300
+        if not np.any(spread > 1e-12 * scale):
+            raise FitError(f"network {a!r}: every feature is constant over the fit split ({n} samples); "
+                           "its embedding carries nothing to map")
     return means, blocks
 
 

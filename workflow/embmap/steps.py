@@ -73,12 +73,20 @@ def prepare_split(dataset: dict, output: str) -> None:
 
 
 # -- networks -----------------------------------------------------------------------
-def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: str, threads: int = 1) -> None:
+TRAIN_THREADS = 1
+
+
+def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: str) -> None:
+    """Train one demo network. TensorFlow runs on :data:`TRAIN_THREADS` threads whatever the job was given:
+    its reductions change order with the thread count, so the weights (and every table after them) are
+    bit-identical only if the count is fixed (``--cores 1`` and ``--cores 8`` give the same results)."""
     from . import datasets, networks
 
-    _tf_threads(threads)
+    _tf_threads(TRAIN_THREADS)
     ds = datasets.get(dataset)
     train = datasets.read_manifest(manifest, "train")
+    if spec.get("part"):
+        train = datasets.part_of(train, *spec["part"])
     images = ds.images(list(train["id"]))
     labels = train["label"].to_numpy()
     log.info("training %s (%s) on %d images", name, spec["architecture"], len(labels))
@@ -89,7 +97,8 @@ def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: s
 
 def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str, split: str, output: str,
             model_dir: str | None = None, store: dict | None = None, with_classifier: bool = True,
-            threads: int = 1, preprocessing: dict | None = None, lstsq_images: int | None = None) -> None:
+            normalise: bool = False, aligned: str | None = None, threads: int = 1,
+            preprocessing: dict | None = None, lstsq_images: int | None = None) -> None:
     from . import datasets, networks
 
     _tf_threads(threads)
@@ -99,13 +108,23 @@ def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str
     if net.randomized:
         log.info("%s: re-initialised %d variables (%d parameters) with seed %d", name,
                  net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"])
+    images, extra = datasets.get(dataset), {}
+    if aligned:  # cached face crops instead of the raw images
+        from .faces import AlignedImages
+
+        images = AlignedImages(aligned)
+        a = images.attrs
+        extra["alignment"] = {k: a.get(k) for k in ("style", "size", "margin", "fallbacks", "n")} | {"store": aligned}
+        log.info("reading %s crops from %s (%s fallbacks to a centre crop)", a.get("style"), aligned,
+                 a.get("fallbacks"))
     networks.extract(
-        net, datasets.get(dataset), rows["id"].to_numpy(), rows["label"].to_numpy(), output,
+        net, images, rows["id"].to_numpy(), rows["label"].to_numpy(), output,
         chunk_rows=store.get("chunk_rows"), batch_size=int(store.get("batch_size", 256)),
-        with_classifier=with_classifier, preprocessing=preprocessing, lstsq_images=lstsq_images, log=log.info,
+        with_classifier=with_classifier, normalise=normalise, log=log.info, preprocessing=preprocessing,
+        lstsq_images=lstsq_images,
         attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
                "seed": (spec.get("train") or {}).get("seed", spec.get("seed", dataset.get("seed"))), "spec": spec,
-               "manifest": str(manifest)},
+               "manifest": str(manifest), **extra},
     )
     log.info("wrote %s (%d images)", output, len(rows))
 
@@ -170,10 +189,112 @@ def network_table(stores: dict[str, str], labels: dict, output: str, chunk_rows:
     log.info("wrote %s:\n%s", output, t[["network", "feature_dim", "parameters", "input_size", "top1"]].to_string())
 
 
-def plot_closed_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str) -> None:
+def plot_closed_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str,
+                    xlabel: str = "target network (classifier)") -> None:
     import pandas as pd
 
     from . import plots
 
     m = pd.read_csv(matrix, index_col=0)
-    plots.heatmap(m, labels, controls, title, outputs)
+    plots.heatmap(m, labels, controls, title, outputs, xlabel=xlabel)
+
+
+# -- open set -----------------------------------------------------------------------
+def write_pairs(dataset: dict, output: str) -> None:
+    from . import datasets
+
+    datasets.get(dataset).write_pairs(output)
+    log.info("wrote %s", output)
+
+
+def _pairs_features(stores: dict[str, str]):
+    """Whole stores of split ``pairs`` in memory (float64), their ids and attributes."""
+    import numpy as np
+
+    from . import stores as st
+
+    opened = st.open_aligned(stores)
+    first = next(iter(opened.values()))
+    feats = {k: np.asarray(s.embeddings[:], dtype=np.float64) for k, s in opened.items()}
+    return feats, first.ids, {k: s.attrs for k, s in opened.items()}
+
+
+def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds: str, matrix: str, meta: str,
+                      alpha: float = 1.0, precision: str = "float64", threads: int = 1) -> None:
+    import json
+
+    from . import open_set
+
+    set_threads(threads)
+    p = open_set.read_pairs(pairs)
+    feats, ids, attrs = _pairs_features(stores)
+    log.info("%d pairs in %d folds over %d images, %d networks", len(p), p.n_folds, len(ids), len(feats))
+    t, f = open_set.verification(feats, ids, p, alpha=float(alpha), precision=precision)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    f.to_csv(folds, index=False, float_format="%.8g")
+    open_set.matrix(t, list(feats)).to_csv(matrix, float_format="%.6g")
+    info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
+            "n_images": len(ids), "alpha": float(alpha), "precision": precision,
+            "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
+                             "l2_normalised": a.get("l2_normalised"), "alignment": a.get("alignment")}
+                         for k, a in attrs.items()}}
+    Path(meta).write_text(json.dumps(info, indent=1, default=str))
+    for r in t.itertuples():
+        log.info("%s -> %s %s: %.4f +- %.4f", r.source, r.target, r.method, r.accuracy_mean, r.accuracy_std)
+
+
+def evaluate_identification(stores: dict[str, str], table: str, matrix: str, folds: int = 5, seed: int = 0,
+                            alpha: float = 1.0, precision: str = "float64", threads: int = 1) -> None:
+    from . import open_set
+
+    set_threads(threads)
+    feats, ids, _ = _pairs_features(stores)
+    t = open_set.identification(feats, ids, n_folds=int(folds), seed=int(seed), alpha=float(alpha),
+                                precision=precision)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    open_set.matrix(t, list(feats), value="rank1").to_csv(matrix, float_format="%.6g")
+    log.info("wrote %s: %d probes, gallery of %.0f identities per fold", table, t.n_probes.iloc[0],
+             t.gallery_size.iloc[0])
+
+
+def plot_open_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str) -> None:
+    plot_closed_set(matrix, outputs, labels, controls, title, xlabel="target network (features)")
+
+
+def detect_faces(dataset: dict, manifest: str, output: str, split: str = "pairs", threads: int = 1) -> None:
+    """MTCNN over every image of ``split``: the largest face's box and landmarks, one CSV row per image."""
+    import pandas as pd
+
+    from . import datasets, faces
+
+    _tf_threads(threads)
+    ds = datasets.get(dataset)
+    ids = datasets.read_manifest(manifest, split)["id"].tolist()
+    from mtcnn import MTCNN
+
+    detector = MTCNN()
+    rows = []
+    for i, id_ in enumerate(ids):
+        img = ds.image(id_)
+        rows.append(faces.detection_row(id_, img.shape, faces.detect([img], detector)[0]))
+        if (i + 1) % 500 == 0:
+            log.info("%d of %d images", i + 1, len(ids))
+    t = pd.DataFrame(rows, columns=faces.DETECTION_COLUMNS)
+    tmp = f"{output}.partial"
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(tmp, index=False, float_format="%.3f")
+    os.replace(tmp, output)
+    log.info("faces found in %d of %d images; the others fall back to a centre crop", t.detected.sum(), len(t))
+
+
+def align_faces(dataset: dict, detections: str, key: str, output: str) -> None:
+    import pandas as pd
+
+    from . import datasets, faces
+
+    spec = faces.parse_align_key(key)
+    t = pd.read_csv(detections, dtype={"id": str})
+    n = faces.write_crops(datasets.get(dataset), t, spec, output, attrs={"detections": detections})
+    log.info("wrote %s: %d crops, %d centre-crop fallbacks", output, len(t), n)

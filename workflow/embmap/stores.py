@@ -104,6 +104,9 @@ def as_str(values) -> np.ndarray:
 def open_group(path: str | os.PathLike, what: str = "store") -> zarr.Group:
     """Open a complete group read-only, with an error naming the path otherwise."""
     p = Path(path)
+    if p.name.endswith(".partial"):
+        raise StoreError(f"{what} {p}: an unfinished writer's partial store (incomplete); run its rule again to "
+                         "resume it")
     if not (p / "zarr.json").exists():
         raise StoreError(f"{what} {p}: not a Zarr store (no zarr.json)")
     g = zarr.open_group(str(p), mode="r")
@@ -128,22 +131,27 @@ class EmbeddingWriter:
         write covers whole chunks.
     """
 
-    def __init__(self, group, ids, labels, n_features: int, chunk_rows: int, name: str = "store"):
+    def __init__(self, group, ids, labels, n_features: int, chunk_rows: int, name: str = "store",
+                 start: int = 0, on_flush=None):
         self.group, self.name = group, name
         self.n = len(ids)
         self.chunk_rows = int(chunk_rows)
         self.ids = np.asarray(ids, dtype=str)
-        write_index(group, self.ids, np.asarray(labels, dtype=np.int64), self.chunk_rows)
-        self.array = group.create_array(
-            "embeddings",
-            shape=(self.n, int(n_features)),
-            chunks=(self.chunk_rows, int(n_features)),
-            dtype="float32",
-            compressors=compressor(),
-            dimension_names=["sample", "feature"],
-            fill_value=np.nan,
-        )
-        self.written = 0
+        self.on_flush = on_flush
+        if start:  # resuming: the index and the array are already there
+            self.array = group["embeddings"]
+        else:
+            write_index(group, self.ids, np.asarray(labels, dtype=np.int64), self.chunk_rows)
+            self.array = group.create_array(
+                "embeddings",
+                shape=(self.n, int(n_features)),
+                chunks=(self.chunk_rows, int(n_features)),
+                dtype="float32",
+                compressors=compressor(),
+                dimension_names=["sample", "feature"],
+                fill_value=np.nan,
+            )
+        self.written = int(start)
         self._buf: list[np.ndarray] = []
         self._buffered = 0
 
@@ -169,6 +177,8 @@ class EmbeddingWriter:
         block = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
         self.array[self.written : self.written + k] = block[:k]
         self.written += k
+        if self.on_flush is not None:
+            self.on_flush(self)
         rest = block[k:]
         self._buf = [rest] if len(rest) else []
         self._buffered = len(rest)
@@ -201,10 +211,138 @@ def write_classifier(group, weight: np.ndarray, bias: np.ndarray, attrs: dict | 
     bias = np.asarray(bias, dtype=np.float32)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
         raise StoreError(f"classifier: weight {weight.shape} and bias {bias.shape} do not fit together")
-    c = group.create_group("classifier")
+    c = group.create_group("classifier", overwrite=True)
     c.create_array("weight", data=weight, dimension_names=["class", "feature"])
     c.create_array("bias", data=bias, dimension_names=["class"])
     c.attrs.update({"convention": "logits = weight @ f + bias", **(attrs or {})})
+
+
+class ResumableStore:
+    """An embedding store built at ``<path>.partial`` that survives a crash of its writer.
+
+    Every full chunk is written, flushed to disk (``fsync``) and then counted in
+    ``<path>.partial/progress.json`` (replaced atomically), so after a kill at
+    any moment the progress file never counts rows that are not on disk. A new
+    writer with the same ``fingerprint`` (what determines the values: network
+    spec, dataset, split, ids, labels) continues from :attr:`start`; any other
+    fingerprint starts afresh. :meth:`finish` marks the store complete and
+    renames it into place, so a store at ``path`` is always whole, and nothing
+    at ``<path>.partial`` can be mistaken for a finished store (no ``complete``
+    attribute, another name).
+
+    Snakemake removes a failed job's *outputs*; the partial store is not one,
+    so the next attempt finds it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final store.
+    ids : array of str, shape (n,)
+    labels : array of int, shape (n,)
+    fingerprint : dict
+        JSON-serialisable description of everything that shapes the values.
+    chunk_rows : int, optional
+        Samples per chunk (default: about 8 MB of rows).
+    batch_size : int
+        The producer's batch size. Resuming restarts at a row that is a
+        multiple of both the chunk and the batch size, so every batch holds the
+        same images as in an uninterrupted run and values are identical.
+    """
+
+    PROGRESS = "progress.json"
+
+    def __init__(self, path, ids, labels, fingerprint: dict, chunk_rows: int | None = None, batch_size: int = 1,
+                 name: str = "store"):
+        import hashlib
+        import json
+
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.ids = np.asarray(ids, dtype=str)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.n = len(self.ids)
+        self.requested_rows = chunk_rows
+        self.batch_size = max(1, int(batch_size))
+        self.name = name
+        h = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode())
+        h.update("\0".join(self.ids.tolist()).encode())
+        h.update(self.labels.tobytes())
+        self.fingerprint = h.hexdigest()
+        self.writer: EmbeddingWriter | None = None
+        self.start = 0
+        self.resumed_rows = 0
+        progress = self._read_progress()
+        if progress and progress.get("fingerprint") == self.fingerprint and progress.get("rows", 0) > 0:
+            self.group = zarr.open_group(str(self.partial), mode="r+")
+            array = self.group["embeddings"]
+            step = int(np.lcm(array.chunks[0], self.batch_size))
+            self.resumed_rows = int(progress["rows"])
+            self.start = self.resumed_rows - self.resumed_rows % step
+            self.requested_rows = array.chunks[0]
+            if self.start:
+                self.writer = EmbeddingWriter(self.group, self.ids, self.labels, array.shape[1], array.chunks[0],
+                                              name=name, start=self.start, on_flush=self._record)
+        if self.writer is None:
+            self.start = 0
+            if self.partial.exists():
+                shutil.rmtree(self.partial)
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            self.group = zarr.open_group(str(self.partial), mode="w", zarr_format=3)
+            self._write_progress(0)
+
+    def _read_progress(self) -> dict | None:
+        import json
+
+        try:
+            return json.loads((self.partial / self.PROGRESS).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_progress(self, rows: int) -> None:
+        import json
+
+        tmp = self.partial / (self.PROGRESS + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"fingerprint": self.fingerprint, "rows": int(rows), "n": self.n, "updated": now()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.partial / self.PROGRESS)
+
+    def _record(self, writer: EmbeddingWriter) -> None:
+        """After a flush: make the chunk durable, then count it."""
+        array = writer.array
+        last = (writer.written - 1) // array.chunks[0]
+        key = array.metadata.chunk_key_encoding.encode_chunk_key((last, 0))
+        chunk = self.partial / array.path / key
+        if chunk.exists():
+            with open(chunk, "rb") as f:
+                os.fsync(f.fileno())
+        self._write_progress(writer.written)
+
+    @property
+    def has_classifier(self) -> bool:
+        return "classifier" in self.group and {"weight", "bias"} <= set(self.group["classifier"].keys())
+
+    def append(self, rows: np.ndarray) -> None:
+        """Add the next rows (the first call fixes the feature dimension)."""
+        if self.writer is None:
+            rows = np.asarray(rows)
+            chunk = chunk_rows_for(rows.shape[1], requested=self.requested_rows)
+            self.writer = EmbeddingWriter(self.group, self.ids, self.labels, rows.shape[1], chunk, name=self.name,
+                                          on_flush=self._record)
+        self.writer.append(rows)
+
+    def finish(self, attrs: dict) -> None:
+        """Check every row is written, mark the store complete and move it to its final path."""
+        if self.writer is None:
+            raise StoreError(f"{self.name}: nothing was written")
+        self.writer.close()
+        self.group.attrs.update({**attrs, "complete": True, "format_version": FORMAT_VERSION})
+        consolidate(self.partial)
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.partial, self.path)
+        (self.path / self.PROGRESS).unlink(missing_ok=True)
 
 
 def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=None, **attrs) -> None:

@@ -1,4 +1,6 @@
 rule prepare_split:
+    input:
+        unpack(split_inputs),
     output:
         f"{R}/{{exp}}/data/manifest.csv",
     log:

@@ -8,7 +8,7 @@ rule train_network:
     params:
         spec=lambda wc: P.network(wc.exp, wc.network).spec,
         dataset=lambda wc: exp_of(wc).dataset,
-    threads: 2
+    threads: 1  # training runs single-threaded for bit-identical weights (embmap.steps.TRAIN_THREADS)
     resources:
         mem_mb=4000,
     conda:
@@ -30,6 +30,7 @@ rule extract:
         store=lambda wc: exp_of(wc).store_options,
         with_classifier=lambda wc: exp_of(wc).task == "closed_set",
         preprocessing=lambda wc: P.preprocessing(wc.exp, wc.network),
+        normalise=lambda wc: exp_of(wc).task == "open_set",
     threads: 2
     resources:
         mem_mb=4000,

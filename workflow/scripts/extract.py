@@ -14,8 +14,10 @@ with steps.logged(snakemake.log[0]):
         snakemake.wildcards.split,
         snakemake.output[0],
         model_dir=snakemake.input.get("model"),
+        aligned=snakemake.input.get("aligned"),
         store=snakemake.params.store,
         with_classifier=snakemake.params.with_classifier,
+        normalise=snakemake.params.normalise,
         threads=snakemake.threads,
         preprocessing=snakemake.params.preprocessing,
     )

@@ -11,5 +11,4 @@ with steps.logged(snakemake.log[0]):
         snakemake.params.dataset,
         snakemake.input.manifest,
         snakemake.output[0],
-        threads=snakemake.threads,
     )

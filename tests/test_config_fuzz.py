@@ -1,0 +1,106 @@
+"""Property: any malformed config is refused with a ConfigError that names a key, never a deep traceback.
+
+Hypothesis mutates valid configs (the digits demo and a bring-your-own one):
+it replaces any value by a value of another type, deletes any key, or adds
+an unknown key anywhere. Every outcome must be either a config the plan
+accepts or a :class:`embmap.plan.ConfigError` whose message starts with the
+dotted key at fault, and that key must lie on the path of the mutation.
+"""
+
+import copy
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT, synthetic_stores
+from embmap import plan
+
+DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, width=32),
+                    st.text(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                      max_leaves=5)
+
+
+def _paths(node, prefix=()):
+    """Every (path, value) in a nested dict/list config."""
+    yield prefix, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+@st.composite
+def mutated(draw, base):
+    config = copy.deepcopy(base)
+    paths = [p for p, _ in _paths(config)]
+    kind = draw(st.sampled_from(["replace", "delete", "add"]))
+    if kind == "add":
+        dicts = [p for p, v in _paths(config) if isinstance(v, dict)]
+        where = draw(st.sampled_from(dicts))
+        key = draw(st.text(min_size=1, max_size=8).filter(lambda k: k not in _get(config, where)))
+        _get(config, where)[key] = draw(values)
+        return config, where + (key,), kind
+    where = draw(st.sampled_from([p for p in paths if p]))
+    parent, last = _get(config, where[:-1]), where[-1]
+    if kind == "delete":
+        if isinstance(parent, list):
+            parent.pop(last)
+        else:
+            del parent[last]
+    else:
+        old = parent[last]
+        new = draw(values.filter(lambda v: type(v) is not type(old)))
+        parent[last] = new
+    return config, where, kind
+
+
+def _get(node, path):
+    for k in path:
+        node = node[k]
+    return node
+
+
+def _check(config, where, tmp_path):
+    try:
+        plan.check_schema(config)
+        plan.Plan(config, tmp_path)
+    except plan.ConfigError as e:
+        msg = str(e)
+        on_path = [plan.dotted(where[:i]) for i in range(len(where) + 1)]
+        inside = plan.dotted(where) + "."  # or a key within the mutated value
+        assert msg.startswith(inside) or any(msg.startswith(k + ": ") or msg.startswith(k + ", ") for k in on_path), (
+            f"mutation at {plan.dotted(where)!r} reported as: {msg}")
+    # any other exception propagates and fails the property
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=mutated(DEMO))
+def test_mutated_demo_config_fails_naming_the_key(case, tmp_path):
+    config, where, _ = case
+    _check(config, where, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def byo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("byo")
+    dirs = synthetic_stores(root, names=("a", "b"), dims=(4, 3), n_train=20, n_test=10)
+    config = {"experiments": {"mine": {"task": "closed_set", "dataset": {"kind": "embeddings"},
+                                       "fit_split": "train", "eval_split": "test", "mapping": {"alpha": 1.0},
+                                       "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}}}
+    return config, root
+
+
+@settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_bring_your_own_config_fails_naming_the_key(byo, data):
+    base, root = byo
+    config, where, _ = data.draw(mutated(base))
+    _check(config, where, root)

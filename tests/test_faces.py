@@ -1,0 +1,190 @@
+"""Face alignment with MTCNN and the face networks' loaders (frozen graphs, arcface-tf2 checkpoints)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embmap import faces
+
+pytestmark = pytest.mark.tensorflow
+
+
+def test_similarity_transform_recovers_a_known_one():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    ang, s, t = 0.3, 1.7, np.array([4.0, -9.0])
+    rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    dst = s * src @ rot.T + t
+    m = faces.similarity_transform(src, dst)
+    np.testing.assert_allclose(m, np.hstack([s * rot, t[:, None]]), atol=1e-10)
+
+
+def test_facenet_crop_is_the_square_around_the_box():
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[30:50, 40:80] = 255  # a 40 x 20 box at x=40, y=30
+    c = faces.facenet_crop(img, (40, 30, 40, 20), size=50, margin=10)
+    assert c.shape == (50, 50, 3)
+    # side 50 around the centre (60, 40): the white band spans rows 15..35 and columns 5..45 of the crop
+    assert c[25, 25].min() > 200 and c[5, 25].max() < 50 and c[25, 2].max() < 50
+
+
+@pytest.fixture(scope="module")
+def astronaut_detection():
+    from skimage import data
+
+    img = data.astronaut()
+    return img, faces.detect([img, np.zeros((120, 120, 3), np.uint8)])
+
+
+def test_mtcnn_finds_the_astronauts_face_and_crops_have_the_right_size(astronaut_detection):
+    img, (face, none) = astronaut_detection
+    assert none is None
+    assert face["confidence"] > 0.9
+    x, y, w, h = face["box"]
+    assert 150 < x + w / 2 < 300 and 50 < y + h / 2 < 200  # the face in the top middle of the 512 x 512 photo
+    det = faces.detection_of(pd.Series(faces.detection_row("astronaut", img.shape, face)))
+    fn = faces.crop(img, det, {"style": "facenet"})
+    assert fn.shape == (160, 160, 3) and fn.dtype == np.uint8
+    af = faces.crop(img, det, {"style": "arcface"})
+    assert af.shape == (112, 112, 3)
+    # the landmarks land near the template (a similarity cannot fit a real face exactly)
+    m = faces.similarity_transform(det.landmarks, faces.ARCFACE_TEMPLATE)
+    moved = det.landmarks @ m[:, :2].T + m[:, 2]
+    assert np.linalg.norm(moved - faces.ARCFACE_TEMPLATE, axis=1).max() < 7.0
+    # and the crop shows what the image shows there: the left eye's pixel
+    ex, ey = det.landmarks[0].round().astype(int)
+    tx, ty = faces.ARCFACE_TEMPLATE[0].round().astype(int)
+    near = img[ey - 2:ey + 3, ex - 2:ex + 3].reshape(-1, 3).astype(int)
+    assert np.abs(near - af[ty, tx].astype(int)).sum(1).min() < 60
+
+
+def test_images_without_a_face_fall_back_to_a_centre_crop(tmp_path):
+    from embmap import datasets
+
+    root = tmp_path / "lfw" / "Blank"
+    root.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (250, 250), (90, 90, 90)).save(root / "Blank_0001.jpg")
+    rows = pd.DataFrame([faces.detection_row("Blank/Blank_0001.jpg", (250, 250, 3), None)])
+    ds = datasets.LFW(tmp_path / "lfw", tmp_path / "pairs.txt")
+    n = faces.write_crops(ds, rows, {"style": "arcface"}, tmp_path / "a.zarr")
+    assert n == 1
+    a = faces.AlignedImages(tmp_path / "a.zarr")
+    assert a.attrs["fallbacks"] == 1 and a.attrs["style"] == "arcface"
+    x = a.images(["Blank/Blank_0001.jpg"])
+    assert x.shape == (1, 112, 112, 3) and abs(float(x.mean()) - 90 / 255) < 0.02
+    det = faces.centre_detection(250, 250)
+    assert det.box.tolist() == [62.5, 62.5, 125.0, 125.0] and not det.detected
+
+
+def test_a_frozen_graph_is_loaded_back_with_identical_outputs(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16 * 16 * 3, 8)).astype(np.float32)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 16, 16, 3], name="input")
+        phase = tf.compat.v1.placeholder_with_default(True, [], name="phase_train")
+        h = tf.matmul(tf.reshape(x, [-1, 16 * 16 * 3]), tf.constant(w))
+        h = tf.cond(phase, lambda: h * 0.0, lambda: h)  # training mode would zero everything
+        emb = tf.math.l2_normalize(h, 1, name="embeddings")
+    (tmp_path / "g.pb").write_bytes(g.as_graph_def().SerializeToString())
+    net = faces.open_face_network("facenet", {"source": "frozen_graph", "graph": str(tmp_path / "g.pb"),
+                                              "input_size": [16, 16]})
+    images = rng.random((3, 16, 16, 3)).astype(np.float32)
+    got = net.features(images)
+    feed = net.preprocess(images).numpy()  # facenet's fixed standardisation (255 x - 127.5) / 128
+    np.testing.assert_allclose(feed, (255 * images - 127.5) / 128, atol=1e-5)
+    assert net.preprocess(np.zeros((1, 40, 40, 3), np.float32)).shape == (1, 16, 16, 3)
+    with tf.compat.v1.Session(graph=g) as s:
+        want = s.run(emb, {x: feed, phase: False})
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(faces.NetworkError, match=r"'facenet': the graph .* has no tensor 'emb:0'"):
+        faces.FrozenGraphNetwork("facenet", tmp_path / "g.pb", output="emb:0")
+
+
+def test_an_arcface_checkpoint_is_restored_with_identical_outputs(tmp_path):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(3)
+    model = faces.arcface_model("MobileNetV2", 112, 512)
+    # perturb batch-norm statistics so restoring them matters
+    for v in model.variables:
+        if "moving" in v.name:
+            v.assign(tf.random.uniform(v.shape, 0.5, 1.5))
+    (tmp_path / "ckpt").mkdir()
+    model.save_weights(str(tmp_path / "ckpt" / "e_8_b_40000.ckpt"))
+    images = np.random.default_rng(1).random((2, 112, 112, 3)).astype(np.float32)
+    want = model(images, training=False).numpy()
+    net = faces.open_face_network("mm", {"source": "arcface", "backbone": "MobileNetV2",
+                                         "checkpoint": str(tmp_path / "ckpt")})
+    got = net.features(images)
+    assert got.shape == (2, 512)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(faces.NetworkError, match="'bad': no checkpoint"):
+        faces.ArcFaceNetwork("bad", tmp_path / "nowhere")
+
+
+def random_frozen_graph(path, size, dim, seed):
+    """A facenet-like frozen graph: input:0, phase_train:0, embeddings:0; a fixed random projection."""
+    import tensorflow as tf
+
+    w = np.random.default_rng(seed).standard_normal((size * size * 3, dim)).astype(np.float32)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="input")
+        tf.compat.v1.placeholder_with_default(False, [], name="phase_train")
+        tf.math.l2_normalize(tf.matmul(tf.reshape(x, [-1, size * size * 3]), tf.constant(w)), 1, name="embeddings")
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    return str(path)
+
+
+@pytest.mark.workflow
+def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path):
+    import json
+
+    from PIL import Image
+    from skimage import data
+
+    from embmap import open_set
+    from test_open_set import fabricated_lfw
+    from test_workflow import snakemake
+
+    root = fabricated_lfw(tmp_path / "lfw", people=(("Ann", 3), ("Bob", 3), ("Cy", 2)))
+    (root / "Eileen_Collins").mkdir()
+    photo = Image.fromarray(data.astronaut()).resize((250, 250))
+    photo.save(root / "Eileen_Collins" / "Eileen_Collins_0001.jpg")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "Eileen_Collins" / "Eileen_Collins_0002.jpg")
+    pairs = open_set.make_pairs({"Ann": 3, "Bob": 3, "Cy": 2, "Eileen_Collins": 2}, 2, 3, seed=0)
+    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    n_images = len(pairs.images())
+    cfg = {"experiments": {"faces": {
+        "task": "open_set", "dataset": {"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")},
+        "identification": {"folds": 2},
+        "networks": {
+            "fn": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "fn.pb", 32, 6, 0),
+                   "input_size": [32, 32], "align": {"style": "facenet", "size": 32, "margin": 8}},
+            "af": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "af.pb", 24, 6, 1),
+                   "input_size": [24, 24], "input_range": [0, 1], "align": {"style": "arcface", "size": 24}},
+        }}}}
+    snakemake(tmp_path, cfg)
+    res = tmp_path / "results" / "faces"
+    det = pd.read_csv(res / "data" / "faces.csv")
+    assert len(det) == n_images
+    found = set(det[det.detected].id)
+    assert {i for i in pairs.images() if i.startswith("Eileen")} <= found
+    meta = json.loads((res / "tables" / "open_set.json").read_text())
+    fallbacks = n_images - len(found)
+    assert meta["networks"]["fn"]["alignment"]["fallbacks"] == fallbacks
+    assert meta["networks"]["af"]["alignment"]["style"] == "arcface"
+    assert meta["networks"]["fn"]["l2_normalised"] is True
+    crops = faces.AlignedImages(res / "aligned" / "facenet32m8.zarr")
+    assert crops.images(pairs.images()[:2]).shape == (2, 32, 32, 3)
+    assert (res / "aligned" / "arcface24.zarr").exists()
+    log = (res / "logs" / "align_faces" / "facenet32m8.log").read_text()
+    assert f"{fallbacks} centre-crop fallbacks" in log
+    t = pd.read_csv(res / "tables" / "open_set.csv")
+    assert len(t[t.method == "ridge"]) == 2 and len(t[t.method == "identity"]) == 2
+    assert (res / "figures" / "identification_heatmap.png").exists()
