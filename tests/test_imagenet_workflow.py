@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from embmap import plan
+from embmap import plan, stores
 from fake_imagenet import WNIDS, fake_imagenet
 from test_workflow import snakemake
 
@@ -65,6 +65,11 @@ def test_miniature_imagenet_run_gives_table_1_and_table_2(tmp_path):
     from fake_hub import tiny_hub_pair
 
     root = fake_imagenet(tmp_path / "data" / "ILSVRC2012", per_class=4, val_layout="flat")
+    # a truncated training JPEG and an empty val file, left out of every network's store by policy
+    bad_train = sorted((root / "train").rglob("*.JPEG"))[5]
+    bad_train.write_bytes(bad_train.read_bytes()[:200])
+    bad_val = root / "val" / "ILSVRC2012_val_00000004.JPEG"
+    bad_val.write_bytes(b"")
     n_classes = len(WNIDS) + 1
     a = tiny_hub_pair(tmp_path / "models" / "a", d=6, n_classes=n_classes, seed=1)
     b = tiny_hub_pair(tmp_path / "models" / "b", d=8, n_classes=n_classes, seed=2, locatable=False)
@@ -74,7 +79,7 @@ def test_miniature_imagenet_run_gives_table_1_and_table_2(tmp_path):
                 "classifier": f"./models/{pair.name}/classification", "input_size": [20, 20], **kw}
 
     cfg = {"experiments": {"mini": {
-        "task": "closed_set", "dataset": {"kind": "imagenet", "root": "data/ILSVRC2012"},
+        "task": "closed_set", "dataset": {"kind": "imagenet", "root": "data/ILSVRC2012", "bad_images": "skip"},
         "fit_split": "train", "eval_split": "val", "store": {"batch_size": 8},
         "preprocessing": {"input_size": [24, 24]},
         "networks": {"ctrl": net(a, control=True, randomize=True, seed=3, label="A*"),  # listed first, tabled last
@@ -85,9 +90,15 @@ def test_miniature_imagenet_run_gives_table_1_and_table_2(tmp_path):
     assert list(t1.network) == ["a", "b", "ctrl"]
     assert list(t1.feature_dim) == [6, 8, 6] and list(t1.input_size) == ["24x24", "20x20", "24x24"]
     assert list(t1.classifier) == ["variables", "least_squares", "variables"]
-    assert list(t1.randomized) == [False, False, True] and (t1.n == 10).all()
+    assert list(t1.randomized) == [False, False, True] and (t1.n == 9).all()
     m = pd.read_csv(res / "tables" / "closed_set_matrix.csv", index_col=0)
     assert list(m.index) == ["a", "b", "ctrl"] and list(m.columns) == ["a", "b", "ctrl"]
     np.testing.assert_allclose(np.diag(m.to_numpy()), t1.top1, atol=1e-6)
     manifest = pd.read_csv(res / "data" / "manifest.csv")
     assert (manifest.split == "val").sum() == 10 and manifest.label.between(1, len(WNIDS)).all()
+    skipped = {"train": [str(bad_train.relative_to(root))], "val": ["val/ILSVRC2012_val_00000004.JPEG"]}
+    for split, ids in skipped.items():
+        opened = [stores.open_embeddings(res / "embeddings" / k / f"{split}.zarr") for k in ("a", "b", "ctrl")]
+        for s in opened:
+            assert s.attrs["skipped"] == ids and ids[0] not in set(s.ids)
+            np.testing.assert_array_equal(s.ids, opened[0].ids)

@@ -410,18 +410,56 @@ def get(spec: dict):
     return KINDS[kind](**{k: v for k, v in spec.items() if k != "kind"})
 
 
-def write_manifest(spec: dict, path) -> pd.DataFrame:
-    m = get(spec).manifest()
+BAD_IMAGE_POLICIES = ("fail", "skip")
+
+
+def check_images(dataset: "ImageFiles", m: pd.DataFrame, policy: str = "fail", log=None) -> pd.DataFrame:
+    """Decode every image of manifest ``m`` once; apply ``policy`` to those that cannot be read.
+
+    ``fail`` raises :class:`DatasetError` listing every unreadable file;
+    ``skip`` keeps them in the manifest with the reason in column ``skipped``
+    (empty for usable images), so every network is extracted on the same
+    ids and every store can record which ids of its split were left out.
+    """
+    from . import images
+
+    if policy not in BAD_IMAGE_POLICIES:
+        raise DatasetError(f"dataset.bad_images: {policy!r} is not one of {BAD_IMAGE_POLICIES}")
+    paths = [str(dataset.path(i)) for i in m["id"]]
+    bad = images.find_unreadable(paths)
+    m = m.copy()
+    m["skipped"] = [bad.get(p, "") for p in paths]
+    if bad and policy == "fail":
+        lines = "\n".join(f"  {p}: {r}" for p, r in sorted(bad.items()))
+        raise DatasetError(f"{len(bad)} unreadable image(s) under {dataset.root} (set dataset.bad_images: skip "
+                           f"to leave them out of every network's store):\n{lines}")
+    if bad and log:
+        log(f"skipping {len(bad)} unreadable image(s): " + ", ".join(sorted(bad)[:10])
+            + (" ..." if len(bad) > 10 else ""))
+    return m
+
+
+def write_manifest(spec: dict, path, log=None) -> pd.DataFrame:
+    """Write the manifest (``id, label, split`` and, for image files, ``skipped``) of a ``dataset:`` block."""
+    spec = dict(spec)
+    policy = spec.pop("bad_images", "fail")
+    ds = get(spec)
+    m = ds.manifest()
+    if isinstance(ds, ImageFiles):
+        m = check_images(ds, m, policy, log)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     m.to_csv(path, index=False)
     return m
 
 
-def read_manifest(path, split: str | None = None) -> pd.DataFrame:
-    m = pd.read_csv(path, dtype={"id": str, "split": str})
+def read_manifest(path, split: str | None = None, with_skipped: bool = False) -> pd.DataFrame:
+    """The manifest's rows (of ``split``), without the images skipped as unreadable unless ``with_skipped``."""
+    m = pd.read_csv(path, dtype={"id": str, "split": str, "skipped": str}, keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in m.columns]
     if missing:
         raise DatasetError(f"manifest {path}: missing columns {missing}")
+    if "skipped" in m.columns and not with_skipped:
+        m = m[m["skipped"] == ""].drop(columns="skipped")
     if split is not None:
         m = m[m["split"] == split].reset_index(drop=True)
         if m.empty:

@@ -129,3 +129,34 @@ def batches(paths, input_size, crop_fraction: float = DEFAULT_CROP_FRACTION, bat
             raise ImageError(paths[start], f"reading the batch starting here failed: {e.message}") from None
         yield start, x.numpy()
         start += int(x.shape[0])
+
+
+def find_unreadable(paths, parallel: int | None = None) -> dict[str, str]:
+    """Decode every file once, in parallel; return {path: reason} for those that cannot be read as images.
+
+    Greyscale, CMYK and alpha-channel files decode to RGB and count as
+    readable. The pass decodes but does not resize, so it costs about one
+    decode per file.
+    """
+    tf = _tf()
+    paths = [str(p) for p in paths]
+    if not paths:
+        return {}
+
+    def probe(p):
+        image = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
+        return p, tf.shape(image)
+
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
+    ds = ds.map(probe, num_parallel_calls=parallel or tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.ignore_errors().prefetch(tf.data.AUTOTUNE)
+    good = {p.decode() for p, _ in ds.as_numpy_iterator()}
+    bad = {}
+    for p in paths:
+        if p not in good:
+            try:
+                decode_file(p)
+                bad[p] = "cannot be decoded in the parallel pipeline"
+            except ImageError as e:
+                bad[p] = str(e)[len(p) + 2:]
+    return bad

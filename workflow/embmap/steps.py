@@ -68,7 +68,7 @@ def _tf_threads(n: int) -> None:
 def prepare_split(dataset: dict, output: str) -> None:
     from . import datasets
 
-    m = datasets.write_manifest(dataset, output)
+    m = datasets.write_manifest(dataset, output, log=log.warning)
     log.info("manifest %s: %d images, splits %s", output, len(m), m["split"].value_counts().to_dict())
 
 
@@ -104,6 +104,8 @@ def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str
     _tf_threads(threads)
     store = store or {}
     rows = datasets.read_manifest(manifest, split)
+    every = datasets.read_manifest(manifest, split, with_skipped=True)
+    skipped = sorted(every["id"][every["skipped"] != ""]) if "skipped" in every.columns else []
     net = networks.open_network(name, spec, model_dir, preprocessing)
     if net.randomized:
         log.info("%s: re-initialised %d variables (%d parameters) with seed %d", name,
@@ -124,7 +126,7 @@ def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str
         lstsq_images=lstsq_images,
         attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
                "seed": (spec.get("train") or {}).get("seed", spec.get("seed", dataset.get("seed"))), "spec": spec,
-               "manifest": str(manifest), **extra},
+               "manifest": str(manifest), "skipped": skipped, **extra},
     )
     log.info("wrote %s (%d images)", output, len(rows))
 

@@ -8,6 +8,6 @@ rule prepare_split:
     params:
         dataset=lambda wc: exp_of(wc).dataset,
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/tensorflow.yaml"  # image files are decoded once to find unreadable ones
     script:
         "../scripts/prepare_split.py"
