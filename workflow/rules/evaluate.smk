@@ -17,13 +17,15 @@ rule evaluate_closed_set:
         ),
     log:
         f"{R}/{{exp}}/logs/evaluate_closed_set.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/evaluate_closed_set.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
     params:
         stores=eval_stores,
         maps=f"{R}/{{exp}}/maps",
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/evaluate_closed_set.py"

@@ -5,14 +5,16 @@ rule train_network:
         directory(f"{R}/{{exp}}/models/{{network}}"),
     log:
         f"{R}/{{exp}}/logs/train_network/{{network}}.log",
-    params:
-        spec=lambda wc: P.network(wc.exp, wc.network).spec,
-        dataset=lambda wc: exp_of(wc).dataset,
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/train_network/{{network}}.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
     threads: 2
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/tensorflow.yaml"
+    params:
+        spec=lambda wc: P.network(wc.exp, wc.network).spec,
+        dataset=lambda wc: exp_of(wc).dataset,
     script:
         "../scripts/train_network.py"
 
@@ -24,15 +26,17 @@ rule extract:
         directory(f"{R}/{{exp}}/embeddings/{{network}}/{{split}}.zarr"),
     log:
         f"{R}/{{exp}}/logs/extract/{{network}}/{{split}}.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/extract/{{network}}/{{split}}.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
     params:
         spec=lambda wc: P.network(wc.exp, wc.network).spec,
         dataset=lambda wc: exp_of(wc).dataset,
         store=lambda wc: exp_of(wc).store_options,
         with_classifier=lambda wc: exp_of(wc).task == "closed_set",
-    threads: 2
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/tensorflow.yaml"
     script:
         "../scripts/extract.py"
