@@ -43,6 +43,11 @@ class SlurmUnavailable(RuntimeError):
     """The cluster cannot start here; the message says why and what to do."""
 
 
+def which(name: str) -> str | None:
+    """Full path of a SLURM or munge program; daemons live in /usr/sbin, which PATH may lack."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +56,7 @@ def _free_port() -> int:
 
 def node_hardware() -> dict:
     """CPUs, sockets, cores and memory of this machine as ``slurmd -C`` reports them."""
-    out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([which("slurmd"), "-C"], capture_output=True, text=True, check=True).stdout
     fields = dict(re.findall(r"(\w+)=(\S+)", out.splitlines()[0]))
     keys = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
     return {k: int(fields[k]) for k in keys}
@@ -114,7 +119,7 @@ class LocalSlurm:
 
     # -- life cycle ---------------------------------------------------------------------
     def _check_prerequisites(self) -> None:
-        missing = [d for d in DAEMONS + ("sbatch", "squeue", "srun") if shutil.which(d) is None]
+        missing = [d for d in DAEMONS + ("sbatch", "squeue", "srun") if which(d) is None]
         if missing:
             raise SlurmUnavailable(f"SLURM cannot start: {', '.join(missing)} not installed. Run: {INSTALL}")
         if os.geteuid() != 0:
@@ -177,7 +182,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         for p in (m, key):
             shutil.chown(p, "munge", "munge")
         subprocess.run(
-            ["munged", f"--key-file={key}", f"--socket={m}/munge.socket", f"--pid-file={m}/munged.pid",
+            [which("munged"), f"--key-file={key}", f"--socket={m}/munge.socket", f"--pid-file={m}/munged.pid",
              f"--log-file={self.root}/log/munged.log", f"--seed-file={m}/munged.seed"],
             user="munge", group="munge", extra_groups=[], check=True, capture_output=True, text=True,
         )
@@ -222,7 +227,8 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         try:
             self._take_machine()
             self._start_munge()
-            for cmd in (["slurmctld", "-f", str(self.conf)], ["slurmd", "-f", str(self.conf), "-N", self.node]):
+            for cmd in ([which("slurmctld"), "-f", str(self.conf)],
+                        [which("slurmd"), "-f", str(self.conf), "-N", self.node]):
                 subprocess.run(cmd, env=self.env, check=True, capture_output=True, text=True)
             deadline = time.monotonic() + timeout
             state = ""

@@ -15,10 +15,9 @@ import pytest
 import yaml
 
 from conftest import ROOT
+import localslurm
 from localslurm import LocalSlurm, SlurmUnavailable
 from test_workflow import snakemake
-
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.tensorflow]
 
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 THREADS = 1  # per job, in the local run (--max-threads) and through SLURM alike
@@ -78,6 +77,9 @@ def rule_of(comment, rules):
     raise AssertionError(f"SLURM job comment {comment!r} names no rule of {sorted(rules)}")
 
 
+@pytest.mark.slurm
+@pytest.mark.workflow
+@pytest.mark.tensorflow
 def test_digits_workflow_runs_as_slurm_jobs_and_matches_a_local_run(tmp_path, cluster):
     cfg = small_digits_config()
     profile = fit_profile_to_node(tmp_path / "profile", THREADS, cluster.memory_mb)
@@ -124,3 +126,9 @@ def test_digits_workflow_runs_as_slurm_jobs_and_matches_a_local_run(tmp_path, cl
         local = pd.read_csv(tmp_path / "local" / "results" / "digits" / "tables" / name)
         remote = pd.read_csv(work / "results" / "digits" / "tables" / name)
         pd.testing.assert_frame_equal(remote, local, check_exact=True)
+
+
+def test_a_cluster_that_cannot_start_says_why(monkeypatch):
+    monkeypatch.setattr(localslurm, "which", lambda name: None if name == "slurmctld" else f"/usr/bin/{name}")
+    with pytest.raises(SlurmUnavailable, match="slurmctld not installed. Run: apt-get install"):
+        LocalSlurm().start()
