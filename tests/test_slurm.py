@@ -69,6 +69,11 @@ def job_stats(output):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", block, flags=re.M)}
 
 
+def megabytes(slurm_size):
+    """'16000M' or '8G' (as scontrol prints memory) in MB."""
+    return round(float(slurm_size[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[slurm_size[-1]])
+
+
 def rule_of(comment, rules):
     """The rule a SLURM job comment (``rule_<name>`` or ``rule_<name>_wildcards_...``) names."""
     for rule in sorted(rules, key=len, reverse=True):
@@ -110,8 +115,8 @@ def test_digits_workflow_runs_as_slurm_jobs_and_matches_a_local_run(tmp_path, cl
         per_rule[rule] = per_rule.get(rule, 0) + 1
         assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
         assert f"_job_complete: JobId={jid} done" in ctld_log
-        mem = fitted["set-resources"].get(rule, fitted["default-resources"])["mem_mb"]
-        assert job["MinMemoryNode"] == f"{eval(mem, {'attempt': 1})}M", job
+        mem = {**fitted["default-resources"], **fitted["set-resources"].get(rule, {})}["mem_mb"]
+        assert megabytes(job["MinMemoryNode"]) == eval(mem, {"attempt": 1}), job
         assert list(work.glob(f".snakemake/slurm_logs/rule_{rule}/**/{jid}.log")), f"no SLURM log of job {jid}"
         if shipped.get(rule, {}).get("gpu"):  # the shipped GPU request, as SLURM received it
             assert job.get("TresPerJob") == "gres:gpu:1", job
