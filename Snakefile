@@ -17,6 +17,9 @@ from embmap import plan as embmap_plan
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 embmap_plan.check_schema(config)  # names the key at fault in one line
 validate(config, "workflow/schemas/config.schema.yaml")
 P = embmap_plan.Plan(config)
@@ -41,6 +44,6 @@ include: "workflow/rules/open_set.smk"
 
 
 rule all:
+    default_target: True
     input:
         P.targets(),
-    default_target: True

@@ -56,3 +56,27 @@ def test_inspect_missing_path_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "embmap", "inspect", str(tmp_path / "nope.zarr")],
                        capture_output=True, text=True, cwd=ROOT / "workflow")
     assert r.returncode == 2 and "nope.zarr: not a Zarr store" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
+    """The README's snippet: embedding and map stores read by xarray and Dask as they are."""
+    import warnings
+
+    import dask.array as da
+    import xarray as xr
+
+    f = _store(tmp_path / "s.zarr")
+    m = ridge.LinearMap(np.arange(12.0).reshape(4, 3), np.ones(3), {"source": "a", "target": "b", "method": "ridge",
+                                                                     "alpha": 1.0, "n": 50, "fit_r2": 0.5})
+    ridge.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(tmp_path / "s.zarr")
+        assert ds["embeddings"].dims == ("sample", "feature") and ds["ids"].dims == ("sample",)
+        np.testing.assert_array_equal(ds["embeddings"].values, f)
+        assert ds["ids"].values[3] == "x/3.png" and ds.attrs["network"] == "netA"
+        x = da.from_zarr(str(tmp_path / "s.zarr"), component="embeddings")
+        np.testing.assert_allclose(x.mean(axis=0).compute(), f.mean(axis=0), rtol=1e-6)
+        mp = xr.open_zarr(tmp_path / "b.zarr")
+        np.testing.assert_array_equal(mp["weight"].values, m.weight)
+        assert mp.attrs["source"] == "a" and mp.attrs["fit_r2"] == 0.5

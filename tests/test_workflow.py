@@ -16,11 +16,12 @@ from embmap import closed_set
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir, config, *args, check=True):
+def snakemake(workdir, config, *args, check=True, **run):
+    """Run the workflow on ``config`` in ``workdir``; ``run`` goes to subprocess.run (env, timeout)."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, **run)
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
     return r

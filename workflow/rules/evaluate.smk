@@ -17,14 +17,16 @@ rule evaluate_closed_set:
         ),
     log:
         f"{R}/{{exp}}/logs/evaluate_closed_set.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/evaluate_closed_set.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
     params:
         stores=eval_stores,
         maps=f"{R}/{{exp}}/maps",
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/evaluate_closed_set.py"
 
@@ -41,13 +43,15 @@ rule network_table:
         ),
     log:
         f"{R}/{{exp}}/logs/network_table.log",
-    params:
-        stores=eval_stores,
-        labels=lambda wc: {k: n.label for k, n in exp_of(wc).networks.items()},
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/network_table.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        stores=eval_stores,
+        labels=lambda wc: {k: n.label for k, n in exp_of(wc).networks.items()},
     script:
         "../scripts/network_table.py"

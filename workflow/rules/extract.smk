@@ -5,14 +5,17 @@ rule train_network:
         directory(f"{R}/{{exp}}/models/{{network}}"),
     log:
         f"{R}/{{exp}}/logs/train_network/{{network}}.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/train_network/{{network}}.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
+    # one thread: bit-identical weights whatever the core count (embmap.steps.TRAIN_THREADS)
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         spec=lambda wc: P.network(wc.exp, wc.network).spec,
         dataset=lambda wc: exp_of(wc).dataset,
-    threads: 1  # training runs single-threaded for bit-identical weights (embmap.steps.TRAIN_THREADS)
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/tensorflow.yaml"
     script:
         "../scripts/train_network.py"
 
@@ -24,6 +27,13 @@ rule extract:
         directory(f"{R}/{{exp}}/embeddings/{{network}}/{{split}}.zarr"),
     log:
         f"{R}/{{exp}}/logs/extract/{{network}}/{{split}}.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/extract/{{network}}/{{split}}.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
     params:
         spec=lambda wc: P.network(wc.exp, wc.network).spec,
         dataset=lambda wc: exp_of(wc).dataset,
@@ -31,10 +41,5 @@ rule extract:
         with_classifier=lambda wc: exp_of(wc).task == "closed_set",
         preprocessing=lambda wc: P.preprocessing(wc.exp, wc.network),
         normalise=lambda wc: exp_of(wc).task == "open_set",
-    threads: 2
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/tensorflow.yaml"
     script:
         "../scripts/extract.py"

@@ -6,10 +6,15 @@ rule write_pairs:
         f"{R}/{{exp}}/data/pairs.txt",
     log:
         f"{R}/{{exp}}/logs/write_pairs.log",
-    params:
-        dataset=lambda wc: exp_of(wc).dataset,
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/write_pairs.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        dataset=lambda wc: exp_of(wc).dataset,
     script:
         "../scripts/write_pairs.py"
 
@@ -40,15 +45,17 @@ rule evaluate_open_set:
         meta=f"{R}/{{exp}}/tables/open_set.json",
     log:
         f"{R}/{{exp}}/logs/evaluate_open_set.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/evaluate_open_set.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
     params:
         stores=pairs_stores,
         alpha=lambda wc: exp_of(wc).mapping["alpha"],
         precision=lambda wc: exp_of(wc).mapping.get("precision", "float64"),
-    threads: 2
-    resources:
-        mem_mb=6000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/evaluate_open_set.py"
 
@@ -71,17 +78,19 @@ rule evaluate_identification:
         ),
     log:
         f"{R}/{{exp}}/logs/evaluate_identification.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/evaluate_identification.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
     params:
         stores=pairs_stores,
         alpha=lambda wc: exp_of(wc).mapping["alpha"],
         precision=lambda wc: exp_of(wc).mapping.get("precision", "float64"),
         folds=lambda wc: exp_of(wc).identification["folds"],
         seed=lambda wc: exp_of(wc).identification["seed"],
-    threads: 2
-    resources:
-        mem_mb=6000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/evaluate_identification.py"
 
@@ -99,12 +108,17 @@ rule plot_open_set:
         svg=f"{R}/{{exp}}/figures/open_set_heatmap.svg",
     log:
         f"{R}/{{exp}}/logs/plot_open_set.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/plot_open_set.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         labels=network_labels,
         controls=control_networks,
         title=lambda wc: f"{wc.exp}: verification through the map",
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_open_set.py"
 
@@ -127,12 +141,17 @@ rule plot_identification:
         svg=f"{R}/{{exp}}/figures/identification_heatmap.svg",
     log:
         f"{R}/{{exp}}/logs/plot_identification.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/plot_identification.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
     params:
         labels=network_labels,
         controls=control_networks,
         title=lambda wc: f"{wc.exp}: rank-1 identification",
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_open_set.py"
 
@@ -144,13 +163,15 @@ rule detect_faces:
         f"{R}/{{exp}}/data/faces.csv",
     log:
         f"{R}/{{exp}}/logs/detect_faces.log",
-    params:
-        dataset=lambda wc: exp_of(wc).dataset,
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/detect_faces.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
     threads: 2
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/tensorflow.yaml"
+    params:
+        dataset=lambda wc: exp_of(wc).dataset,
     script:
         "../scripts/detect_faces.py"
 
@@ -162,12 +183,14 @@ rule align_faces:
         directory(f"{R}/{{exp}}/aligned/{{align}}.zarr"),
     log:
         f"{R}/{{exp}}/logs/align_faces/{{align}}.log",
-    params:
-        dataset=lambda wc: exp_of(wc).dataset,
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/align_faces/{{align}}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        dataset=lambda wc: exp_of(wc).dataset,
     script:
         "../scripts/align_faces.py"
