@@ -67,7 +67,8 @@ def test_slurm_profile_covers_every_rule_and_asks_gpus_for_networks():
     assert set(prof["set-resources"]) <= set(rules), "set-resources names a rule the workflow does not have"
     assert set(prof["set-threads"]) <= set(rules), "set-threads names a rule the workflow does not have"
     for name, d in rules.items():
-        res = {**prof["default-resources"], **prof["set-resources"].get(name, {})}
+        assert name in prof["set-resources"], f"the SLURM profile does not size rule {name}"
+        res = {**prof["default-resources"], **prof["set-resources"][name]}
         assert _eval(res["runtime"], 2) > _eval(res["runtime"], 1), f"{name}: a retry gets no more time"
         assert _eval(res["mem_mb"], 1) >= 1000
         # prepare_split uses TensorFlow only to decode every image once (a CPU job)

@@ -57,6 +57,7 @@ def fit_profile_to_node(dest, cpus, memory_mb):
 def small_digits_config():
     """The default config with two of its networks (one the random control) and few epochs."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["experiments"] = {"digits": cfg["experiments"]["digits"]}  # the closed-set experiment only
     nets = cfg["experiments"]["digits"]["networks"]
     cfg["experiments"]["digits"]["networks"] = {k: nets[k] for k in ("mlp", "random")}
     nets["mlp"]["train"]["epochs"] = 6
@@ -115,7 +116,9 @@ def test_digits_workflow_runs_as_slurm_jobs_and_matches_a_local_run(tmp_path, cl
         per_rule[rule] = per_rule.get(rule, 0) + 1
         assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
         assert f"_job_complete: JobId={jid} done" in ctld_log
-        mem = {**fitted["default-resources"], **fitted["set-resources"].get(rule, {})}["mem_mb"]
+        # the profile names every rule (rule-level resources would otherwise beat default-resources)
+        assert rule in fitted["set-resources"], f"the profile does not size rule {rule}"
+        mem = {**fitted["default-resources"], **fitted["set-resources"][rule]}["mem_mb"]
         assert megabytes(job["MinMemoryNode"]) == eval(mem, {"attempt": 1}), job
         assert list(work.glob(f".snakemake/slurm_logs/rule_{rule}/**/{jid}.log")), f"no SLURM log of job {jid}"
         if shipped.get(rule, {}).get("gpu"):  # the shipped GPU request, as SLURM received it
