@@ -291,16 +291,19 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
                       attrs)
 
     def shifted(block_rows: list[np.ndarray], shifts) -> list[np.ndarray]:
+        """Rows minus the shift in ``dtype``; float32 rows freshly read are shifted in place."""
         out = []
         for x, s in zip(block_rows, shifts):
-            y = np.empty(x.shape, dtype=dtype)
-            np.subtract(x, s, out=y, dtype=np.float64 if dtype == np.float64 else np.float32, casting="unsafe")
-            out.append(y)
+            if dtype == np.float32:
+                x -= s.astype(np.float32)
+                out.append(x)
+            else:
+                out.append(np.subtract(x, s, dtype=np.float64))
         return out
 
     # the shard's first block sets the shift and is accumulated at once: nothing is read twice
     s0, e0 = lay.span(mine[0])
-    first = [np.asarray(arrays[k][s0:e0], dtype=np.float32) for k in names]
+    first = [_read_rows(arrays[k], s0, e0) for k in names]
     shifts = [x.mean(axis=0, dtype=np.float64) for x in first]
     attrs["shift_rows"] = [s0, e0]
     acc = {f: _Accumulator(dims, shifts) for f in lay.folds_of_shard(shard)}
@@ -308,14 +311,15 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     acc[lay.fold(mine[0])].add(shifted(first, shifts), dtype)
     del first
 
-    def add(fold, *rows):
-        xs = shifted([np.asarray(r, dtype=np.float32) for r in rows], shifts)
+    def add(block: int) -> None:
+        # one task reads its own block: at most num_workers blocks are in memory, whatever n
+        lo, hi = lay.span(block)
+        xs = shifted([_read_rows(arrays[k], lo, hi) for k in names], shifts)
         with lock:  # BLAS is threaded itself; the lock serialises updates of the accumulators
-            acc[fold].add(xs, dtype)
+            acc[lay.fold(block)].add(xs, dtype)
 
     if len(mine) > 1:
-        parts = [_row_blocks(arrays[k], lay.rows) for k in names]
-        tasks = [dask.delayed(add, pure=False)(lay.fold(b), *[p[b, 0] for p in parts]) for b in mine[1:]]
+        tasks = [dask.delayed(add, pure=False)(b) for b in mine[1:]]
         dask.compute(*tasks, scheduler="threads", num_workers=num_workers)
     attrs["shifts"] = {a: s.tolist() for a, s in zip(names, shifts)}
     if folds == 1:
@@ -324,17 +328,12 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     return pool(per_fold, folds=per_fold, attrs=attrs)
 
 
-def _row_blocks(array, rows: int):
-    """Delayed row blocks [rows, d] of ``array``, each stored chunk read once."""
-    import dask.array as da
-
-    native = getattr(array, "chunks", None)
-    if native and rows % native[0] == 0:
-        x = da.from_array(array, chunks=(rows, -1), asarray=True, inline_array=True, name=False)
-    else:
-        x = da.from_array(array, chunks=(native[0] if native else rows, -1), asarray=True, inline_array=True,
-                          name=False).rechunk((rows, -1))
-    return x.to_delayed()
+def _read_rows(array, lo: int, hi: int) -> np.ndarray:
+    """Rows ``[lo, hi)`` as a C-ordered float32 array owned by the caller (it is shifted in place)."""
+    x = array[lo:hi]
+    if isinstance(array, np.ndarray):  # a view into the caller's array: copy
+        return np.array(x, dtype=np.float32, order="C")
+    return np.ascontiguousarray(x, dtype=np.float32)  # zarr returns a fresh array
 
 
 # -- block stores ----------------------------------------------------------------------
@@ -345,6 +344,7 @@ def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
     B, ``sumsq/{A}`` [d_A] (the diagonal of ``gram/{A}/{A}``); with folds the
     same under ``folds/{k}/`` for each fold with samples. ``full=False``
     writes only the folds (shard partials, whose whole is their pool).
+    Gram blocks are stored uncompressed: float64 products do not compress.
     """
     folds = blocks.folds
     parts = [f for f in folds if f.n > 0]
@@ -362,12 +362,12 @@ def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
             for k, f in enumerate(folds):
                 if f.n:
                     grams.append(f.read(a, b))
-                    g.create_array(f"folds/{k}/gram/{a}/{b}", data=grams[-1], dimension_names=dn)
+                    g.create_array(f"folds/{k}/gram/{a}/{b}", data=grams[-1], dimension_names=dn, compressors=None)
                     if a == b:
                         g.create_array(f"folds/{k}/sumsq/{a}", data=np.diag(grams[-1]).copy(), dimension_names=dn[:1])
             if full:
                 s = _pool_block(parts, a, b, blocks.means, grams) if folds else blocks.read(a, b)
-                g.create_array(f"gram/{a}/{b}", data=s, dimension_names=dn)
+                g.create_array(f"gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
                 if a == b:
                     g.create_array(f"sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
             del grams

@@ -180,16 +180,19 @@ def fit_maps(blocks: str, source: str, targets: list[str], alpha, output: str, e
              fit_split: str, threads: int = 1) -> None:
     """Ridge maps from ``source`` to every target from the block store; ``alpha`` a number or a list (CV)."""
     from . import ridge
+    from . import stores as st
 
     set_threads(threads)
     bl = ridge.open_blocks(blocks)
+    versions = st.versions()
     try:
         maps = ridge.fit_maps(bl, source, targets, alpha)
     except ridge.FitError as e:
         raise ridge.FitError(f"experiment {experiment!r}, source network {source!r}: {e}") from None
     Path(output).mkdir(parents=True, exist_ok=True)
     for target, m in maps.items():
-        ridge.write_map(f"{output}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks)
+        ridge.write_map(f"{output}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks,
+                        versions=versions)
         curve = ""
         if "cv_score" in m.attrs:
             curve = ", CV " + " ".join(f"{a:g}:{s if s is None else round(s, 5)}"
