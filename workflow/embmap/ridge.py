@@ -295,7 +295,7 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
         out = []
         for x, s in zip(block_rows, shifts):
             if dtype == np.float32:
-                x -= s.astype(np.float32)
+                x -= s.astype(np.float32)  # exact: s holds float32 values
                 out.append(x)
             else:
                 out.append(np.subtract(x, s, dtype=np.float64))
@@ -304,7 +304,8 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     # the shard's first block sets the shift and is accumulated at once: nothing is read twice
     s0, e0 = lay.span(mine[0])
     first = [_read_rows(arrays[k], s0, e0) for k in names]
-    shifts = [x.mean(axis=0, dtype=np.float64) for x in first]
+    # in the products' precision, so that the recorded shift is exactly the one subtracted
+    shifts = [x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64) for x in first]
     attrs["shift_rows"] = [s0, e0]
     acc = {f: _Accumulator(dims, shifts) for f in lay.folds_of_shard(shard)}
     lock = threading.Lock()
@@ -453,19 +454,14 @@ def _singular(w: np.ndarray, alpha: float) -> bool:
     return bool(np.any(w + alpha <= 1e-12 * max(float(w.max()), 1.0)))
 
 
-def solve_from_blocks(s_aa: np.ndarray, s_ab: np.ndarray, alpha: float, eig=None) -> np.ndarray:
-    """Ridge coefficients ``(S_AA + alpha I)^-1 S_AB`` through the eigendecomposition of ``S_AA``.
-
-    ``eig`` = (w, V) from ``numpy.linalg.eigh(s_aa)`` may be passed to reuse one
-    factorisation across targets and penalties.
-    """
-    w, v = np.linalg.eigh(s_aa) if eig is None else eig
+def _solve_eig(w: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
+    """``(diag(w) + alpha I)^-1 p``: the ridge solve in the eigenbasis of ``S_AA`` (``p = V' S_AB``)."""
     if _singular(w, alpha):
         rank = int(np.sum(w > 1e-12 * max(float(w.max()), 1.0)))
         raise FitError(
             f"the source Gram matrix is singular (rank {rank} of {len(w)}) and alpha={alpha}; use alpha > 0"
         )
-    return v @ ((v.T @ s_ab) / (w + alpha)[:, None])
+    return p / (w + alpha)[:, None]
 
 
 def alphas_of(alpha) -> list[float]:
@@ -540,18 +536,19 @@ def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str
     """
     alphas = alphas_of(alpha)
     scores = cross_validate(blocks, source, targets, alphas) if len(alphas) > 1 else None
-    s_aa = blocks.gram(source, source)
-    eig = np.linalg.eigh(s_aa)
+    w, v = np.linalg.eigh(blocks.gram(source, source))
     mu_a = blocks.means[source]
     out = {}
     for b in targets:
         chosen = choose_alpha(alphas, scores[b]) if scores is not None else alphas[0]
-        s_ab = blocks.gram(source, b)
-        m = solve_from_blocks(s_aa, s_ab, chosen, eig)
+        p = v.T @ blocks.gram(source, b)
+        q = _solve_eig(w, p, chosen)
+        m = v @ q
         c = blocks.means[b] - mu_a @ m
         s_bb_trace = float(blocks.sumsq(b).sum())
-        # residual sum of squares on the fit split, from the blocks alone
-        rss = s_bb_trace - 2.0 * float(np.sum(m * s_ab)) + float(np.sum(m * (s_aa @ m)))
+        # residual sum of squares on the fit split, from the blocks alone (in the eigenbasis of S_AA:
+        # tr(M' S_AB) = sum(q * p), tr(M' S_AA M) = sum(w q^2))
+        rss = s_bb_trace - 2.0 * float(np.sum(q * p)) + float(np.sum(w[:, None] * q * q))
         r2 = 1.0 - rss / s_bb_trace if s_bb_trace > 0 else float("nan")
         attrs = {"source": source, "target": b, "alpha": float(chosen), "n": blocks.n, "method": "ridge",
                  "fit_r2": r2}
@@ -579,14 +576,17 @@ def analytic_map(cls_a: tuple, cls_b: tuple) -> LinearMap:
 
 
 def write_map(path, m: LinearMap, **attrs) -> None:
-    """Store a map: ``weight`` [d_A, d_B], ``intercept`` [d_B], attributes with provenance."""
+    """Store a map: ``weight`` [d_A, d_B], ``intercept`` [d_B], attributes with provenance.
+
+    ``weight`` is stored uncompressed (float64 coefficients do not compress).
+    """
+    attrs.setdefault("versions", st.versions())
     with st.atomic_group(path) as g:
-        g.create_array("weight", data=np.asarray(m.weight, np.float64),
+        g.create_array("weight", data=np.asarray(m.weight, np.float64), compressors=None,
                        dimension_names=["source_feature", "target_feature"])
         g.create_array("intercept", data=np.asarray(m.intercept, np.float64), dimension_names=["target_feature"])
         g.attrs.update({**m.attrs, "d_source": int(m.weight.shape[0]), "d_target": int(m.weight.shape[1]),
-                        "convention": "f_target ≈ f_source @ weight + intercept", "created": st.now(),
-                        "versions": st.versions(), **attrs})
+                        "convention": "f_target ≈ f_source @ weight + intercept", "created": st.now(), **attrs})
 
 
 def read_map(path) -> LinearMap:
