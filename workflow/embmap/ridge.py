@@ -504,17 +504,24 @@ def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list
             db = mu[b] - f.means[b]
             fk_ab = f.gram(a, b)
             p = v.T @ (blocks.gram(a, b) - fk_ab - c * np.outer(da, db))
-            r = v.T @ fk_ab
-            tk = float(f.sumsq(b).sum())
+            # with q = p / (w + alpha) the coefficients are v @ q; every term below is linear or
+            # quadratic in q, so one product p p' (not one per alpha) serves all penalties
+            pp = p @ p.T
+            tpp = t * pp
+            pr = np.einsum("ij,ij->i", p, v.T @ fk_ab)
             dy = -(n / nt) * db
+            py = p @ dy
+            tk = float(f.sumsq(b).sum())
             tss[b] += tk
             for i, alpha in enumerate(alphas):
                 if _singular(w, alpha):
                     rss[b][i] = np.nan
                     continue
-                q = p / (w + alpha)[:, None]  # coefficients = v @ q
-                shift = dy - u @ q
-                rss[b][i] += tk - 2.0 * np.sum(q * r) + np.sum(q * (t @ q)) + nk * float(shift @ shift)
+                h = 1.0 / (w + alpha)
+                uh = u * h
+                # held-out residual mean: dy - u q; its squared norm, expanded
+                shift2 = float(dy @ dy) - 2.0 * float(uh @ py) + float(uh @ pp @ uh)
+                rss[b][i] += tk - 2.0 * float(h @ pr) + float(h @ tpp @ h) + nk * shift2
     return {b: 1.0 - rss[b] / tss[b] if tss[b] > 0 else np.full(len(alphas), np.nan) for b in targets}
 
 
