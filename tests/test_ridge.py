@@ -5,26 +5,23 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from conftest import latent_embeddings
-from embmap import ridge
+from embmap import ridge, stores
 
 
-def _fit_all(feats, alpha, chunk_rows=128):
-    arrays = {f"n{i}": x for i, x in enumerate(feats)}
-    cp = ridge.cross_products(arrays, chunk_rows=chunk_rows)
-    means, blocks = ridge.centred_blocks(cp)
+def _arrays(feats):
+    return {f"n{i}": x for i, x in enumerate(feats)}
 
-    class _Blocks(ridge.Blocks):
-        def gram(self, a, b):
-            return blocks[(a, b)] if (a, b) in blocks else blocks[(b, a)].T
 
-    bl = _Blocks(list(arrays), cp["n"], means, None)
-    return arrays, bl
+def _centred(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x - x.mean(axis=0)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 250.0])
 def test_ridge_maps_match_sklearn_ridge_with_intercept(alpha):
     _, feats = latent_embeddings(n=500, dims=(12, 9, 7))
-    arrays, bl = _fit_all(feats, alpha)
+    arrays = _arrays(feats)
+    bl = ridge.cross_products(arrays, chunk_rows=128)
     for a, xa in arrays.items():
         targets = [b for b in arrays if b != a]
         maps = ridge.fit_maps(bl, a, targets, alpha)
@@ -39,50 +36,182 @@ def test_ridge_maps_match_sklearn_ridge_with_intercept(alpha):
 def test_large_feature_means_do_not_cost_precision(precision):
     # features with means 300 times their spread: unshifted float32 sums lose every digit
     _, feats = latent_embeddings(n=3000, dims=(10, 8), noise=1.0, offset=300.0, seed=3)
-    arrays = {"a": feats[0], "b": feats[1]}
-    cp = ridge.cross_products(arrays, chunk_rows=256, precision=precision)
-    means, blocks = ridge.centred_blocks(cp)
-    bl = ridge.Blocks(["a", "b"], cp["n"], means, None)
-    bl.gram = lambda a, b: blocks[(a, b)] if (a, b) in blocks else blocks[(b, a)].T
+    bl = ridge.cross_products({"a": feats[0], "b": feats[1]}, chunk_rows=256, precision=precision)
     m = ridge.fit_maps(bl, "a", ["b"], 1.0)["b"]
     ref = Ridge(alpha=1.0).fit(feats[0].astype(np.float64), feats[1].astype(np.float64))
     np.testing.assert_allclose(m.weight, ref.coef_.T, rtol=1e-4, atol=1e-4 * np.abs(ref.coef_).max())
     np.testing.assert_allclose(m.intercept, ref.intercept_, rtol=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_coefficients_at_imagenet_sample_count_match_a_float64_reference(precision):
+    """1.3 million samples with means 1000 times their spread, three shards pooled: 1e-4 relative."""
+    n = 1_300_000
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((n, 4))
+    xa = (z @ rng.standard_normal((4, 6)) + rng.standard_normal((n, 6)) + 1000.0).astype(np.float32)
+    xb = (z @ rng.standard_normal((4, 5)) + 0.5 * rng.standard_normal((n, 5)) - 700.0).astype(np.float32)
+    arrays = {"a": xa, "b": xb}
+    parts = [ridge.cross_products(arrays, shard=j, shards=3, precision=precision, num_workers=2) for j in range(3)]
+    bl = ridge.pool(parts)
+    m = ridge.fit_maps(bl, "a", ["b"], 10.0)["b"]
+    # reference: exact two-pass centring and a direct solve, all in float64
+    ca, cb = _centred(xa), _centred(xb)
+    w_ref = np.linalg.solve(ca.T @ ca + 10.0 * np.eye(6), ca.T @ cb)
+    c_ref = xb.mean(axis=0, dtype=np.float64) - xa.mean(axis=0, dtype=np.float64) @ w_ref
+    assert bl.n == n
+    np.testing.assert_allclose(m.weight, w_ref, rtol=1e-4, atol=1e-4 * np.abs(w_ref).max())
+    np.testing.assert_allclose(m.intercept, c_ref, rtol=1e-4)
+    # the test can fail: float32 products of the unshifted features, summed per block in float64, miss it
+    joint = np.c_[xa, xb]
+    g = sum(np.asarray(joint[i:i + 4096].T @ joint[i:i + 4096], np.float64) for i in range(0, n, 4096))
+    mean = joint.mean(axis=0, dtype=np.float64)
+    s = g - n * np.outer(mean, mean)
+    w_naive = np.linalg.solve(s[:6, :6] + 10.0 * np.eye(6), s[:6, 6:])
+    assert float(np.abs(w_naive - w_ref).max()) > 1e-3 * float(np.abs(w_ref).max())
+
+
 def test_blocks_equal_centred_products_and_count():
     _, feats = latent_embeddings(n=301, dims=(5, 4))
-    cp = ridge.cross_products({"a": feats[0], "b": feats[1]}, chunk_rows=64)
-    means, blocks = ridge.centred_blocks(cp)
-    assert cp["n"] == 301
-    xa = feats[0].astype(np.float64) - feats[0].astype(np.float64).mean(0)
-    xb = feats[1].astype(np.float64) - feats[1].astype(np.float64).mean(0)
-    np.testing.assert_allclose(blocks[("a", "b")], xa.T @ xb, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(blocks[("a", "a")], xa.T @ xa, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(means["b"], feats[1].astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
+    bl = ridge.cross_products({"a": feats[0], "b": feats[1]}, chunk_rows=64)
+    assert bl.n == 301
+    xa, xb = _centred(feats[0]), _centred(feats[1])
+    np.testing.assert_allclose(bl.gram("a", "b"), xa.T @ xb, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(bl.gram("b", "a"), xb.T @ xa, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(bl.gram("a", "a"), xa.T @ xa, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(bl.sumsq("b"), (xb ** 2).sum(0), rtol=1e-5)
+    np.testing.assert_allclose(bl.means["b"], feats[1].astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
 
 
-def test_shards_sum_to_the_whole_pass():
-    _, feats = latent_embeddings(n=400, dims=(6, 5))
-    arrays = {"a": feats[0], "b": feats[1]}
-    shifts = {k: ridge.shift_of(v) for k, v in arrays.items()}
-    whole = ridge.cross_products(arrays, shifts=shifts, chunk_rows=50)
-    parts = [ridge.cross_products(arrays, s, e, shifts=shifts, chunk_rows=50) for s, e in [(0, 150), (150, 400)]]
-    np.testing.assert_allclose(parts[0]["gram"] + parts[1]["gram"], whole["gram"], rtol=1e-10)
+def test_shards_read_every_block_once_and_pool_to_the_whole_pass():
+    _, feats = latent_embeddings(n=1000, dims=(6, 5, 3), offset=20.0)
+    arrays = _arrays(feats)
+    whole = ridge.cross_products(arrays, chunk_rows=64)
+    parts = [ridge.cross_products(arrays, shard=j, shards=4, chunk_rows=64) for j in range(4)]
+    lay = ridge.layout(1000, shards=4, rows=64)
+    seen = sorted(i for j in range(4) for b in lay.blocks(j) for i in range(*lay.span(b)))
+    assert seen == list(range(1000))
+    assert [p.n for p in parts] == [sum(np.diff(lay.span(b))[0] for b in lay.blocks(j)) for j in range(4)]
+    pooled = ridge.pool(parts)
+    assert pooled.n == 1000
+    for a, b in whole.pairs():
+        np.testing.assert_allclose(pooled.gram(a, b), whole.gram(a, b), rtol=1e-9, atol=1e-8)
+    for a in arrays:
+        np.testing.assert_allclose(pooled.means[a], whole.means[a], rtol=1e-12)
 
 
-def test_gram_chunk_is_the_symmetric_product():
-    x = np.random.default_rng(0).standard_normal((33, 7)).astype(np.float32)
-    g = np.triu(ridge.gram_chunk(x, np.zeros(7, np.float32)))
-    full = np.c_[x, np.ones(33)].astype(np.float64)
-    np.testing.assert_allclose(g, np.triu(full.T @ full), rtol=1e-5, atol=1e-4)
+def test_fold_blocks_are_the_folds_centred_on_their_means_and_pool_to_the_whole():
+    _, feats = latent_embeddings(n=900, dims=(5, 4), offset=5.0)
+    arrays = _arrays(feats)
+    bl = ridge.cross_products(arrays, folds=3, chunk_rows=64)
+    lay = ridge.layout(900, folds=3, rows=64)
+    fold = lay.fold_of(np.arange(900))
+    assert len(bl.folds) == 3 and [f.n for f in bl.folds] == [int((fold == k).sum()) for k in range(3)]
+    for k, f in enumerate(bl.folds):
+        xa, xb = _centred(feats[0][fold == k]), _centred(feats[1][fold == k])
+        np.testing.assert_allclose(f.gram("n0", "n1"), xa.T @ xb, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(f.means["n1"], feats[1][fold == k].astype(np.float64).mean(0), rtol=1e-6)
+    xa = _centred(feats[0])
+    np.testing.assert_allclose(bl.gram("n0", "n0"), xa.T @ xa, rtol=1e-6, atol=1e-5)
+
+
+def test_a_shard_with_a_multiple_of_the_folds_keeps_one_fold():
+    lay = ridge.layout(100_000, shards=10, folds=5)
+    assert all(len(lay.folds_of_shard(j)) == 1 for j in range(10))
+    assert len(ridge.layout(100_000, shards=3, folds=5).folds_of_shard(0)) == 5
+
+
+def _stores(tmp_path, feats, chunk_rows=50):
+    out = {}
+    ids = np.array([f"img/{i:05d}" for i in range(len(feats[0]))])
+    for i, x in enumerate(feats):
+        p = tmp_path / f"n{i}.zarr"
+        stores.write_embeddings(p, x, ids, np.zeros(len(x), int), chunk_rows=chunk_rows, network=f"n{i}")
+        out[f"n{i}"] = str(p)
+    return out
+
+
+def test_partials_on_disk_reduce_to_the_in_memory_pass(tmp_path):
+    _, feats = latent_embeddings(n=700, dims=(7, 5, 4), offset=30.0)
+    paths = _stores(tmp_path, feats)
+    arrays = {k: stores.open_embeddings(p).embeddings for k, p in paths.items()}
+    partials = []
+    for j in range(3):
+        partials.append(tmp_path / f"shard{j}.zarr")
+        ridge.write_blocks(partials[-1], ridge.cross_products(arrays, j, 3, folds=2, chunk_rows=50), full=False)
+    merged = ridge.reduce_partials(partials, tmp_path / "blocks.zarr", split="train")
+    back = ridge.open_blocks(tmp_path / "blocks.zarr")
+    whole = ridge.cross_products(_arrays(feats), folds=2, chunk_rows=50)
+    assert back.n == merged.n == 700 and back.attrs["split"] == "train" and back.attrs["fold_n"] == [350, 350]
+    for a, b in whole.pairs():
+        np.testing.assert_allclose(back.gram(a, b), whole.gram(a, b), rtol=1e-9, atol=1e-8)
+        for k in range(2):
+            np.testing.assert_allclose(back.folds[k].gram(a, b), whole.folds[k].gram(a, b), rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(back.sumsq("n1"), np.diag(whole.gram("n1", "n1")), rtol=1e-12)
+    # a missing shard is refused, not silently pooled into a smaller store
+    with pytest.raises(ridge.FitError, match="do not cover shards"):
+        ridge.reduce_partials(partials[:2], tmp_path / "bad.zarr")
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_cross_validated_alpha_matches_sklearn_refits_on_the_folds():
+    """K-fold CV re-derived independently: sklearn Ridge refitted on each fold's complement."""
+    _, feats = latent_embeddings(n=1200, dims=(15, 6, 4), noise=2.0, seed=4)
+    arrays = _arrays(feats)
+    alphas = [0.1, 30.0, 3000.0, 1e5]
+    bl = ridge.cross_products(arrays, folds=4, chunk_rows=4096)
+    maps = ridge.fit_maps(bl, "n0", ["n1", "n2"], alphas)
+    fold = (np.arange(1200) // bl.attrs["fold_rows"]) % 4
+    x = feats[0].astype(np.float64)
+    for b in ("n1", "n2"):
+        y = arrays[b].astype(np.float64)
+        scores = []
+        for alpha in alphas:
+            rss = tss = 0.0
+            for k in range(4):
+                tr, te = fold != k, fold == k
+                pred = Ridge(alpha=alpha).fit(x[tr], y[tr]).predict(x[te])
+                rss += ((y[te] - pred) ** 2).sum()
+                tss += ((y[te] - y[te].mean(0)) ** 2).sum()
+            scores.append(1 - rss / tss)
+        m = maps[b]
+        np.testing.assert_allclose(m.attrs["cv_score"], scores, rtol=1e-7)
+        assert m.attrs["alpha"] == alphas[int(np.argmax(scores))]
+        assert m.attrs["alphas"] == alphas and m.attrs["cv_folds"] == 4
+        ref = Ridge(alpha=m.attrs["alpha"]).fit(x, y)
+        np.testing.assert_allclose(m.weight, ref.coef_.T, rtol=1e-6, atol=1e-9)
+    # the noisy wide source overfits at the smallest alpha: the choice is not the first candidate
+    assert maps["n1"].attrs["alpha"] != alphas[0]
+
+
+def test_cv_needs_fold_blocks():
+    _, feats = latent_embeddings(n=200, dims=(4, 3))
+    bl = ridge.cross_products(_arrays(feats))
+    with pytest.raises(ridge.FitError, match="no folds"):
+        ridge.fit_maps(bl, "n0", ["n1"], [1.0, 10.0])
+
+
+def test_too_few_samples_for_the_folds_is_a_clear_error():
+    with pytest.raises(ridge.FitError, match="cannot be cut into 5"):
+        ridge.layout(7, folds=5)
+
+
+def test_gram_of_a_block_is_the_symmetric_product():
+    x = np.random.default_rng(0).standard_normal((33, 7))
+    acc = ridge._Accumulator([3, 4], [np.zeros(3), np.zeros(4)])
+    acc.add([np.ascontiguousarray(x[:, :3]), np.ascontiguousarray(x[:, 3:])], np.float64)
+    assert np.abs(np.tril(acc.grams[0, 0], -1)).max() == 0  # syrk: upper triangle only
+    bl = acc.centred(["a", "b"], {})
+    full = x - x.mean(0)
+    np.testing.assert_allclose(bl.gram("a", "a"), full[:, :3].T @ full[:, :3], atol=1e-12)
+    np.testing.assert_allclose(bl.gram("a", "b"), full[:, :3].T @ full[:, 3:], atol=1e-12)
 
 
 def test_singular_gram_with_zero_alpha_is_a_clear_error():
     rng = np.random.default_rng(1)
     base = rng.standard_normal((50, 3)).astype(np.float32)
     x = np.c_[base, base[:, :1]]  # a duplicated column
-    _, bl = _fit_all([x, rng.standard_normal((50, 2)).astype(np.float32)], 0.0)
+    bl = ridge.cross_products(_arrays([x, rng.standard_normal((50, 2)).astype(np.float32)]))
     with pytest.raises(ridge.FitError, match="singular"):
         ridge.fit_maps(bl, "n0", ["n1"], 0.0)
 
@@ -90,14 +219,13 @@ def test_singular_gram_with_zero_alpha_is_a_clear_error():
 def test_nonfinite_features_name_the_network():
     _, feats = latent_embeddings(n=100, dims=(4, 4))
     feats[1][17, 2] = np.nan
-    cp = ridge.cross_products({"good": feats[0], "bad": feats[1]}, chunk_rows=32)
     with pytest.raises(ridge.FitError, match="'bad'"):
-        ridge.centred_blocks(cp)
+        ridge.cross_products({"good": feats[0], "bad": feats[1]}, chunk_rows=32)
 
 
 def test_fit_r2_from_blocks_equals_r2_of_predictions():
     _, feats = latent_embeddings(n=400, dims=(8, 6))
-    arrays, bl = _fit_all(feats, 2.0)
+    bl = ridge.cross_products(_arrays(feats))
     m = ridge.fit_maps(bl, "n0", ["n1"], 2.0)["n1"]
     pred = feats[0].astype(np.float64) @ m.weight + m.intercept
     y = feats[1].astype(np.float64)

@@ -26,11 +26,11 @@ Methods: ``native`` (A = B, no map: the diagonal), ``ridge`` (the per-fold
 map) and ``identity`` (``f_A`` compared with ``f_B`` as they are, where the
 dimensions agree: a control at chance).
 
-The per-fold maps come from per-fold cross products: one ``syrk``
-(:func:`embmap.ridge.gram_chunk`) over each fold's matched pairs gives every
-network's blocks, and the map of fold k sums the other folds' blocks, so no
-fold costs a new pass over the features (:func:`fold_grams`,
-:func:`leave_one_out_maps`).
+The per-fold maps come from per-fold cross products: one set of centred
+blocks per fold (:func:`embmap.ridge.blocks_in_memory`) over its matched
+pairs, and the map of fold k pools the other folds' blocks exactly
+(:func:`embmap.ridge.pool`), so no fold costs a new pass over the features
+(:func:`fold_grams`, :func:`leave_one_out_maps`).
 
 Identification (beyond the paper): identities with at least two images are
 dealt into folds by seed; for fold k, B embeds a gallery of one image per
@@ -288,25 +288,22 @@ def fold_accuracy(d: np.ndarray, same: np.ndarray, fold: np.ndarray, k: int) -> 
 # -- per-fold maps from per-fold cross products -------------------------------------
 @dataclass
 class FoldGrams:
-    """Per-fold joint Gram matrices over [source features of x1 | target features of x2 | 1].
+    """Per-fold centred blocks over the parts ``A[x1]`` (source features of x1) and ``B[x2]`` (target of x2).
 
-    ``grams[j]`` float64 [D1 + D2 + 1, D1 + D2 + 1] (upper triangle) over the
-    fitting rows of fold j; ``names`` lists the joint layout's parts.
+    ``folds[j]`` is a :class:`embmap.ridge.Blocks` over the fitting pairs of fold j.
     """
 
-    grams: list
+    folds: list
     sources: list
     targets: list
-    names: list
-    dims: list
-    shifts: dict
 
-    def without(self, k: int) -> dict:
-        """The :func:`embmap.ridge.cross_products`-style dict of every fold but ``k``."""
-        g = sum(self.grams[j] for j in range(len(self.grams)) if j != k)
-        D = g.shape[0] - 1
-        return {"names": self.names, "dims": self.dims, "shifts": self.shifts, "n": int(round(g[D, D])),
-                "gram": g}
+    def without(self, k: int) -> ridge.Blocks:
+        """The blocks of every fold but ``k`` (pooled exactly, no pass over the features)."""
+        others = [b for j, b in enumerate(self.folds) if j != k and b.n > 0]
+        if sum(b.n for b in others) < 2:
+            raise ridge.FitError(f"fold {k + 1}: {sum(b.n for b in others)} fitting pair(s) in the other folds; "
+                                 "at least 2 are needed")
+        return ridge.pool(others)
 
 
 def _part(name: str, side: int) -> str:
@@ -315,23 +312,16 @@ def _part(name: str, side: int) -> str:
 
 def fold_grams(src: dict[str, np.ndarray], tgt: dict[str, np.ndarray], fold: np.ndarray, n_folds: int,
                precision: str = "float64") -> FoldGrams:
-    """One ``syrk`` per fold over the fitting pairs: row i pairs ``src[A][i]`` (x1) with ``tgt[B][i]`` (x2).
+    """Centred blocks of each fold's fitting pairs: row i pairs ``src[A][i]`` (x1) with ``tgt[B][i]`` (x2).
 
     ``src`` and ``tgt`` map network -> float [n_fit, d]; ``fold`` [n_fit] says
     which fold each fitting pair belongs to.
     """
-    names = [_part(a, 1) for a in src] + [_part(b, 2) for b in tgt]
-    parts = list(src.values()) + list(tgt.values())
-    dims = [int(p.shape[1]) for p in parts]
-    shifts = {n: ridge.shift_of(p) for n, p in zip(names, parts)}
-    shift = np.concatenate([shifts[n] for n in names])
-    joint = np.hstack([np.asarray(p, dtype=np.float64) for p in parts])
-    D = sum(dims)
-    grams = []
-    for j in range(n_folds):
-        rows = joint[fold == j]
-        grams.append(ridge.gram_chunk(rows, shift, precision) if len(rows) else np.zeros((D + 1, D + 1)))
-    return FoldGrams(grams, list(src), list(tgt), names, dims, shifts)
+    features = {_part(a, 1): np.asarray(x) for a, x in src.items()}
+    features.update({_part(b, 2): np.asarray(x) for b, x in tgt.items()})
+    folds = [ridge.blocks_in_memory({k: x[fold == j] for k, x in features.items()}, precision)
+             for j in range(n_folds)]
+    return FoldGrams(folds, list(src), list(tgt))
 
 
 def leave_one_out_maps(fg: FoldGrams, k: int, alpha: float, pairs_of=None) -> dict[tuple[str, str], LinearMap]:
@@ -340,21 +330,18 @@ def leave_one_out_maps(fg: FoldGrams, k: int, alpha: float, pairs_of=None) -> di
     ``pairs_of`` lists the (source, target) pairs wanted (default: every
     ordered pair of distinct networks).
     """
-    cp = fg.without(k)
-    if cp["n"] < 2:
-        raise ridge.FitError(f"fold {k + 1}: {cp['n']} fitting pair(s) in the other folds; at least 2 are needed")
-    means, blocks = ridge.centred_blocks(cp)
+    blocks = fg.without(k)
     wanted = pairs_of or [(a, b) for a in fg.sources for b in fg.targets if a != b]
-    out = {}
-    eigs = {}
+    by_source: dict[str, list[str]] = {}
     for a, b in wanted:
-        a1, b2 = _part(a, 1), _part(b, 2)
-        s_aa = blocks[(a1, a1)]
-        if a not in eigs:
-            eigs[a] = np.linalg.eigh(s_aa)
-        m = ridge.solve_from_blocks(s_aa, blocks[(a1, b2)], alpha, eigs[a])
-        out[(a, b)] = LinearMap(m, means[b2] - means[a1] @ m,
-                                {"source": a, "target": b, "alpha": float(alpha), "n": cp["n"], "method": "ridge"})
+        by_source.setdefault(a, []).append(b)
+    out = {}
+    for a, targets in by_source.items():
+        maps = ridge.fit_maps(blocks, _part(a, 1), [_part(b, 2) for b in targets], float(alpha))
+        for b in targets:
+            m = maps[_part(b, 2)]
+            out[(a, b)] = LinearMap(m.weight, m.intercept, {"source": a, "target": b, "alpha": float(alpha),
+                                                              "n": blocks.n, "method": "ridge"})
     return out
 
 

@@ -94,7 +94,23 @@ class Experiment:
 
     @property
     def mapping(self) -> dict:
-        return {"alpha": 1.0, **self.spec.get("mapping", {})}
+        return {"alpha": 1.0, "precision": "float64", "folds": 5, "shards": 1, **self.spec.get("mapping", {})}
+
+    @property
+    def alphas(self) -> list[float]:
+        """Candidate ridge penalties; more than one means K-fold cross-validation."""
+        a = self.mapping["alpha"]
+        return [float(v) for v in a] if isinstance(a, list) else [float(a)]
+
+    @property
+    def cv_folds(self) -> int:
+        """Folds the pass keeps blocks for: ``mapping.folds`` when alpha is a list, else 1."""
+        return int(self.mapping["folds"]) if len(self.alphas) > 1 else 1
+
+    @property
+    def shards(self) -> int:
+        """Jobs the pass over the fit split is cut into (``mapping.shards``)."""
+        return int(self.mapping["shards"])
 
     @property
     def store_options(self) -> dict:
@@ -375,6 +391,10 @@ class Plan:
 
     def blocks(self, exp: str) -> str:
         return f"{self.exp_dir(exp)}/fit/blocks.zarr"
+
+    def shard_partials(self, exp: str) -> list[str]:
+        """The pass's per-shard partial block stores (temporary), one per shard."""
+        return [f"{self.exp_dir(exp)}/fit/shards/{j}.zarr" for j in range(self.experiments[exp].shards)]
 
     def maps_dir(self, exp: str, source: str) -> str:
         return f"{self.exp_dir(exp)}/maps/{source}"

@@ -8,187 +8,459 @@ With centred data the solution is ``M = (S_AA + alpha I)^-1 S_AB`` and
 ``c = mean_B - mean_A M`` where ``S_AB = (X_A - mean_A)^T (X_B - mean_B)``.
 Every ``S_AB`` of every pair is a block of one joint Gram matrix over the
 concatenated features of all networks, so one streaming pass over the stores
-(:func:`cross_products`) gives every map; :func:`fit_maps` factors a source's
-``S_AA`` once (``eigh``) and reuses it for every target.
+gives every map.
 
-Numerics: each network's features are shifted by a fixed vector (the mean of
-its first rows) before the per-chunk products (float64 by default, float32 on
-request), and chunks are summed in float64; centring is exact afterwards
-(``S = G - s s^T / n``). The shift keeps products accurate when features have
-large means.
+The pass (:func:`cross_products`) cuts the fit split into *row blocks* of
+``Layout.rows`` samples. Shard ``j`` of ``S`` (one Snakemake job) processes
+the blocks ``b = j, j + S, j + 2S, ...`` with Dask over blocks; every block of
+every store is read by exactly one shard. For K-fold cross-validation block
+``b`` belongs to fold ``b mod K`` (sample ``i`` to fold ``(i // rows) mod K``),
+and the pass keeps one set of blocks per fold, so when ``S`` is a multiple of
+``K`` each shard touches one fold only. :func:`pool` combines the centred
+blocks of disjoint sample sets exactly (shards into folds, folds into the
+whole split); :func:`fit_maps` factors a source's Gram once (``eigh``) per
+fold and once for the whole split, and reuses each factorisation for every
+target and every penalty.
+
+Numerics: inside a shard each network's features are shifted by the mean of
+the shard's first block before the products (float64 by default, float32 on
+request); products are summed over blocks in float64 and centred exactly at
+the end (``S = G - s s^T / n``). Shards and folds are combined from their own
+means (:func:`pool`), so they need no common shift. Products are formed per
+pair of networks (``syrk`` on the diagonal, ``gemm`` above it), the work of
+one symmetric product of the joint feature matrix, and only the upper
+triangle of blocks is kept.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy.linalg import blas
 
 from . import stores as st
 
-SHIFT_ROWS = 1024
+PASS_ROWS = 4096
+PRECISIONS = ("float64", "float32")
+CV_METRIC = ("1 - sum over folds of held-out squared error / sum over folds of held-out squared deviation "
+             "from the fold's own mean (fraction of the target's held-out variance explained)")
 
 
 class FitError(ValueError):
     """A map cannot be fitted as configured (singular system, bad blocks)."""
 
 
+# -- how samples are cut into blocks, shards and folds ------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """Row blocks of the fit split, their shards and their cross-validation folds.
+
+    Block ``b`` holds samples ``[b * rows, min(n, (b + 1) * rows))``; shard ``j``
+    of ``shards`` processes blocks ``b = j (mod shards)``; block ``b`` lies in
+    fold ``b mod folds``.
+    """
+
+    n: int
+    rows: int
+    shards: int = 1
+    folds: int = 1
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n // self.rows)
+
+    def blocks(self, shard: int) -> range:
+        return range(shard, self.n_blocks, self.shards)
+
+    def span(self, block: int) -> tuple[int, int]:
+        return block * self.rows, min(self.n, (block + 1) * self.rows)
+
+    def fold(self, block: int) -> int:
+        return block % self.folds
+
+    def fold_of(self, samples) -> np.ndarray:
+        """Fold of each sample index: ``(i // rows) % folds``."""
+        return (np.asarray(samples) // self.rows) % self.folds
+
+    def folds_of_shard(self, shard: int) -> list[int]:
+        return sorted({self.fold(b) for b in self.blocks(shard)})
+
+
+def layout(n: int, shards: int = 1, folds: int = 1, rows: int = PASS_ROWS, align: int = 1) -> Layout:
+    """The :class:`Layout` of ``n`` samples; every shard of a run computes the same one.
+
+    With ``folds > 1`` blocks shrink (down to ``n // (4 folds)`` rows) so that
+    every fold gets at least four blocks spread over the split. ``align``
+    (the stores' chunk rows) rounds blocks down to whole chunks when they are
+    at least one chunk long, so each chunk is read by one block.
+    """
+    n, shards, folds, rows = int(n), int(shards), int(folds), int(rows)
+    if shards < 1 or folds < 1 or rows < 1:
+        raise FitError(f"shards ({shards}), folds ({folds}) and rows ({rows}) must be at least 1")
+    if folds > 1:
+        if n < 2 * folds:
+            raise FitError(f"{n} samples cannot be cut into {folds} cross-validation folds of 2 or more")
+        rows = min(rows, max(1, n // (4 * folds)))
+    if align > 1 and rows >= align:
+        rows -= rows % align
+    return Layout(n, rows, shards, folds)
+
+
+def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, chunk_rows: int = PASS_ROWS) -> Layout:
+    """The :func:`layout` of a pass over ``arrays``, aligned to the first array's stored chunks."""
+    first = next(iter(arrays.values()))
+    native = getattr(first, "chunks", None)
+    return layout(first.shape[0], shards, folds, chunk_rows, align=int(native[0]) if native else 1)
+
+
+# -- centred cross-product blocks -------------------------------------------------------
+@dataclass
+class Blocks:
+    """Centred cross products of several networks over one set of samples.
+
+    ``read(a, b)`` returns float64 [d_a, d_b] = (X_a - mean_a)^T (X_b - mean_b)
+    for ``a`` at or before ``b`` in ``names`` order (:meth:`gram` takes either
+    order). ``folds`` holds the same for each cross-validation fold (empty
+    without folds). Reads are lazy: stored blocks come from disk and pooled
+    blocks are combined when asked for, one block at a time.
+    """
+
+    names: list
+    dims: list
+    n: int
+    means: dict
+    read: Callable
+    folds: list = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)
+    diag: Callable | None = None
+
+    def gram(self, a: str, b: str) -> np.ndarray:
+        if self.names.index(a) <= self.names.index(b):
+            return self.read(a, b)
+        return self.read(b, a).T
+
+    def sumsq(self, a: str) -> np.ndarray:
+        """Diagonal of ``gram(a, a)``: per-feature sums of squared deviations, float64 [d_a]."""
+        return self.diag(a) if self.diag is not None else np.diag(self.read(a, a)).copy()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(a, b) for i, a in enumerate(self.names) for b in self.names[i:]]
+
+    def dim(self, a: str) -> int:
+        return self.dims[self.names.index(a)]
+
+
+def _pool_block(parts: list[Blocks], a: str, b: str, means: dict, grams: list | None = None) -> np.ndarray:
+    """``sum_k S_k + sum_k n_k (m_k,a - m_a)(m_k,b - m_b)^T``: exact for disjoint sample sets."""
+    grams = [p.read(a, b) for p in parts] if grams is None else grams
+    out = np.array(grams[0], dtype=np.float64, copy=True)
+    for g in grams[1:]:
+        out += g
+    for p in parts:
+        out += p.n * np.outer(p.means[a] - means[a], p.means[b] - means[b])
+    return out
+
+
+def pool(parts: list[Blocks], folds: list | None = None, attrs: dict | None = None) -> Blocks:
+    """Blocks of the union of disjoint sample sets, from each set's own blocks (Chan et al.'s update).
+
+    Lazy: each block is combined when read. Empty parts are skipped.
+    """
+    parts = [p for p in parts if p.n > 0]
+    if not parts:
+        raise FitError("no samples to pool")
+    names, dims = parts[0].names, parts[0].dims
+    for p in parts[1:]:
+        if p.names != names or p.dims != dims:
+            raise FitError(f"blocks of networks {p.names} {p.dims} cannot be pooled with {names} {dims}")
+    n = sum(p.n for p in parts)
+    means = {a: sum(p.n * p.means[a] for p in parts) / n for a in names}
+
+    def diag(a):
+        return sum(p.sumsq(a) for p in parts) + sum(p.n * (p.means[a] - means[a]) ** 2 for p in parts)
+
+    return Blocks(names, dims, n, means, lambda a, b: _pool_block(parts, a, b, means), folds or [],
+                  attrs or {}, diag)
+
+
+def _empty(names, dims) -> Blocks:
+    return Blocks(list(names), list(dims), 0, {}, lambda a, b: None)
+
+
 # -- the one pass ---------------------------------------------------------------------
-def shift_of(array, rows: int = SHIFT_ROWS) -> np.ndarray:
-    """Per-feature shift: the mean of the first ``rows`` samples, float32 [feature]."""
-    head = np.asarray(array[: min(rows, array.shape[0])], dtype=np.float64)
-    return head.mean(axis=0).astype(np.float32)
+class _Accumulator:
+    """Shifted cross products of one fold, summed in float64: upper blocks, column sums, count."""
+
+    def __init__(self, dims: list[int], shifts: list[np.ndarray]):
+        self.dims, self.shifts = dims, shifts
+        self.n = 0
+        self.sums = [np.zeros(d) for d in dims]
+        self.grams = {(i, j): np.zeros((dims[i], dims[j]), order="F")
+                      for i in range(len(dims)) for j in range(i, len(dims))}
+
+    def add(self, xs: list[np.ndarray], dtype) -> None:
+        """Add one block: ``xs[k]`` [rows, d_k] already shifted, C-ordered, in ``dtype``."""
+        self.n += len(xs[0])
+        for k, x in enumerate(xs):
+            self.sums[k] += x.sum(axis=0, dtype=np.float64)
+        double = dtype == np.float64
+        for (i, j), g in self.grams.items():
+            # x.T of a C-ordered [rows, d] block is Fortran-ordered: BLAS reads it without a copy
+            if i == j:
+                if double:
+                    self.grams[i, j] = blas.dsyrk(1.0, xs[i].T, beta=1.0, c=g, trans=0, lower=0, overwrite_c=1)
+                else:
+                    g += blas.ssyrk(1.0, xs[i].T, trans=0, lower=0)
+            elif double:
+                self.grams[i, j] = blas.dgemm(1.0, xs[i].T, xs[j].T, beta=1.0, c=g, trans_b=1, overwrite_c=1)
+            else:
+                g += blas.sgemm(1.0, xs[i].T, xs[j].T, trans_b=1)
+
+    def centred(self, names: list[str], attrs: dict) -> Blocks:
+        """Means and blocks centred exactly on this fold's own mean."""
+        if self.n == 0:
+            return _empty(names, self.dims)
+        for k, a in enumerate(names):
+            if not np.isfinite(self.sums[k]).all() or not np.isfinite(np.diag(self.grams[k, k])).all():
+                raise FitError(f"network {a!r}: non-finite values in its features (NaN or inf) over the fit split")
+        n, s = self.n, self.sums
+        means = {a: self.shifts[k] + s[k] / n for k, a in enumerate(names)}
+        blocks = {}
+        for (i, j), g in self.grams.items():  # in place: no second copy of the accumulator
+            g -= np.outer(s[i] / n, s[j])
+            if i == j:  # syrk fills the upper triangle only
+                lower = np.tril_indices(len(g), -1)
+                g[lower] = g.T[lower]
+            blocks[names[i], names[j]] = g
+        self.grams = None
+        for a in names:
+            spread = np.diag(blocks[a, a])
+            scale = float(np.abs(means[a]).max()) ** 2 * n + 1e-300
+            if not np.any(spread > 1e-12 * scale):
+                raise FitError(f"network {a!r}: every feature is constant over the fit split ({n} samples); "
+                               "its embedding carries nothing to map")
+        return Blocks(list(names), list(self.dims), n, means, lambda a, b: blocks[a, b], attrs=attrs)
 
 
-PRECISIONS = ("float64", "float32")
+def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
+    """Centred blocks of features held in memory, ``features[name]`` [n, d_name] (e.g. one open-set fold).
 
-
-def gram_chunk(x: np.ndarray, shift: np.ndarray, precision: str = "float64") -> np.ndarray:
-    """Upper triangle of ``[x - shift, 1]^T [x - shift, 1]``, float64 [D+1, D+1].
-
-    One symmetric rank-k update (BLAS ``syrk``: half the work of a general
-    product) in ``precision``; the appended column of ones makes the last row
-    hold the column sums and the corner the sample count. ``float32`` halves
-    the time; its rounding (about 1e-7 of each entry) is amplified by the
-    condition number of ``S_AA + alpha I`` in the coefficients.
+    The same arithmetic as one block of :func:`cross_products`; :func:`pool`
+    combines such blocks of disjoint sample sets.
     """
     if precision not in PRECISIONS:
         raise FitError(f"precision {precision!r}: use one of {PRECISIONS}")
-    n, d = x.shape
     dtype = np.dtype(precision)
-    aug = np.empty((n, d + 1), dtype=dtype)
-    np.subtract(x, shift, out=aug[:, :d], casting="unsafe")
-    aug[:, d] = 1.0
-    # aug is C-ordered (n, D+1), i.e. aug.T is Fortran-ordered: no copy inside BLAS.
-    syrk = blas.ssyrk if dtype == np.float32 else blas.dsyrk
-    g = syrk(1.0, aug.T, trans=0, lower=0)
-    return np.asarray(g, dtype=np.float64)
+    names = list(features)
+    xs = [np.asarray(features[k]) for k in names]
+    dims = [int(x.shape[1]) for x in xs]
+    if len(xs[0]) == 0:
+        return _empty(names, dims)
+    shifts = [x[:PASS_ROWS].mean(axis=0, dtype=np.float64).astype(dtype) for x in xs]
+    acc = _Accumulator(dims, [sh.astype(np.float64) for sh in shifts])
+    acc.add([np.ascontiguousarray(np.subtract(x, sh, dtype=dtype)) for x, sh in zip(xs, shifts)], dtype)
+    return acc.centred(names, {"precision": precision})
 
 
-def cross_products(arrays: dict, start: int = 0, stop: int | None = None, chunk_rows: int = 4096,
-                   shifts: dict | None = None, num_workers: int | None = None,
-                   precision: str = "float64") -> dict:
-    """Joint shifted Gram of all networks over samples ``[start, stop)``, one pass.
+def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1, chunk_rows: int = PASS_ROWS,
+                   precision: str = "float64", num_workers: int | None = None) -> Blocks:
+    """Centred joint cross products of all networks over one shard of the samples, in one pass.
 
     Parameters
     ----------
     arrays : dict name -> array-like [n, d_name]
-        Zarr arrays (or anything sliceable); read lazily through Dask, one
-        sample chunk at a time, each sample read once.
-    start, stop : int
-        Sample range (a shard of the pass).
+        Zarr arrays (or anything sliceable) with the same samples in the same
+        order; read through Dask one row block at a time, each block once.
+    shard, shards : int
+        This job processes shard ``shard`` of ``shards`` (see :class:`Layout`).
+    folds : int
+        Cross-validation folds to keep blocks for (1 = none).
     chunk_rows : int
-        Samples per Dask task.
-    shifts : dict name -> float32 [d_name], optional
-        Defaults to :func:`shift_of` each array; shards of one run must share them.
+        Samples per row block (a Dask task); smaller with folds, see :func:`layout`.
     precision : {"float64", "float32"}
-        Arithmetic of the per-chunk products (see :func:`gram_chunk`); chunks
-        are always summed in float64.
+        Arithmetic of the per-block products; sums over blocks are float64.
+        ``float32`` halves the time; its rounding (about 1e-7 of each entry,
+        relative to the shifted features) is amplified by the condition number
+        of ``S_AA + alpha I`` in the coefficients.
+    num_workers : int, optional
+        Dask threads (reading and decompressing overlap the products).
 
     Returns
     -------
-    dict with ``names``, ``dims``, ``shifts``, ``n`` and ``gram`` float64
-    [D+1, D+1] (upper triangle valid; the last row/column hold sums and n).
+    :class:`Blocks` of the shard's samples; with ``folds > 1`` its ``folds``
+    hold one :class:`Blocks` per fold (``n = 0`` for folds the shard does not
+    touch) and the shard's own blocks pool them lazily. ``attrs`` records the
+    layout, the shifts and the precision.
     """
     import dask
-    import dask.array as da
 
+    if precision not in PRECISIONS:
+        raise FitError(f"precision {precision!r}: use one of {PRECISIONS}")
+    dtype = np.dtype(precision)
     names = list(arrays)
-    n = arrays[names[0]].shape[0]
-    stop = n if stop is None else stop
-    if shifts is None:
-        shifts = {k: shift_of(a) for k, a in arrays.items()}
-    dims = [int(arrays[k].shape[1]) for k in names]
-    parts = []
+    n = int(arrays[names[0]].shape[0])
     for k in names:
-        a = arrays[k]
-        if a.shape[0] != n:
-            raise FitError(f"network {k!r}: {a.shape[0]} samples, network {names[0]!r} has {n}")
-        x = da.from_array(a, chunks=(chunk_rows, -1), asarray=True, inline_array=True)[start:stop]
-        parts.append(x)
-    joint = da.concatenate(parts, axis=1).rechunk((chunk_rows, -1))
-    shift = np.concatenate([shifts[k] for k in names]).astype(np.float32)
-    D = joint.shape[1]
-    nchunks = len(joint.chunks[0])
-    grams = joint.map_blocks(
-        lambda b: gram_chunk(b, shift, precision)[None], dtype=np.float64, new_axis=2,
-        chunks=((1,) * nchunks, (D + 1,), (D + 1,)),
-    )
-    with dask.config.set(scheduler="threads", num_workers=num_workers):
-        total = grams.sum(axis=0, split_every=2).compute()
-    return {"names": names, "dims": dims, "shifts": shifts, "n": int(round(total[D, D])), "gram": total,
-            "precision": precision}
+        if arrays[k].ndim != 2 or arrays[k].shape[0] != n:
+            raise FitError(f"network {k!r}: features of shape {arrays[k].shape}, network {names[0]!r} has {n} samples")
+    dims = [int(arrays[k].shape[1]) for k in names]
+    lay = pass_layout(arrays, shards, folds, chunk_rows)
+    if not 0 <= shard < lay.shards:
+        raise FitError(f"shard {shard} of {lay.shards} does not exist")
+    mine = list(lay.blocks(shard))
+    attrs = {"n_total": n, "fold_rows": lay.rows, "folds": lay.folds, "shard": shard, "shards": lay.shards,
+             "precision": precision, "blocks_read": len(mine)}
+    if not mine:
+        return Blocks(names, dims, 0, {}, lambda a, b: None, [_empty(names, dims)] * (folds if folds > 1 else 0),
+                      attrs)
+
+    def shifted(block_rows: list[np.ndarray], shifts) -> list[np.ndarray]:
+        """Rows minus the shift in ``dtype``; float32 rows freshly read are shifted in place."""
+        out = []
+        for x, s in zip(block_rows, shifts):
+            if dtype == np.float32:
+                x -= s.astype(np.float32)  # exact: s holds float32 values
+                out.append(x)
+            else:
+                out.append(np.subtract(x, s, dtype=np.float64))
+        return out
+
+    # the shard's first block sets the shift and is accumulated at once: nothing is read twice
+    s0, e0 = lay.span(mine[0])
+    first = [_read_rows(arrays[k], s0, e0) for k in names]
+    # in the products' precision, so that the recorded shift is exactly the one subtracted
+    shifts = [x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64) for x in first]
+    attrs["shift_rows"] = [s0, e0]
+    acc = {f: _Accumulator(dims, shifts) for f in lay.folds_of_shard(shard)}
+    lock = threading.Lock()
+    acc[lay.fold(mine[0])].add(shifted(first, shifts), dtype)
+    del first
+
+    def add(block: int) -> None:
+        # one task reads its own block: at most num_workers blocks are in memory, whatever n
+        lo, hi = lay.span(block)
+        xs = shifted([_read_rows(arrays[k], lo, hi) for k in names], shifts)
+        with lock:  # BLAS is threaded itself; the lock serialises updates of the accumulators
+            acc[lay.fold(block)].add(xs, dtype)
+
+    if len(mine) > 1:
+        tasks = [dask.delayed(add, pure=False)(b) for b in mine[1:]]
+        dask.compute(*tasks, scheduler="threads", num_workers=num_workers)
+    attrs["shifts"] = {a: s.tolist() for a, s in zip(names, shifts)}
+    if folds == 1:
+        return acc[0].centred(names, attrs)
+    per_fold = [acc[f].centred(names, {}) if f in acc else _empty(names, dims) for f in range(lay.folds)]
+    return pool(per_fold, folds=per_fold, attrs=attrs)
 
 
-def centred_blocks(cp: dict) -> tuple[dict, dict]:
-    """Means and centred cross-product blocks from :func:`cross_products` output.
+def _read_rows(array, lo: int, hi: int) -> np.ndarray:
+    """Rows ``[lo, hi)`` as a C-ordered float32 array owned by the caller (it is shifted in place)."""
+    x = array[lo:hi]
+    if isinstance(array, np.ndarray):  # a view into the caller's array: copy
+        return np.array(x, dtype=np.float32, order="C")
+    return np.ascontiguousarray(x, dtype=np.float32)  # zarr returns a fresh array
 
-    Returns ``means`` (name -> float64 [d]) and ``blocks`` ((A, B) -> float64
-    [d_A, d_B]) for A at or before B in ``cp['names']`` order.
+
+# -- block stores ----------------------------------------------------------------------
+def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
+    """Store blocks one pair at a time (memory: a few blocks).
+
+    Layout: ``mean/{A}`` [d_A], ``gram/{A}/{B}`` [d_A, d_B] for A at or before
+    B, ``sumsq/{A}`` [d_A] (the diagonal of ``gram/{A}/{A}``); with folds the
+    same under ``folds/{k}/`` for each fold with samples. ``full=False``
+    writes only the folds (shard partials, whose whole is their pool).
+    Gram blocks are stored uncompressed: float64 products do not compress.
     """
-    g = np.triu(cp["gram"])
-    g = g + np.triu(g, 1).T
-    D = g.shape[0] - 1
-    n = cp["n"]
-    if n < 2:
-        raise FitError(f"cross products over {n} sample(s); at least 2 are needed")
-    sums = g[D, :D]
-    off = np.cumsum([0] + cp["dims"])
-    names = cp["names"]
-    means, blocks = {}, {}
-    for i, a in enumerate(names):
-        sa = sums[off[i] : off[i + 1]]
-        if not np.isfinite(sa).all():
-            raise FitError(f"network {a!r}: non-finite values in its features (NaN or inf) over the fit split")
-        means[a] = cp["shifts"][a].astype(np.float64) + sa / n
-        for j in range(i, len(names)):
-            b = names[j]
-            sb = sums[off[j] : off[j + 1]]
-            blocks[(a, b)] = g[off[i] : off[i + 1], off[j] : off[j + 1]] - np.outer(sa, sb) / n
-        spread = np.diag(blocks[(a, a)])
-        scale = float(np.abs(means[a]).max()) ** 2 * n + 1e-300
-        if not np.any(spread > 1e-12 * scale):
-            raise FitError(f"network {a!r}: every feature is constant over the fit split ({n} samples); "
-                           "its embedding carries nothing to map")
-    return means, blocks
-
-
-def write_blocks(path, cp: dict, **attrs) -> None:
-    """Store means and centred blocks: ``mean/{A}`` [d_A], ``gram/{A}/{B}`` [d_A, d_B] for A <= B."""
-    means, blocks = centred_blocks(cp)
+    folds = blocks.folds
+    parts = [f for f in folds if f.n > 0]
+    full = full or not folds
     with st.atomic_group(path) as g:
-        for a, m in means.items():
-            g.create_array(f"mean/{a}", data=m, dimension_names=[f"{a}_feature"])
-        for (a, b), s in blocks.items():
-            g.create_array(f"gram/{a}/{b}", data=s, dimension_names=[f"{a}_feature", f"{b}_feature"])
-        g.attrs.update({"networks": cp["names"], "dims": cp["dims"], "n": cp["n"], "created": st.now(),
-                        "precision": cp.get("precision", "float64"),
-                        "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the fit split, A <= B "
-                                      "in the order of 'networks'", **attrs})
-
-
-@dataclass
-class Blocks:
-    """Cross-product blocks read back from a block store."""
-
-    names: list
-    n: int
-    means: dict
-    group: object
-
-    def gram(self, a: str, b: str) -> np.ndarray:
-        ia, ib = self.names.index(a), self.names.index(b)
-        if ia <= ib:
-            return np.asarray(self.group[f"gram/{a}/{b}"][:])
-        return np.asarray(self.group[f"gram/{b}/{a}"][:]).T
+        if full:
+            for a, m in blocks.means.items():
+                g.create_array(f"mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+        for k, f in enumerate(folds):
+            for a, m in (f.means.items() if f.n else ()):
+                g.create_array(f"folds/{k}/mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+        for a, b in blocks.pairs():
+            dn = [f"{a}_feature", f"{b}_feature"]
+            grams = []
+            for k, f in enumerate(folds):
+                if f.n:
+                    grams.append(f.read(a, b))
+                    g.create_array(f"folds/{k}/gram/{a}/{b}", data=grams[-1], dimension_names=dn, compressors=None)
+                    if a == b:
+                        g.create_array(f"folds/{k}/sumsq/{a}", data=np.diag(grams[-1]).copy(), dimension_names=dn[:1])
+            if full:
+                s = _pool_block(parts, a, b, blocks.means, grams) if folds else blocks.read(a, b)
+                g.create_array(f"gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
+                if a == b:
+                    g.create_array(f"sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
+            del grams
+        g.attrs.update({**blocks.attrs, "networks": list(blocks.names), "dims": list(blocks.dims), "n": int(blocks.n),
+                        "folds": max(1, len(folds)), "fold_n": [int(f.n) for f in folds], "created": st.now(),
+                        "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the samples, A at or "
+                                      "before B in the order of 'networks'",
+                        **({"fold_convention": "sample i (row of the fit split) is in fold (i // fold_rows) % folds; "
+                                               "folds/k/ holds fold k's blocks centred on its own mean"}
+                           if folds else {}),
+                        **attrs})
 
 
 def open_blocks(path) -> Blocks:
+    """Blocks of a block store (or of a shard partial, whose whole is pooled from its folds)."""
     g = st.open_group(path, "block store")
-    names = list(g.attrs["networks"])
-    means = {a: np.asarray(g[f"mean/{a}"][:]) for a in names}
-    return Blocks(names, int(g.attrs["n"]), means, g)
+    names, dims = list(g.attrs["networks"]), [int(d) for d in g.attrs["dims"]]
+    attrs = dict(g.attrs)
+
+    def stored(prefix: str, n: int) -> Blocks:
+        if n == 0:
+            return _empty(names, dims)
+        means = {a: np.asarray(g[f"{prefix}mean/{a}"][:]) for a in names}
+        diag = ((lambda a: np.asarray(g[f"{prefix}sumsq/{a}"][:])) if f"{prefix}sumsq" in g else None)
+        return Blocks(names, dims, n, means, lambda a, b: np.asarray(g[f"{prefix}gram/{a}/{b}"][:]), attrs=attrs,
+                      diag=diag)
+
+    fold_n = [int(v) for v in attrs.get("fold_n", [])]
+    folds = [stored(f"folds/{k}/", nk) for k, nk in enumerate(fold_n)]
+    if "gram" in g:
+        whole = stored("", int(attrs["n"]))
+        whole.folds = folds
+        return whole
+    return pool(folds, folds=folds, attrs=attrs)
+
+
+def reduce_partials(paths: list, output, **attrs) -> Blocks:
+    """Pool the shard partials of one pass into the block store at ``output``.
+
+    Checks that the partials come from one layout and cover every shard once,
+    so that a store with missing or foreign shards is never written.
+    """
+    parts = [open_blocks(p) for p in paths]
+    if not parts:
+        raise FitError("no shard partials to reduce")
+    a0 = parts[0].attrs
+    keys = ("networks", "dims", "n_total", "fold_rows", "folds", "shards", "precision")
+    for p, path in zip(parts, paths):
+        diff = [k for k in keys if p.attrs.get(k) != a0.get(k)]
+        if diff:
+            raise FitError(f"shard partial {path}: {', '.join(diff)} differ from {paths[0]}; the partials are not "
+                           "from one pass, re-run the pass")
+    shards = sorted(int(p.attrs["shard"]) for p in parts)
+    if shards != list(range(int(a0["shards"]))):
+        raise FitError(f"shard partials {shards} do not cover shards 0..{int(a0['shards']) - 1} once each")
+    n = sum(p.n for p in parts)
+    if n != int(a0["n_total"]):
+        raise FitError(f"shard partials hold {n} samples, the fit split has {a0['n_total']}")
+    info = {k: a0[k] for k in ("fold_rows", "shards", "precision", "n_total")}
+    if int(a0["folds"]) > 1:
+        folds = [pool([p.folds[k] for p in parts]) for k in range(int(a0["folds"]))]
+        merged = pool(folds, folds=folds, attrs=info)
+    else:
+        merged = pool(parts, attrs=info)
+    write_blocks(output, merged, **attrs)
+    return merged
 
 
 # -- fitting ------------------------------------------------------------------------
@@ -204,39 +476,119 @@ class LinearMap:
         return x @ self.weight + self.intercept
 
 
-def solve_from_blocks(s_aa: np.ndarray, s_ab: np.ndarray, alpha: float, eig=None) -> np.ndarray:
-    """Ridge coefficients ``(S_AA + alpha I)^-1 S_AB`` through the eigendecomposition of ``S_AA``.
+def _singular(w: np.ndarray, alpha: float) -> bool:
+    return bool(np.any(w + alpha <= 1e-12 * max(float(w.max()), 1.0)))
 
-    ``eig`` = (w, V) from ``numpy.linalg.eigh(s_aa)`` may be passed to reuse one
-    factorisation across targets and penalties.
-    """
-    w, v = np.linalg.eigh(s_aa) if eig is None else eig
-    denom = w + alpha
-    scale = max(float(w.max()), 1.0)
-    if np.any(denom <= 1e-12 * scale):
-        rank = int(np.sum(w > 1e-12 * scale))
+
+def _solve_eig(w: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
+    """``(diag(w) + alpha I)^-1 p``: the ridge solve in the eigenbasis of ``S_AA`` (``p = V' S_AB``)."""
+    if _singular(w, alpha):
+        rank = int(np.sum(w > 1e-12 * max(float(w.max()), 1.0)))
         raise FitError(
             f"the source Gram matrix is singular (rank {rank} of {len(w)}) and alpha={alpha}; use alpha > 0"
         )
-    return v @ ((v.T @ s_ab) / denom[:, None])
+    return p / (w + alpha)[:, None]
 
 
-def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha: float) -> dict[str, LinearMap]:
-    """Fit the ridge maps from ``source`` to each target, sharing one ``eigh`` of the source Gram."""
-    s_aa = blocks.gram(source, source)
-    eig = np.linalg.eigh(s_aa)
+def alphas_of(alpha) -> list[float]:
+    """The candidate penalties of a ``mapping.alpha`` value (a number or a list)."""
+    values = [float(a) for a in (alpha if isinstance(alpha, (list, tuple, np.ndarray)) else [alpha])]
+    if not values or any(not np.isfinite(a) or a < 0 for a in values):
+        raise FitError(f"alpha {alpha!r}: give a number >= 0 or a non-empty list of them")
+    return values
+
+
+def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list[float]) -> dict[str, np.ndarray]:
+    """Held-out score of every penalty for every target, K-fold, from the per-fold blocks alone.
+
+    For fold k the training blocks are the whole split's minus fold k's
+    (``S_t = S - S_k - n n_k / n_t (m - m_k)(m - m_k)^T``); one ``eigh`` of the
+    source's training Gram serves every target and penalty, and the held-out
+    squared error of the map fitted on the other folds comes from fold k's
+    blocks (no further pass over the data). Returns target -> [len(alphas)]
+    scores (:data:`CV_METRIC`); ``nan`` where ``S_t + alpha I`` is singular.
+    """
+    if len(blocks.folds) < 2:
+        raise FitError("alpha is a list, which is chosen by cross-validation, but the blocks hold no folds; "
+                       "re-run the pass with mapping.alpha as a list")
+    a, n, mu = source, blocks.n, blocks.means
+    s_aa = blocks.gram(a, a)
+    rss = {b: np.zeros(len(alphas)) for b in targets}
+    tss = dict.fromkeys(targets, 0.0)
+    for k, f in enumerate(blocks.folds):
+        nk = f.n
+        nt = n - nk
+        if nk == 0 or nt == 0:
+            raise FitError(f"fold {k} holds {nk} of {n} samples; cross-validation needs samples in and out of it")
+        c = n * nk / nt
+        da = mu[a] - f.means[a]
+        fk_aa = f.gram(a, a)
+        w, v = np.linalg.eigh(s_aa - fk_aa - c * np.outer(da, da))
+        t = v.T @ fk_aa @ v
+        u = -(n / nt) * da @ v  # (fold mean - training mean) of the source, in the eigenbasis
+        for b in targets:
+            db = mu[b] - f.means[b]
+            fk_ab = f.gram(a, b)
+            p = v.T @ (blocks.gram(a, b) - fk_ab - c * np.outer(da, db))
+            # with q = p / (w + alpha) the coefficients are v @ q; every term below is linear or
+            # quadratic in q, so one product p p' (not one per alpha) serves all penalties
+            pp = p @ p.T
+            tpp = t * pp
+            pr = np.einsum("ij,ij->i", p, v.T @ fk_ab)
+            dy = -(n / nt) * db
+            py = p @ dy
+            tk = float(f.sumsq(b).sum())
+            tss[b] += tk
+            for i, alpha in enumerate(alphas):
+                if _singular(w, alpha):
+                    rss[b][i] = np.nan
+                    continue
+                h = 1.0 / (w + alpha)
+                uh = u * h
+                # held-out residual mean: dy - u q; its squared norm, expanded
+                shift2 = float(dy @ dy) - 2.0 * float(uh @ py) + float(uh @ pp @ uh)
+                rss[b][i] += tk - 2.0 * float(h @ pr) + float(h @ tpp @ h) + nk * shift2
+    return {b: 1.0 - rss[b] / tss[b] if tss[b] > 0 else np.full(len(alphas), np.nan) for b in targets}
+
+
+def choose_alpha(alphas: list[float], scores: np.ndarray) -> float:
+    """The penalty with the best held-out score; ties go to the larger penalty."""
+    ok = [i for i, s in enumerate(scores) if np.isfinite(s)]
+    if not ok:
+        raise FitError(f"no alpha in {alphas} gives a solvable system on every fold; use larger alphas")
+    return alphas[max(ok, key=lambda i: (scores[i], alphas[i]))]
+
+
+def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str, LinearMap]:
+    """Fit the ridge maps from ``source`` to each target, sharing one ``eigh`` of the source Gram.
+
+    ``alpha`` is a number, or a list chosen per target by K-fold
+    cross-validation on the blocks' folds (:func:`cross_validate`); the map
+    attributes then hold ``alphas``, ``cv_score`` (one per alpha), ``cv_folds``
+    and ``cv_metric`` beside the chosen ``alpha``.
+    """
+    alphas = alphas_of(alpha)
+    scores = cross_validate(blocks, source, targets, alphas) if len(alphas) > 1 else None
+    w, v = np.linalg.eigh(blocks.gram(source, source))
     mu_a = blocks.means[source]
     out = {}
     for b in targets:
-        s_ab = blocks.gram(source, b)
-        m = solve_from_blocks(s_aa, s_ab, alpha, eig)
+        chosen = choose_alpha(alphas, scores[b]) if scores is not None else alphas[0]
+        p = v.T @ blocks.gram(source, b)
+        q = _solve_eig(w, p, chosen)
+        m = v @ q
         c = blocks.means[b] - mu_a @ m
-        s_bb_trace = float(np.trace(blocks.gram(b, b)))
-        # residual sum of squares on the fit split, from the blocks alone
-        rss = s_bb_trace - 2.0 * float(np.sum(m * s_ab)) + float(np.sum(m * (s_aa @ m)))
+        s_bb_trace = float(blocks.sumsq(b).sum())
+        # residual sum of squares on the fit split, from the blocks alone (in the eigenbasis of S_AA:
+        # tr(M' S_AB) = sum(q * p), tr(M' S_AA M) = sum(w q^2))
+        rss = s_bb_trace - 2.0 * float(np.sum(q * p)) + float(np.sum(w[:, None] * q * q))
         r2 = 1.0 - rss / s_bb_trace if s_bb_trace > 0 else float("nan")
-        out[b] = LinearMap(m, c, {"source": source, "target": b, "alpha": float(alpha), "n": blocks.n,
-                                  "method": "ridge", "fit_r2": r2})
+        attrs = {"source": source, "target": b, "alpha": float(chosen), "n": blocks.n, "method": "ridge",
+                 "fit_r2": r2}
+        if scores is not None:
+            attrs.update({"alphas": alphas, "cv_score": [None if not np.isfinite(s) else float(s) for s in scores[b]],
+                          "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC})
+        out[b] = LinearMap(m, c, attrs)
     return out
 
 
@@ -257,14 +609,17 @@ def analytic_map(cls_a: tuple, cls_b: tuple) -> LinearMap:
 
 
 def write_map(path, m: LinearMap, **attrs) -> None:
-    """Store a map: ``weight`` [d_A, d_B], ``intercept`` [d_B], attributes with provenance."""
+    """Store a map: ``weight`` [d_A, d_B], ``intercept`` [d_B], attributes with provenance.
+
+    ``weight`` is stored uncompressed (float64 coefficients do not compress).
+    """
+    attrs.setdefault("versions", st.versions())
     with st.atomic_group(path) as g:
-        g.create_array("weight", data=np.asarray(m.weight, np.float64),
+        g.create_array("weight", data=np.asarray(m.weight, np.float64), compressors=None,
                        dimension_names=["source_feature", "target_feature"])
         g.create_array("intercept", data=np.asarray(m.intercept, np.float64), dimension_names=["target_feature"])
         g.attrs.update({**m.attrs, "d_source": int(m.weight.shape[0]), "d_target": int(m.weight.shape[1]),
-                        "convention": "f_target ≈ f_source @ weight + intercept", "created": st.now(),
-                        "versions": st.versions(), **attrs})
+                        "convention": "f_target ≈ f_source @ weight + intercept", "created": st.now(), **attrs})
 
 
 def read_map(path) -> LinearMap:

@@ -132,35 +132,97 @@ def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str
 
 
 # -- fitting ------------------------------------------------------------------------
-def cross_products(stores: dict[str, str], output: str, split: str, chunk_rows: int = 4096,
-                   precision: str = "float64", threads: int = 1) -> None:
+def _open_shard(stores: dict[str, str], lay_args: dict, shard: int):
+    """Open the fit stores and check, before any heavy work, that they hold the same samples.
+
+    Counts come from metadata; ids are compared over this shard's row blocks
+    only, so over all shards every id is read once, like every feature.
+    """
+    import numpy as np
+
+    from . import ridge
+    from . import stores as st
+
+    opened = {}
+    ref = None
+    for name, path in stores.items():
+        try:
+            s = st.open_embeddings(path)
+        except st.StoreError as e:
+            raise st.StoreError(f"network {name!r}: {e}") from None
+        if ref is None:
+            ref = (name, s)
+        elif s.n != ref[1].n:
+            raise st.StoreError(f"network {name!r}: store {path} has {s.n} samples, network {ref[0]!r} has {ref[1].n}")
+        opened[name] = s
+    arrays = {k: s.embeddings for k, s in opened.items()}
+    lay = ridge.pass_layout(arrays, **lay_args)
+    ref_ids = {}
+    for b in lay.blocks(shard):
+        lo, hi = lay.span(b)
+        for name, s in opened.items():
+            ids = st.as_str(s.group["ids"][lo:hi])
+            if name == ref[0]:
+                ref_ids = ids
+                continue
+            diff = np.flatnonzero(ids != ref_ids)
+            if len(diff):
+                i = diff[0]
+                raise st.StoreError(f"network {name!r}: ids of {s.path} disagree with network {ref[0]!r}; first at "
+                                    f"row {lo + i}: {ids[i]!r} vs {ref_ids[i]!r}")
+    return arrays, lay
+
+
+def cross_products_shard(stores: dict[str, str], output: str, split: str, shard: int = 0, shards: int = 1,
+                         folds: int = 1, precision: str = "float64", chunk_rows: int | None = None,
+                         threads: int = 1) -> None:
+    """One shard of the pass: centred cross products of all networks over this shard's row blocks."""
+    from . import ridge
+
+    set_threads(threads)
+    lay_args = {"shards": shards, "folds": folds, "chunk_rows": chunk_rows or ridge.PASS_ROWS}
+    arrays, lay = _open_shard(stores, lay_args, shard)
+    mine = lay.blocks(shard)
+    log.info("shard %d of %d over split %r: %d of %d blocks of %d rows, %d networks, %d features in all, folds %s, "
+             "%s products", shard, shards, split, len(mine), lay.n_blocks, lay.rows, len(arrays),
+             sum(a.shape[1] for a in arrays.values()), lay.folds_of_shard(shard) if folds > 1 else "-", precision)
+    if not len(mine):
+        log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
+    bl = ridge.cross_products(arrays, shard, shards, folds, lay_args["chunk_rows"], precision, num_workers=threads)
+    ridge.write_blocks(output, bl, full=False, split=split)
+    log.info("wrote %s (%d samples)", output, bl.n)
+
+
+def reduce_cross_products(partials: list[str], output: str, split: str, stores: dict[str, str]) -> None:
+    """Pool the shard partials into ``fit/blocks.zarr`` (and its per-fold blocks)."""
+    from . import ridge
+
+    bl = ridge.reduce_partials(list(partials), output, split=split, stores=dict(stores))
+    log.info("wrote %s: %d samples from %d shard(s), %d fold(s)", output, bl.n, len(partials), max(1, len(bl.folds)))
+
+
+def fit_maps(blocks: str, source: str, targets: list[str], alpha, output: str, experiment: str,
+             fit_split: str, threads: int = 1) -> None:
+    """Ridge maps from ``source`` to every target from the block store; ``alpha`` a number or a list (CV)."""
     from . import ridge
     from . import stores as st
 
     set_threads(threads)
-    opened = st.open_aligned(stores)
-    log.info("one pass over %d stores of split %r (%d samples, %d features in all)", len(opened), split,
-             next(iter(opened.values())).n, sum(s.dim for s in opened.values()))
-    cp = ridge.cross_products({k: s.embeddings for k, s in opened.items()}, chunk_rows=chunk_rows,
-                              precision=precision, num_workers=threads)
-    ridge.write_blocks(output, cp, split=split, stores=stores)
-    log.info("wrote %s", output)
-
-
-def fit_maps(blocks: str, source: str, targets: list[str], alpha: float, output: str, experiment: str,
-             fit_split: str, threads: int = 1) -> None:
-    from . import ridge
-
-    set_threads(threads)
     bl = ridge.open_blocks(blocks)
+    versions = st.versions()
     try:
-        maps = ridge.fit_maps(bl, source, targets, float(alpha))
+        maps = ridge.fit_maps(bl, source, targets, alpha)
     except ridge.FitError as e:
         raise ridge.FitError(f"experiment {experiment!r}, source network {source!r}: {e}") from None
     Path(output).mkdir(parents=True, exist_ok=True)
     for target, m in maps.items():
-        ridge.write_map(f"{output}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks)
-        log.info("%s -> %s: alpha %g, fit R2 %.4f", source, target, alpha, m.attrs["fit_r2"])
+        ridge.write_map(f"{output}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks,
+                        versions=versions)
+        curve = ""
+        if "cv_score" in m.attrs:
+            curve = ", CV " + " ".join(f"{a:g}:{s if s is None else round(s, 5)}"
+                                       for a, s in zip(m.attrs["alphas"], m.attrs["cv_score"]))
+        log.info("%s -> %s: alpha %g, fit R2 %.4f%s", source, target, m.attrs["alpha"], m.attrs["fit_r2"], curve)
 
 
 # -- evaluation ---------------------------------------------------------------------

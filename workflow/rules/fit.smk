@@ -1,6 +1,36 @@
-rule cross_products:
+# The one pass over the fit split, cut into shards (each reads its own row blocks of every store),
+# one reduce job pooling the shards' blocks, and one fit job per source network reading blocks only.
+
+
+rule cross_products_shard:
     input:
         unpack(fit_stores),
+    output:
+        temp(directory(f"{R}/{{exp}}/fit/shards/{{shard}}.zarr")),
+    log:
+        f"{R}/{{exp}}/logs/cross_products/shard{{shard}}.log",
+    benchmark:
+        f"{R}/{{exp}}/benchmarks/cross_products_shard/{{shard}}.tsv"
+    wildcard_constraints:
+        shard="[0-9]+",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        stores=fit_stores,
+        split=lambda wc: exp_of(wc).fit_split,
+        shards=lambda wc: exp_of(wc).shards,
+        folds=lambda wc: exp_of(wc).cv_folds,
+        precision=lambda wc: exp_of(wc).mapping["precision"],
+    script:
+        "../scripts/cross_products_shard.py"
+
+
+rule cross_products:
+    input:
+        partials=lambda wc: P.shard_partials(wc.exp),
     output:
         directory(f"{R}/{{exp}}/fit/blocks.zarr"),
     log:
@@ -9,13 +39,12 @@ rule cross_products:
         f"{R}/{{exp}}/benchmarks/cross_products.tsv"
     conda:
         "../../envs/analysis.yaml"
-    threads: 8
+    threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=2000,
     params:
         stores=fit_stores,
         split=lambda wc: exp_of(wc).fit_split,
-        precision=lambda wc: exp_of(wc).mapping.get("precision", "float64"),
     script:
         "../scripts/cross_products.py"
 

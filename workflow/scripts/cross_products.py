@@ -5,10 +5,9 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")
 from embmap import steps  # noqa: E402
 
 with steps.logged(snakemake.log[0]):
-    steps.cross_products(
-        dict(snakemake.params.stores),
+    steps.reduce_cross_products(
+        list(snakemake.input.partials),
         snakemake.output[0],
         snakemake.params.split,
-        precision=snakemake.params.precision,
-        threads=snakemake.threads,
+        dict(snakemake.params.stores),
     )

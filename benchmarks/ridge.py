@@ -1,0 +1,139 @@
+"""All-pairs ridge: the workflow's jobs against per-pair scikit-learn and the one-product floor.
+
+    python benchmarks/ridge.py                       # the paper's ten dimensions / 4, 100,000 samples
+    python benchmarks/ridge.py --n 20000 --scale 8   # smaller
+
+Synthetic embeddings with shared latent structure are written to embedding
+stores (chunked like the workflow's), then three things are timed:
+
+  (a) the workflow's jobs from the stores: every shard of the pass, the reduce,
+      one fit job per source network (all ordered pairs);
+  (b) scikit-learn ``Ridge(alpha)`` fitted once per ordered pair on the same
+      features in memory, float32 (what a user writes today);
+  (c) the floor: one float32 product ``X.T @ X`` of the concatenated features
+      of all networks, in memory.
+
+Prints the three times and the ratios a/c (target <= 1.5) and b/a (target >= 4).
+The jobs run in this process, one after another, each with ``--threads``
+BLAS/Dask threads; the stores sit in the page cache after being written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import machine, paper_dims, synthetic_features, write_stores
+
+
+def run_jobs(stores: dict, work: Path, alpha, shards: int, folds: int, precision: str, threads: int) -> dict:
+    """The workflow's pass, reduce and fit jobs (embmap.steps), timed one by one."""
+    import shutil
+
+    from embmap import steps
+
+    shutil.rmtree(work, ignore_errors=True)
+    t = {}
+    partials = [str(work / f"shards/{j}.zarr") for j in range(shards)]
+    start = time.perf_counter()
+    for j, p in enumerate(partials):
+        steps.cross_products_shard(stores, p, "train", shard=j, shards=shards, folds=folds, precision=precision,
+                                   threads=threads)
+    t["pass"] = time.perf_counter() - start
+    start = time.perf_counter()
+    steps.reduce_cross_products(partials, str(work / "blocks.zarr"), "train", stores)
+    t["reduce"] = time.perf_counter() - start
+    start = time.perf_counter()
+    names = list(stores)
+    for a in names:
+        steps.fit_maps(str(work / "blocks.zarr"), a, [b for b in names if b != a], alpha, str(work / "maps" / a),
+                       experiment="benchmark", fit_split="train", threads=threads)
+    t["fit"] = time.perf_counter() - start
+    t["total"] = t["pass"] + t["reduce"] + t["fit"]
+    return t
+
+
+def best(f, repeat: int):
+    """The fastest of ``repeat`` runs of ``f`` (a shared machine only ever slows a run down)."""
+    runs = [f() for _ in range(repeat)]
+    return min(runs, key=lambda r: r["total"] if isinstance(r, dict) else r)
+
+
+def per_pair_sklearn(feats: dict, alpha: float) -> float:
+    from sklearn.linear_model import Ridge
+
+    start = time.perf_counter()
+    for a, xa in feats.items():
+        for b, xb in feats.items():
+            if a != b:
+                Ridge(alpha=alpha).fit(xa, xb)
+    return time.perf_counter() - start
+
+
+def floor(feats: dict) -> float:
+    x = np.concatenate(list(feats.values()), axis=1)
+    start = time.perf_counter()
+    g = x.T @ x  # numpy hands X^T X to BLAS syrk
+    elapsed = time.perf_counter() - start
+    assert g.shape == (x.shape[1], x.shape[1])
+    return elapsed
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100_000, help="samples (default 100,000)")
+    ap.add_argument("--scale", type=float, default=4.0, help="divide the paper's dimensions by this (default 4)")
+    ap.add_argument("--networks", type=int, default=10, help="networks (default the paper's ten)")
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--precision", default="float32", choices=["float32", "float64"],
+                    help="mapping.precision of the pass (default float32, the floor's arithmetic)")
+    ap.add_argument("--shards", type=int, default=1, help="mapping.shards (run one after another)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cv", default="", help="also time the jobs with this alpha list, e.g. 0.1,1,10,100,1000")
+    ap.add_argument("--folds", type=int, default=5, help="folds for --cv")
+    ap.add_argument("--skip-sklearn", action="store_true", help="skip (b), the slowest part")
+    ap.add_argument("--repeat", type=int, default=1, help="report the fastest of this many runs of (a) and (c)")
+    ap.add_argument("--workdir", default=None, help="folder for the stores (default a temporary one)")
+    args = ap.parse_args(argv)
+    logging.getLogger("embmap").setLevel(logging.WARNING)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
+    dims = paper_dims(args.scale, args.networks)
+    print(f"machine: {machine()}")
+    print(f"shape: {len(dims)} networks, dims {list(dims.values())} (D = {sum(dims.values())}), n = {args.n:,}, "
+          f"alpha {args.alpha}, pass precision {args.precision}, {args.shards} shard(s), {args.threads} threads")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        feats = synthetic_features(args.n, dims)
+        stores = write_stores(work / "stores", feats)
+        print(f"setup: features generated and written to stores in {time.perf_counter() - start:.1f} s")
+
+        c = best(lambda: floor(feats), args.repeat)
+        print(f"(c) floor, one float32 X.T @ X of all networks in memory: {c:8.2f} s")
+        a = best(lambda: run_jobs(stores, work / "fit", args.alpha, args.shards, 1, args.precision, args.threads),
+                 args.repeat)
+        print(f"(a) workflow jobs from the stores: {a['total']:8.2f} s  (pass {a['pass']:.2f}, reduce "
+              f"{a['reduce']:.2f}, fit {a['fit']:.2f})")
+        if args.cv:
+            alphas = [float(v) for v in args.cv.split(",")]
+            cv = run_jobs(stores, work / "fit_cv", alphas, args.shards, args.folds, args.precision, args.threads)
+            print(f"(a, CV) with {len(alphas)} alphas and {args.folds} folds: {cv['total']:8.2f} s  (pass "
+                  f"{cv['pass']:.2f}, reduce {cv['reduce']:.2f}, fit {cv['fit']:.2f})")
+        print(f"a/c = {a['total'] / c:.2f}   (target <= 1.5)")
+        if not args.skip_sklearn:
+            b = per_pair_sklearn(feats, args.alpha)
+            print(f"(b) sklearn Ridge per ordered pair ({len(dims) * (len(dims) - 1)} fits), float32 in memory: "
+                  f"{b:8.2f} s")
+            print(f"b/a = {b / a['total']:.2f}   (target >= 4)")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
