@@ -587,7 +587,8 @@ def write_map(path, m: LinearMap, **attrs) -> None:
 
     ``weight`` is stored uncompressed (float64 coefficients do not compress).
     """
-    attrs.setdefault("versions", st.versions())
+    if "versions" not in attrs:  # callers writing many maps pass it once
+        attrs["versions"] = st.versions()
     with st.atomic_group(path) as g:
         g.create_array("weight", data=np.asarray(m.weight, np.float64), compressors=None,
                        dimension_names=["source_feature", "target_feature"])
