@@ -243,3 +243,19 @@ def test_analytic_map_reproduces_source_logits():
     assert m.attrs["exact"]
     logits_b = m(fa) @ cb.T + bb
     np.testing.assert_allclose(logits_b, fa @ ca.T + ba, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("folds", [1, 2])
+def test_more_shards_than_row_blocks_leave_empty_partials_that_pool_away(tmp_path, folds):
+    _, feats = latent_embeddings(n=300, dims=(4, 3))
+    arrays = _arrays(feats)
+    paths = []
+    for j in range(12):  # 300 rows in 3 blocks of 100 (9 of 37 with folds): the last shards get none
+        paths.append(tmp_path / f"shard{j}.zarr")
+        ridge.write_blocks(paths[-1], ridge.cross_products(arrays, j, 12, folds=folds, chunk_rows=100), full=False)
+    assert ridge.open_blocks(paths[-1]).n == 0
+    back = ridge.reduce_partials(paths, tmp_path / "blocks.zarr")
+    whole = ridge.cross_products(arrays, folds=folds, chunk_rows=100)
+    assert back.n == 300
+    np.testing.assert_allclose(ridge.open_blocks(tmp_path / "blocks.zarr").gram("n0", "n1"), whole.gram("n0", "n1"),
+                               rtol=1e-9, atol=1e-9)

@@ -375,7 +375,7 @@ def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
     """
     folds = blocks.folds
     parts = [f for f in folds if f.n > 0]
-    full = full or not folds
+    full = (full or not folds) and blocks.n > 0  # an empty shard writes its attributes only
     with st.atomic_group(path) as g:
         if full:
             for a, m in blocks.means.items():
@@ -424,6 +424,8 @@ def open_blocks(path) -> Blocks:
 
     fold_n = [int(v) for v in attrs.get("fold_n", [])]
     folds = [stored(f"folds/{k}/", nk) for k, nk in enumerate(fold_n)]
+    if int(attrs["n"]) == 0:  # a shard with no rows
+        return Blocks(names, dims, 0, {}, lambda a, b: None, folds, attrs)
     if "gram" in g:
         whole = stored("", int(attrs["n"]))
         whole.folds = folds
@@ -613,7 +615,8 @@ def write_map(path, m: LinearMap, **attrs) -> None:
 
     ``weight`` is stored uncompressed (float64 coefficients do not compress).
     """
-    attrs.setdefault("versions", st.versions())
+    if "versions" not in attrs:  # callers writing many maps pass it once
+        attrs["versions"] = st.versions()
     with st.atomic_group(path) as g:
         g.create_array("weight", data=np.asarray(m.weight, np.float64), compressors=None,
                        dimension_names=["source_feature", "target_feature"])
