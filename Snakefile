@@ -6,41 +6,43 @@
 # This file only wires things together; all logic lives in workflow/embmap.
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
-from embmap import plan as embmap_plan
+from embmap.plan import Plan
 
+# A config named on the command line (--configfile) is the whole config: the demo in config.yaml is
+# read only when none is named, so its experiments never join another config's run. --config KEY=VALUE
+# still overrides single keys of either.
+if not workflow.overwrite_configfiles:
 
-configfile: "config.yaml"
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
-embmap_plan.check_schema(config)  # names the key at fault in one line
-validate(config, "workflow/schemas/config.schema.yaml")
-P = embmap_plan.Plan(config)
-R = P.results
+# Validates the config against workflow/schemas/config.schema.yaml (an error names the key at fault,
+# before any job runs), fills its defaults and answers every path and job argument of the rules.
+P = Plan(config)
 
 
 wildcard_constraints:
     exp="[A-Za-z0-9_-]+",
     network="[A-Za-z0-9_-]+",
     source="[A-Za-z0-9_-]+",
+    target="[A-Za-z0-9_-]+",
     split="[A-Za-z0-9_-]+",
     align="(facenet[0-9]+m[0-9]+|arcface[0-9]+)",
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/open_set.smk"
 
 
 rule all:

@@ -21,6 +21,16 @@ def latent_embeddings(n=600, dims=(12, 9, 7), k=5, noise=0.1, offset=0.0, seed=0
     return z, out
 
 
+def train_demo(spec, images, labels, n_classes, out_dir, **kw):
+    """Train a demo network from a partial ``train:`` block (the schema fills the rest)."""
+    from embmap import config
+    from embmap.models import demo
+
+    t = config.defaults("train", spec)
+    return demo.train(t["architecture"], t["width"], t["epochs"], t["seed"], t["batch_size"], t["learning_rate"],
+                      images, labels, n_classes, out_dir, **kw)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

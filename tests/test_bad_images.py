@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from embmap import datasets, images
+from embmap import data
+from embmap.data import images
+from embmap.data import manifest as mf
 
 pytestmark = pytest.mark.tensorflow
 
@@ -70,8 +72,8 @@ def _image_list(tmp_path):
 def test_policy_fail_lists_every_unreadable_file_before_any_extraction(tmp_path):
     files = _image_list(tmp_path)
     spec = {"kind": "image_list", "path": str(tmp_path / "list.csv")}
-    with pytest.raises(datasets.DatasetError, match="3 unreadable image") as e:
-        datasets.write_manifest(spec, tmp_path / "manifest.csv")
+    with pytest.raises(data.DatasetError, match="3 unreadable image") as e:
+        mf.write_manifest(spec, tmp_path / "manifest.csv")
     for k in BAD:
         assert files[k] in str(e.value)
     assert not (tmp_path / "manifest.csv").exists()
@@ -80,11 +82,11 @@ def test_policy_fail_lists_every_unreadable_file_before_any_extraction(tmp_path)
 def test_policy_skip_records_the_skipped_ids_and_leaves_them_out_of_every_split(tmp_path):
     files = _image_list(tmp_path)
     spec = {"kind": "image_list", "path": str(tmp_path / "list.csv"), "bad_images": "skip"}
-    datasets.write_manifest(spec, tmp_path / "manifest.csv", log=lambda *_: None)
-    full = datasets.read_manifest(tmp_path / "manifest.csv", with_skipped=True)
+    mf.write_manifest(spec, tmp_path / "manifest.csv", log=lambda *_: None)
+    full = mf.read_manifest(tmp_path / "manifest.csv", with_skipped=True)
     assert set(full.id[full.skipped != ""]) == {f"imgs/{files[k]}" for k in BAD}
-    used = datasets.read_manifest(tmp_path / "manifest.csv")
+    used = mf.read_manifest(tmp_path / "manifest.csv")
     assert "skipped" not in used.columns and len(used) == len(files) - 3
     assert not set(used.id) & {f"imgs/{files[k]}" for k in BAD}
     for split in ("train", "test"):
-        assert set(datasets.read_manifest(tmp_path / "manifest.csv", split).id) <= set(used.id)
+        assert set(mf.read_manifest(tmp_path / "manifest.csv", split).id) <= set(used.id)

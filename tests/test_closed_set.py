@@ -5,23 +5,25 @@ import pandas as pd
 import pytest
 
 from conftest import synthetic_stores
-from embmap import closed_set, ridge, stores
+from embmap import stores
+from embmap.evaluate import closed_set, common
+from embmap.fit import FitError, gram, ridge
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("byo")
     dirs = synthetic_stores(root, names=("a", "b", "c", "rnd"), dims=(12, 10, 12, 12), random_control="rnd")
-    fit = stores.open_aligned({k: f"{d}/train.zarr" for k, d in dirs.items()})
-    cp = ridge.cross_products({k: s.embeddings for k, s in fit.items()}, chunk_rows=50)
-    ridge.write_blocks(root / "blocks.zarr", cp)
-    bl = ridge.open_blocks(root / "blocks.zarr")
+    fit = stores.open_matched({k: f"{d}/train.zarr" for k, d in dirs.items()})
+    cp = gram.cross_products({k: s.embeddings for k, s in fit.items()}, block_rows=50)
+    stores.write_blocks(root / "blocks.zarr", cp)
+    bl = stores.open_blocks(root / "blocks.zarr")
     maps = {}
     for a in fit:
         for b, m in ridge.fit_maps(bl, a, [t for t in fit if t != a], 1.0).items():
             maps[(a, b)] = m
-    ev = stores.open_aligned({k: f"{d}/test.zarr" for k, d in dirs.items()}, need_classifier=True)
-    return ev, maps, closed_set.evaluate(ev, maps, chunk_rows=37)
+    ev = stores.open_matched({k: f"{d}/test.zarr" for k, d in dirs.items()}, need_classifier=True)
+    return ev, maps, closed_set.evaluate(ev, maps, block_rows=37)
 
 
 def test_table_has_the_documented_columns_and_rows(evaluated):
@@ -85,7 +87,7 @@ def test_controls_behave_as_the_paper_predicts(evaluated):
 
 def test_matrix_is_table2_shaped(evaluated):
     _, _, t = evaluated
-    m = closed_set.matrix(t, ["a", "b", "c", "rnd"])
+    m = common.matrix(t, ["a", "b", "c", "rnd"], "accuracy")
     assert list(m.index) == list(m.columns) == ["a", "b", "c", "rnd"]
     for k in m.index:
         assert m.loc[k, k] == t[(t.source == k) & (t.method == "native")].accuracy.iloc[0]
@@ -93,10 +95,10 @@ def test_matrix_is_table2_shaped(evaluated):
 
 
 def test_heatmap_writes_png_and_svg(evaluated, tmp_path):
-    from embmap import plots
+    from embmap.evaluate import plots
 
     _, _, t = evaluated
-    m = closed_set.matrix(t, ["a", "b", "c", "rnd"])
+    m = common.matrix(t, ["a", "b", "c", "rnd"], "accuracy")
     paths = [tmp_path / "h.png", tmp_path / "h.svg"]
     plots.heatmap(m, {"rnd": "random*"}, ["rnd"], "t", paths)
     assert all(p.stat().st_size > 1000 for p in paths)

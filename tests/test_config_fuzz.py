@@ -3,7 +3,7 @@
 Hypothesis mutates valid configs (the digits demo and a bring-your-own one):
 it replaces any value by a value of another type, deletes any key, or adds
 an unknown key anywhere. Every outcome must be either a config the plan
-accepts or a :class:`embmap.plan.ConfigError` whose message starts with the
+accepts or a :class:`embmap.ConfigError` whose message starts with the
 dotted key at fault, and that key must lie on the path of the mutation.
 """
 
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, synthetic_stores
 from embmap import plan
+from embmap.config import ConfigError, check as check_config, dotted
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -70,14 +71,14 @@ def _get(node, path):
 
 def _check(config, where, tmp_path):
     try:
-        plan.check_schema(config)
+        check_config(config)
         plan.Plan(config, tmp_path)
-    except plan.ConfigError as e:
+    except ConfigError as e:
         msg = str(e)
-        on_path = [plan.dotted(where[:i]) for i in range(len(where) + 1)]
-        inside = plan.dotted(where) + "."  # or a key within the mutated value
+        on_path = [dotted(where[:i]) for i in range(len(where) + 1)]
+        inside = dotted(where) + "."  # or a key within the mutated value
         assert msg.startswith(inside) or any(msg.startswith(k + ": ") or msg.startswith(k + ", ") for k in on_path), (
-            f"mutation at {plan.dotted(where)!r} reported as: {msg}")
+            f"mutation at {dotted(where)!r} reported as: {msg}")
     # any other exception propagates and fails the property
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, synthetic_stores
+from embmap import plan, steps
 from test_workflow import byo_config, snakemake
 
 RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
@@ -45,12 +46,25 @@ def test_every_rule_has_a_log_a_benchmark_threads_and_memory():
     rules = rule_directives()
     assert len(rules) >= 7
     for name, d in rules.items():
-        assert "log" in d, f"rule {name} has no log:"
-        prefix = re.escape(f'f"{{R}}/{{{{exp}}}}/benchmarks/{name}')
-        assert re.fullmatch(rf'{prefix}(/.+)?\.tsv"', d.get("benchmark", "")), \
-            f"rule {name}: benchmark: must be results/{{exp}}/benchmarks/{name}....tsv"
+        # log and benchmark come from the plan, named after the rule and spelled alike
+        log = re.fullmatch(rf'P\.log\("{name}"(, "[^"]+")?\),?', d.get("log", ""))
+        assert log, f"rule {name}: log: must be P.log({name!r}[, SUB])"
+        assert d.get("benchmark", "") == f"P.benchmark{d['log'].rstrip(',')[5:]}", \
+            f"rule {name}: benchmark: must be spelled as its log: P.benchmark({name!r}[, SUB])"
         assert int(d.get("threads", "0")) >= 1, f"rule {name} names no threads:"
         assert re.search(r"\bmem_mb=\d+", d.get("resources", "")), f"rule {name} names no mem_mb resource"
+        # the rule only wires: its step takes its arguments from the plan
+        assert d.get("params", "") == f'job=P.job("{name}"),', f"rule {name}: params: must be job=P.job({name!r})"
+        assert d.get("script", "") == '"../scripts/step.py"', f"rule {name}: script: must be ../scripts/step.py"
+        assert name in steps.STEPS, f"rule {name} has no step in embmap.steps"
+
+
+def test_no_rule_spells_a_path_or_a_decision():
+    """Paths come from the plan (P.pattern / P.inputs), never from f-strings or lambdas in the rules."""
+    for path in RULE_FILES + [ROOT / "Snakefile"]:
+        text = path.read_text()
+        assert "results/" not in text and not re.search(r"\{exp\}/", text), f"{path.name} spells a path"
+        assert "lambda" not in text, f"{path.name} decides something in a lambda the plan should answer"
 
 
 def _eval(expr, attempt):
@@ -88,13 +102,16 @@ def report_outputs(rules):
     for name, d in rules.items():
         lines = d.get("output", "").splitlines()
         for i, line in enumerate(lines):
-            m = re.search(r'"(.*/(?:tables|figures)/[^"]*)"', line)
+            m = re.search(r'P\.pattern\("(\w+)"(?:, ext="(\w+)")?\)', line)
+            if not m:
+                continue
+            path = plan.OUTPUTS[m.group(1)].replace("{ext}", m.group(2) or "")
             # the SVG is the PNG's vector copy; .json files hold run metadata, not results
-            if m and not m.group(1).endswith((".svg", ".json")):
-                assert lines[i - 1].rstrip().endswith("report("), f"rule {name}: {m.group(1)} is not in report()"
+            if path.startswith(("tables/", "figures/")) and not path.endswith((".svg", ".json")):
+                assert lines[i - 1].rstrip().endswith("report("), f"rule {name}: {path} is not in report()"
                 cap = re.search(r'caption="([^"]+)"', lines[i + 1])
-                assert cap, f"rule {name}: {m.group(1)} has no caption"
-                out.append((name, m.group(1), d["_file"].parent / cap.group(1)))
+                assert cap, f"rule {name}: {path} has no caption"
+                out.append((name, path, d["_file"].parent / cap.group(1)))
     return out
 
 

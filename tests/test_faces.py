@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embmap import faces
+from embmap import models
+from embmap.data import faces
+from embmap.data.lfw import LFW
+from embmap.models import arcface
 
 pytestmark = pytest.mark.tensorflow
 
@@ -59,7 +62,8 @@ def test_mtcnn_finds_the_astronauts_face_and_crops_have_the_right_size(astronaut
 
 
 def test_images_without_a_face_fall_back_to_a_centre_crop(tmp_path):
-    from embmap import datasets
+    from embmap import data
+    from embmap.data import manifest as mf
 
     root = tmp_path / "lfw" / "Blank"
     root.mkdir(parents=True)
@@ -67,7 +71,7 @@ def test_images_without_a_face_fall_back_to_a_centre_crop(tmp_path):
 
     Image.new("RGB", (250, 250), (90, 90, 90)).save(root / "Blank_0001.jpg")
     rows = pd.DataFrame([faces.detection_row("Blank/Blank_0001.jpg", (250, 250, 3), None)])
-    ds = datasets.LFW(tmp_path / "lfw", tmp_path / "pairs.txt")
+    ds = LFW(tmp_path / "lfw", tmp_path / "pairs.txt")
     n = faces.write_crops(ds, rows, {"style": "arcface"}, tmp_path / "a.zarr")
     assert n == 1
     a = faces.AlignedImages(tmp_path / "a.zarr")
@@ -91,7 +95,7 @@ def test_a_frozen_graph_is_loaded_back_with_identical_outputs(tmp_path):
         h = tf.cond(phase, lambda: h * 0.0, lambda: h)  # training mode would zero everything
         emb = tf.math.l2_normalize(h, 1, name="embeddings")
     (tmp_path / "g.pb").write_bytes(g.as_graph_def().SerializeToString())
-    net = faces.open_face_network("facenet", {"source": "frozen_graph", "graph": str(tmp_path / "g.pb"),
+    net = models.open_model("facenet", {"source": "frozen_graph", "graph": str(tmp_path / "g.pb"),
                                               "input_size": [16, 16]})
     images = rng.random((3, 16, 16, 3)).astype(np.float32)
     got = net.features(images)
@@ -101,15 +105,15 @@ def test_a_frozen_graph_is_loaded_back_with_identical_outputs(tmp_path):
     with tf.compat.v1.Session(graph=g) as s:
         want = s.run(emb, {x: feed, phase: False})
     np.testing.assert_array_equal(got, want)
-    with pytest.raises(faces.NetworkError, match=r"'facenet': the graph .* has no tensor 'emb:0'"):
-        faces.FrozenGraphNetwork("facenet", tmp_path / "g.pb", output="emb:0")
+    with pytest.raises(models.NetworkError, match=r"'facenet': the graph .* has no tensor 'emb:0'"):
+        models.open_model("facenet", {"source": "frozen_graph", "graph": str(tmp_path / "g.pb"), "output": "emb:0"})
 
 
 def test_an_arcface_checkpoint_is_restored_with_identical_outputs(tmp_path):
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(3)
-    model = faces.arcface_model("MobileNetV2", 112, 512)
+    model = arcface.arcface_model("MobileNetV2", 112, 512)
     # perturb batch-norm statistics so restoring them matters
     for v in model.variables:
         if "moving" in v.name:
@@ -118,13 +122,13 @@ def test_an_arcface_checkpoint_is_restored_with_identical_outputs(tmp_path):
     model.save_weights(str(tmp_path / "ckpt" / "e_8_b_40000.ckpt"))
     images = np.random.default_rng(1).random((2, 112, 112, 3)).astype(np.float32)
     want = model(images, training=False).numpy()
-    net = faces.open_face_network("mm", {"source": "arcface", "backbone": "MobileNetV2",
+    net = models.open_model("mm", {"source": "arcface", "backbone": "MobileNetV2",
                                          "checkpoint": str(tmp_path / "ckpt")})
     got = net.features(images)
     assert got.shape == (2, 512)
     np.testing.assert_array_equal(got, want)
-    with pytest.raises(faces.NetworkError, match="'bad': no checkpoint"):
-        faces.ArcFaceNetwork("bad", tmp_path / "nowhere")
+    with pytest.raises(models.NetworkError, match="'bad': no checkpoint"):
+        models.open_model("bad", {"source": "arcface", "checkpoint": str(tmp_path / "nowhere")})
 
 
 def random_frozen_graph(path, size, dim, seed):
@@ -148,7 +152,7 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     from PIL import Image
     from skimage import data
 
-    from embmap import open_set
+    from embmap.data import pairs as pf
     from test_open_set import fabricated_lfw
     from test_workflow import snakemake
 
@@ -157,8 +161,8 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     photo = Image.fromarray(data.astronaut()).resize((250, 250))
     photo.save(root / "Eileen_Collins" / "Eileen_Collins_0001.jpg")
     photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "Eileen_Collins" / "Eileen_Collins_0002.jpg")
-    pairs = open_set.make_pairs({"Ann": 3, "Bob": 3, "Cy": 2, "Eileen_Collins": 2}, 2, 3, seed=0)
-    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    pairs = pf.make_pairs({"Ann": 3, "Bob": 3, "Cy": 2, "Eileen_Collins": 2}, 2, 3, seed=0)
+    pf.write_pairs(tmp_path / "pairs.txt", pairs)
     n_images = len(pairs.images())
     cfg = {"experiments": {"faces": {
         "task": "open_set", "dataset": {"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")},

@@ -5,7 +5,8 @@ import pytest
 import zarr
 
 from conftest import synthetic_stores
-from embmap import ridge, stores
+from embmap import stores
+from embmap.fit import FitError, gram, ridge
 from test_workflow import byo_config, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -20,10 +21,10 @@ def test_sharded_pass_with_an_alpha_list_records_the_choice(tmp_path):
     assert sorted(p.name for p in (res / "logs" / "cross_products").iterdir()) == [
         f"shard{j}.log" for j in range(4)]
     assert not (res / "fit" / "shards").exists() or not any((res / "fit" / "shards").iterdir())
-    blocks = ridge.open_blocks(res / "fit" / "blocks.zarr")
+    blocks = stores.open_blocks(res / "fit" / "blocks.zarr")
     assert blocks.attrs["shards"] == 4 and blocks.attrs["folds"] == 2 and sum(blocks.attrs["fold_n"]) == 400
     fit = {k: stores.open_embeddings(f"{d}/train.zarr").embeddings for k, d in dirs.items()}
-    whole = ridge.cross_products(fit, folds=2)
+    whole = gram.cross_products(fit, folds=2)
     for a, b in whole.pairs():
         np.testing.assert_allclose(blocks.gram(a, b), whole.gram(a, b), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(blocks.folds[1].gram(a, b), whole.folds[1].gram(a, b), rtol=1e-9, atol=1e-9)

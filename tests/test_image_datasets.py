@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embmap import datasets
+from embmap import data
+from embmap.data import manifest as mf
 from fake_imagenet import DEVKIT_ORDER, VAL_WNIDS, WNIDS, fake_imagenet, write_loc_solution
 
 
@@ -23,7 +24,7 @@ def val_rows(m):
 
 def test_flat_val_with_devkit_ground_truth_maps_devkit_ids_to_wnid_order(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="flat", synsets_file=False)
-    ds = datasets.get({"kind": "imagenet", "root": str(root), "devkit": "ILSVRC2012_devkit_t12"})
+    ds = data.get({"kind": "imagenet", "root": str(root), "devkit": "ILSVRC2012_devkit_t12"})
     m = ds.manifest()
     assert ds.n_classes == len(WNIDS) + 1
     v = val_rows(m)
@@ -39,20 +40,20 @@ def test_flat_val_with_devkit_ground_truth_maps_devkit_ids_to_wnid_order(tmp_pat
 
 def test_devkit_folder_in_the_root_is_found_without_config(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="flat", synsets_file=False)
-    m = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    m = data.get({"kind": "imagenet", "root": str(root)}).manifest()
     assert list(val_rows(m).label) == expected_val_labels()
 
 
 def test_flat_val_with_loc_solution_csv(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="flat", devkit=False)
     write_loc_solution(root / "LOC_val_solution.csv")
-    m = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    m = data.get({"kind": "imagenet", "root": str(root)}).manifest()
     assert list(val_rows(m).label) == expected_val_labels()
 
 
 def test_val_as_wnid_folders(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
-    m = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    m = data.get({"kind": "imagenet", "root": str(root)}).manifest()
     assert list(val_rows(m).label) == expected_val_labels()
     assert val_rows(m).id.iloc[0] == f"val/{VAL_WNIDS[0]}/ILSVRC2012_val_00000001.JPEG"
 
@@ -60,29 +61,29 @@ def test_val_as_wnid_folders(tmp_path):
 def test_per_class_subset_is_deterministic_by_seed(tmp_path):
     root = fake_imagenet(tmp_path / "in", per_class=6, val_layout="folders", devkit=False)
     spec = {"kind": "imagenet", "root": str(root), "per_class": 2, "seed": 3}
-    a = datasets.get(spec).manifest()
-    b = datasets.get(spec).manifest()
+    a = data.get(spec).manifest()
+    b = data.get(spec).manifest()
     pd.testing.assert_frame_equal(a, b)
     assert (a.groupby(["split", "label"]).size() <= 2).all()
     assert (a[a.split == "train"].groupby("label").size() == 2).all()
-    others = [set(datasets.get({**spec, "seed": s}).manifest().id) for s in range(4, 9)]
+    others = [set(data.get({**spec, "seed": s}).manifest().id) for s in range(4, 9)]
     assert any(o != set(a.id) for o in others)
-    full = datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    full = data.get({"kind": "imagenet", "root": str(root)}).manifest()
     assert set(a.id) <= set(full.id)
 
 
 def test_folder_not_in_the_synset_list_is_named(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
     (root / "train" / "n09999999").mkdir()
-    with pytest.raises(datasets.DatasetError, match=r"train/n09999999: WNID 'n09999999' is not in the synset list"):
-        datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    with pytest.raises(data.DatasetError, match=r"train/n09999999: WNID 'n09999999' is not in the synset list"):
+        data.get({"kind": "imagenet", "root": str(root)}).manifest()
 
 
 def test_val_ground_truth_count_disagreeing_with_images_is_named(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="flat")
     (root / "val" / "ILSVRC2012_val_00000010.JPEG").unlink()
-    with pytest.raises(datasets.DatasetError, match=r"ground_truth.txt: 10 val labels but 9 images"):
-        datasets.get({"kind": "imagenet", "root": str(root), "devkit": "ILSVRC2012_devkit_t12"}).manifest()
+    with pytest.raises(data.DatasetError, match=r"ground_truth.txt: 10 val labels but 9 images"):
+        data.get({"kind": "imagenet", "root": str(root), "devkit": "ILSVRC2012_devkit_t12"}).manifest()
 
 
 def test_devkit_ids_without_meta_mat_are_refused(tmp_path):
@@ -90,14 +91,14 @@ def test_devkit_ids_without_meta_mat_are_refused(tmp_path):
     gt = root / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt"
     (root / "gt.txt").write_text(gt.read_text())
     shutil.rmtree(root / "ILSVRC2012_devkit_t12")
-    with pytest.raises(datasets.DatasetError, match="gt.txt: holds devkit ILSVRC2012_IDs.*meta.mat"):
-        datasets.get({"kind": "imagenet", "root": str(root), "val_labels": "gt.txt"}).manifest()
+    with pytest.raises(data.DatasetError, match="gt.txt: holds devkit ILSVRC2012_IDs.*meta.mat"):
+        data.get({"kind": "imagenet", "root": str(root), "val_labels": "gt.txt"}).manifest()
 
 
 def test_flat_val_without_ground_truth_is_refused(tmp_path):
     root = fake_imagenet(tmp_path / "in", val_layout="flat", devkit=False)
-    with pytest.raises(datasets.DatasetError, match="images lie flat but no ground-truth file"):
-        datasets.get({"kind": "imagenet", "root": str(root)}).manifest()
+    with pytest.raises(data.DatasetError, match="images lie flat but no ground-truth file"):
+        data.get({"kind": "imagenet", "root": str(root)}).manifest()
 
 
 @pytest.mark.tensorflow
@@ -122,16 +123,16 @@ def test_pipeline_matches_one_file_at_a_time_and_names_a_corrupt_file(tmp_path):
     from embmap import images
 
     root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
-    ds = datasets.get({"kind": "imagenet", "root": str(root)})
+    ds = data.get({"kind": "imagenet", "root": str(root)})
     ids = list(ds.manifest().id)
-    got = np.concatenate([b for _, b in datasets.batches(ds, np.asarray(ids), 4,
+    got = np.concatenate([b for _, b in mf.batches(ds, np.asarray(ids), 4,
                                                          {"input_size": [16, 20], "crop_fraction": 0.875})])
     assert got.shape == (len(ids), 16, 20, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, ds.images(ids, (16, 20), 0.875), atol=1e-6)
     bad = root / ids[9]
     bad.write_bytes(b"not a jpeg at all")
     with pytest.raises(images.ImageError, match=str(bad)):
-        list(datasets.batches(ds, np.asarray(ids), 4, {"input_size": [16, 20]}))
+        list(mf.batches(ds, np.asarray(ids), 4, {"input_size": [16, 20]}))
     with pytest.raises(images.ImageError, match=f"{bad}: cannot decode"):
         images.decode_file(bad)
     with pytest.raises(images.ImageError, match="nowhere.JPEG: cannot read"):
@@ -147,13 +148,13 @@ def test_image_list_reads_paths_labels_and_splits(tmp_path):
         jpeg(tmp_path / "imgs" / f"{i}.jpg", rng)
         rows.append((f"imgs/{i}.jpg", i % 3))
     pd.DataFrame(rows, columns=["path", "label"]).to_csv(tmp_path / "list.csv", index=False)
-    m = datasets.get({"kind": "image_list", "path": str(tmp_path / "list.csv"), "test_size": 0.5}).manifest()
+    m = data.get({"kind": "image_list", "path": str(tmp_path / "list.csv"), "test_size": 0.5}).manifest()
     assert sorted(m.split.unique()) == ["test", "train"] and len(m) == 12
     assert (m.groupby("split").label.nunique() == 3).all()
     with_split = pd.DataFrame(rows, columns=["path", "label"]).assign(split=["a", "b"] * 6)
     with_split.to_csv(tmp_path / "split.csv", index=False)
-    m = datasets.get({"kind": "image_list", "path": str(tmp_path / "split.csv"), "per_class": 1}).manifest()
+    m = data.get({"kind": "image_list", "path": str(tmp_path / "split.csv"), "per_class": 1}).manifest()
     assert (m.groupby(["split", "label"]).size() == 1).all()
     pd.DataFrame([("imgs/missing.jpg", 0)], columns=["path", "label"]).to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(datasets.DatasetError, match="missing.jpg"):
-        datasets.get({"kind": "image_list", "path": str(tmp_path / "bad.csv")}).manifest()
+    with pytest.raises(data.DatasetError, match="missing.jpg"):
+        data.get({"kind": "image_list", "path": str(tmp_path / "bad.csv")}).manifest()

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from embmap import plan, stores
+from embmap import config, plan, stores
 from fake_imagenet import WNIDS, fake_imagenet
 from test_workflow import snakemake
 
@@ -28,7 +28,7 @@ def test_imagenet_config_plans_the_papers_eleven_networks(tmp_path):
     (tmp_path / "data" / "ILSVRC2012" / "val").mkdir()
     (tmp_path / "data" / "models").mkdir()
     (tmp_path / "data" / "models" / "inception_v4.ckpt").write_bytes(b"")
-    plan.check_schema(IMAGENET)
+    config.check(IMAGENET)
     p = plan.Plan(IMAGENET, tmp_path)
     exp = p.experiments["imagenet"]
     nets = list(exp.networks)

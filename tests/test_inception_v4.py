@@ -11,7 +11,7 @@ SMALL = (75, 75)  # the smallest input the stride-2 VALID stages allow: a 1 x 1 
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory):
     """A full Inception-v4 with random weights (BN statistics included), saved under the slim names."""
-    from embmap import inception_v4 as iv4
+    from embmap.models import inception_v4 as iv4
 
     features, logits = iv4.build(SMALL)
     rng = np.random.default_rng(0)
@@ -29,7 +29,7 @@ def random_checkpoint(tmp_path_factory):
 
 
 def test_variables_carry_the_tf_slim_names_and_shapes(random_checkpoint):
-    from embmap import inception_v4 as iv4
+    from embmap.models import inception_v4 as iv4
 
     _, logits, _ = random_checkpoint
     names = {k: tuple(v.shape) for k, v in iv4.checkpoint_names(logits).items()}
@@ -53,10 +53,12 @@ def test_variables_carry_the_tf_slim_names_and_shapes(random_checkpoint):
 
 
 def test_checkpoint_loads_back_with_identical_outputs(random_checkpoint):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     features, logits, prefix = random_checkpoint
-    net = networks.open_network("iv4", {"source": "checkpoint", "architecture": "inception_v4",
+    net = models.open_model("iv4", {"source": "checkpoint", "architecture": "inception_v4",
                                         "checkpoint": str(prefix)}, preprocessing={"input_size": list(SMALL)})
     assert net.input_range == (-1.0, 1.0) and net.input_size == SMALL
     x = np.random.default_rng(1).uniform(0, 1, (3, *SMALL, 3)).astype(np.float32)
@@ -70,13 +72,15 @@ def test_checkpoint_loads_back_with_identical_outputs(random_checkpoint):
 
 
 def test_randomize_reinitialises_every_variable_of_the_checkpoint_network(random_checkpoint):
-    from embmap import inception_v4 as iv4
-    from embmap import networks
+    from embmap.models import inception_v4 as iv4
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     _, logits, prefix = random_checkpoint
     spec = {"source": "checkpoint", "architecture": "inception_v4", "checkpoint": str(prefix), "randomize": True,
             "seed": 0}
-    net = networks.open_network("ctrl", spec, preprocessing={"input_size": list(SMALL)})
+    net = models.open_model("ctrl", spec, preprocessing={"input_size": list(SMALL)})
     before = iv4.checkpoint_names(logits)
     after = iv4.checkpoint_names(net.logits_layer)
     assert all(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
@@ -86,12 +90,14 @@ def test_randomize_reinitialises_every_variable_of_the_checkpoint_network(random
 def test_missing_variables_name_the_checkpoint(tmp_path):
     import tensorflow as tf
 
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     prefix = tmp_path / "other.ckpt"
     tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=["InceptionV3/Conv2d_1a_3x3/weights"],
                       shape_and_slices=[""], tensors=[tf.zeros((3, 3, 3, 32))])
-    with pytest.raises(networks.NetworkError, match=r"network 'iv4': checkpoint .*other.ckpt: 598 of 598 "
+    with pytest.raises(models.NetworkError, match=r"network 'iv4': checkpoint .*other.ckpt: 598 of 598 "
                                                      r"Inception-v4 variables missing, first: InceptionV4/"):
-        networks.open_network("iv4", {"source": "checkpoint", "architecture": "inception_v4",
+        models.open_model("iv4", {"source": "checkpoint", "architecture": "inception_v4",
                                       "checkpoint": str(prefix)}, preprocessing={"input_size": list(SMALL)})

@@ -7,7 +7,8 @@ import numpy as np
 import zarr
 
 from conftest import ROOT
-from embmap import ridge, stores
+from embmap import stores
+from embmap.fit import FitError, gram, ridge
 from embmap.__main__ import main
 
 
@@ -45,7 +46,7 @@ def test_inspect_counts_nans_and_flags_incomplete_stores(tmp_path, capsys):
 def test_inspect_pair_shows_provenance_and_fit_quality(tmp_path, capsys):
     m = ridge.LinearMap(np.diag([2.0, 1.0, 0.5]), np.zeros(3),
                         {"source": "a", "target": "b", "method": "ridge", "alpha": 0.5, "n": 400, "fit_r2": 0.87})
-    ridge.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
+    stores.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
     assert main(["inspect", "--pair", str(tmp_path / "b.zarr")]) == 0
     out = capsys.readouterr().out
     assert "a -> b (ridge)" in out and "alpha = 0.5" in out and "n = 400" in out
@@ -68,7 +69,7 @@ def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
     f = _store(tmp_path / "s.zarr")
     m = ridge.LinearMap(np.arange(12.0).reshape(4, 3), np.ones(3), {"source": "a", "target": "b", "method": "ridge",
                                                                      "alpha": 1.0, "n": 50, "fit_r2": 0.5})
-    ridge.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
+    stores.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds = xr.open_zarr(tmp_path / "s.zarr")

@@ -3,30 +3,37 @@
 import numpy as np
 import pytest
 
-from embmap import datasets, stores
+from conftest import train_demo
+
+from embmap import data, stores
+from embmap.data import manifest as mf
 
 pytestmark = pytest.mark.tensorflow
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     out = tmp_path_factory.mktemp("models")
-    ds = datasets.get({"kind": "digits", "seed": 0})
+    ds = data.get({"kind": "digits", "seed": 0})
     m = ds.manifest()
     train = m[m.split == "train"].iloc[:300]
     for arch, seed in (("mlp", 1), ("separable", 2)):
-        networks.train({"architecture": arch, "width": 16, "epochs": 2, "seed": seed},
+        train_demo({"architecture": arch, "width": 16, "epochs": 2, "seed": seed},
                        ds.images(list(train.id)), train.label.to_numpy(), 10, out / arch, log=lambda *_: None)
     return out, ds, m
 
 
 def test_classifier_is_located_by_shape_and_reproduces_logits(exported):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     out, ds, m = exported
-    net = networks.open_network("mlp", {"source": "train"}, str(out / "mlp"))
+    net = models.open_model("mlp", {"source": "train"}, model_dir=str(out / "mlp"))
     x = ds.images(list(m.id[:40]))
     w, b, info = net.classifier(x)
     assert w.shape == (10, 16) and b.shape == (10,)
@@ -35,29 +42,35 @@ def test_classifier_is_located_by_shape_and_reproduces_logits(exported):
 
 
 def test_mismatched_feature_and_classifier_handles_are_refused(exported):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     out, ds, m = exported
-    net = networks.Network("mixed", str(out / "mlp" / "feature_vector"), str(out / "separable" / "classification"))
-    with pytest.raises(networks.NetworkError, match="'mixed'.*do not reproduce"):
+    net = hub.hub_model("mixed", str(out / "mlp" / "feature_vector"), str(out / "separable" / "classification"))
+    with pytest.raises(models.NetworkError, match="'mixed'.*do not reproduce"):
         net.classifier(ds.images(list(m.id[:40])))
 
 
 def test_unloadable_handle_names_the_network(tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     (tmp_path / "empty").mkdir()
-    with pytest.raises(networks.NetworkError, match="network 'broken': cannot load"):
-        networks.Network("broken", str(tmp_path / "empty"))
+    with pytest.raises(models.NetworkError, match="network 'broken': cannot load"):
+        hub.hub_model("broken", str(tmp_path / "empty"))
 
 
 def test_extract_writes_a_complete_store_chunk_by_chunk(exported, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     out, ds, m = exported
     rows = m[m.split == "test"].iloc[:101]
-    net = networks.open_network("sep", {"source": "train"}, str(out / "separable"))
-    networks.extract(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), tmp_path / "t.zarr", chunk_rows=32,
+    net = models.open_model("sep", {"source": "train"}, model_dir=str(out / "separable"))
+    extract_store(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), tmp_path / "t.zarr", chunk_rows=32,
                      batch_size=20, attrs={"split": "test"}, progress=False)
     s = stores.open_embeddings(tmp_path / "t.zarr")
     assert s.embeddings.chunks == (32, 16) and s.n == 101
@@ -68,10 +81,12 @@ def test_extract_writes_a_complete_store_chunk_by_chunk(exported, tmp_path):
 
 
 def test_resize_and_channels_preprocessing(exported):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     out, *_ = exported
-    net = networks.Network("n", str(out / "mlp" / "feature_vector"), input_size=(16, 16), channels=3,
+    net = hub.hub_model("n", str(out / "mlp" / "feature_vector"), input_size=(16, 16), channels=3,
                            input_range=(-1, 1))
     x = net.preprocess(np.ones((2, 8, 8, 1), np.float32)).numpy()
     assert x.shape == (2, 16, 16, 3) and np.allclose(x, 1.0)
@@ -80,14 +95,16 @@ def test_resize_and_channels_preprocessing(exported):
 
 
 def test_same_seed_trains_the_same_network(tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
-    ds = datasets.get({"kind": "digits"})
+    ds = data.get({"kind": "digits"})
     m = ds.manifest().iloc[:200]
     x, y = ds.images(list(m.id)), m.label.to_numpy()
     for k in "ab":
-        networks.train({"architecture": "cnn", "width": 8, "epochs": 1, "seed": 7}, x, y, 10, tmp_path / k,
+        train_demo({"architecture": "cnn", "width": 8, "epochs": 1, "seed": 7}, x, y, 10, tmp_path / k,
                        log=lambda *_: None)
-    fa = networks.open_network("a", {"source": "train"}, str(tmp_path / "a")).features(x[:16])
-    fb = networks.open_network("b", {"source": "train"}, str(tmp_path / "b")).features(x[:16])
+    fa = models.open_model("a", {"source": "train"}, model_dir=str(tmp_path / "a")).features(x[:16])
+    fb = models.open_model("b", {"source": "train"}, model_dir=str(tmp_path / "b")).features(x[:16])
     np.testing.assert_array_equal(fa, fb)

@@ -5,7 +5,9 @@ import pytest
 import zarr
 from sklearn.linear_model import Ridge
 
-from embmap import closed_set, ridge, stores
+from embmap import stores
+from embmap.evaluate import closed_set, common
+from embmap.fit import FitError, gram, ridge
 
 
 def _stores(tmp_path, feats: dict, n_classes=3, seed=0):
@@ -22,10 +24,10 @@ def _stores(tmp_path, feats: dict, n_classes=3, seed=0):
 
 
 def _blocks(tmp_path, paths):
-    opened = stores.open_aligned(paths)
-    cp = ridge.cross_products({k: s.embeddings for k, s in opened.items()}, chunk_rows=16)
-    ridge.write_blocks(tmp_path / "blocks.zarr", cp)
-    return ridge.open_blocks(tmp_path / "blocks.zarr")
+    opened = stores.open_matched(paths)
+    cp = gram.cross_products({k: s.embeddings for k, s in opened.items()}, block_rows=16)
+    stores.write_blocks(tmp_path / "blocks.zarr", cp)
+    return stores.open_blocks(tmp_path / "blocks.zarr")
 
 
 def test_nan_or_inf_smuggled_into_a_store_is_named_at_the_pass(tmp_path):
@@ -33,7 +35,7 @@ def test_nan_or_inf_smuggled_into_a_store_is_named_at_the_pass(tmp_path):
     paths = _stores(tmp_path, {"a": rng.standard_normal((40, 4)), "b": rng.standard_normal((40, 3))})
     for bad in (np.nan, np.inf):
         zarr.open_group(str(paths["b"]), mode="r+")["embeddings"][5, 1] = bad  # written by some other tool
-        with pytest.raises(ridge.FitError, match="network 'b': non-finite"):
+        with pytest.raises(FitError, match="network 'b': non-finite"):
             _blocks(tmp_path, paths)
 
 
@@ -41,7 +43,7 @@ def test_nan_in_the_evaluation_split_is_named_not_tabled(tmp_path):
     rng = np.random.default_rng(0)
     paths = _stores(tmp_path, {"a": rng.standard_normal((40, 4)), "b": rng.standard_normal((40, 4))})
     zarr.open_group(str(paths["a"]), mode="r+")["embeddings"][33, 0] = np.nan
-    ev = stores.open_aligned(paths, need_classifier=True)
+    ev = stores.open_matched(paths, need_classifier=True)
     eye = ridge.LinearMap(np.eye(4), np.zeros(4), {})
     with pytest.raises(stores.StoreError, match="network 'a': non-finite embedding at row 33"):
         closed_set.evaluate(ev, {("a", "b"): eye, ("b", "a"): eye})
@@ -65,7 +67,7 @@ def test_a_constant_feature_column_gives_the_same_map_as_sklearn(tmp_path):
 def test_a_network_whose_features_are_all_constant_is_named(tmp_path):
     rng = np.random.default_rng(2)
     paths = _stores(tmp_path, {"a": rng.standard_normal((50, 4)), "dead": np.full((50, 3), 0.25)})
-    with pytest.raises(ridge.FitError, match="network 'dead': every feature is constant"):
+    with pytest.raises(FitError, match="network 'dead': every feature is constant"):
         _blocks(tmp_path, paths)
 
 
@@ -74,7 +76,7 @@ def test_singular_gram_with_alpha_zero_is_a_clear_error_and_alpha_positive_is_fi
     a = rng.standard_normal((60, 3))
     a = np.hstack([a, a[:, :1] + a[:, 1:2]])  # rank 3 of 4
     bl = _blocks(tmp_path, _stores(tmp_path, {"a": a, "b": rng.standard_normal((60, 2))}))
-    with pytest.raises(ridge.FitError, match=r"singular \(rank 3 of 4\) and alpha=0"):
+    with pytest.raises(FitError, match=r"singular \(rank 3 of 4\) and alpha=0"):
         ridge.fit_maps(bl, "a", ["b"], 0.0)
     assert np.isfinite(ridge.fit_maps(bl, "a", ["b"], 1e-3)["b"].weight).all()
 
@@ -86,7 +88,7 @@ def test_more_dimensions_than_samples_is_well_defined_with_alpha(tmp_path):
     m = ridge.fit_maps(bl, "a", ["b"], 2.0)["b"]
     ref = Ridge(alpha=2.0).fit(a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64))
     np.testing.assert_allclose(m.weight, ref.coef_.T, rtol=1e-5, atol=1e-7)
-    with pytest.raises(ridge.FitError, match="singular"):
+    with pytest.raises(FitError, match="singular"):
         ridge.fit_maps(bl, "a", ["b"], 0.0)
 
 
@@ -96,8 +98,8 @@ def test_zero_vectors_and_constant_targets_keep_every_table_cell_finite(tmp_path
     a[:8] = 0.0  # all-zero embeddings for some images (cosine of a zero vector)
     b = rng.standard_normal((48, 4))
     paths = _stores(tmp_path, {"a": a, "b": b})
-    ev = stores.open_aligned(paths, need_classifier=True)
+    ev = stores.open_matched(paths, need_classifier=True)
     zero = ridge.LinearMap(np.zeros((4, 4)), np.zeros(4), {})  # maps everything to the origin
-    t = closed_set.evaluate(ev, {("a", "b"): zero, ("b", "a"): zero}, chunk_rows=10)
+    t = closed_set.evaluate(ev, {("a", "b"): zero, ("b", "a"): zero}, block_rows=10)
     numeric = t.drop(columns=["source", "target", "method"])
     assert np.isfinite(numeric.to_numpy(dtype=float)).all(), t

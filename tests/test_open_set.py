@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embmap import datasets, open_set
+from embmap import data
+from embmap.data import manifest as mf
+from embmap.data import pairs as pf
+from embmap.evaluate import common, identification, verification
+from embmap.fit import folds
 
 
 def face_embeddings(n_id=40, per_id=4, dims=(16, 16, 12), noise=0.35, seed=0, random=()):
@@ -19,7 +23,7 @@ def face_embeddings(n_id=40, per_id=4, dims=(16, 16, 12), noise=0.35, seed=0, ra
     ids, who = [], []
     for p in range(n_id):
         for j in range(per_id):
-            ids.append(open_set.image_path(f"Person_{p:03d}", j + 1))
+            ids.append(pf.image_path(f"Person_{p:03d}", j + 1))
             who.append(p)
     who = np.array(who)
     z = code[who] + noise * rng.standard_normal((len(who), k))
@@ -32,9 +36,9 @@ def face_embeddings(n_id=40, per_id=4, dims=(16, 16, 12), noise=0.35, seed=0, ra
 
 
 def pairs_among(ids, n_folds=4, per_fold=15, seed=1):
-    who = open_set.identities_of(ids)
+    who = pf.identities_of(ids)
     counts = pd.Series(who).value_counts().to_dict()
-    return open_set.make_pairs(counts, n_folds, per_fold, seed)
+    return pf.make_pairs(counts, n_folds, per_fold, seed)
 
 
 # -- the threshold search -----------------------------------------------------------
@@ -51,7 +55,7 @@ def test_threshold_on_a_hand_worked_example():
     # sorted: 0.1 S, 0.2 S, 0.3 D, 0.4 S, 0.5 D, 0.6 D
     d = np.array([0.4, 0.1, 0.6, 0.3, 0.2, 0.5])
     same = np.array([1, 1, 0, 0, 1, 0], bool)
-    tau, acc = open_set.best_threshold(d, same)
+    tau, acc = verification.best_threshold(d, same)
     # tau=0.2 -> 5/6 (one S above); tau=0.4 -> 5/6 (one D below): ties go to the smallest
     assert tau == 0.2 and acc == pytest.approx(5 / 6)
 
@@ -61,7 +65,7 @@ def test_threshold_matches_brute_force_with_ties(seed):
     rng = np.random.default_rng(seed)
     d = rng.integers(0, 7, size=40) / 7.0  # many ties
     same = rng.random(40) < 0.5
-    tau, acc = open_set.best_threshold(d, same)
+    tau, acc = verification.best_threshold(d, same)
     ref_tau, ref_acc = brute_force_threshold(d, same)
     assert acc == pytest.approx(ref_acc)
     if ref_tau >= d.min():
@@ -73,11 +77,11 @@ def test_threshold_matches_brute_force_with_ties(seed):
 def test_all_equal_distances_and_one_class():
     d = np.full(6, 0.3)
     same = np.array([1, 1, 0, 0, 0, 1], bool)
-    tau, acc = open_set.best_threshold(d, same)
+    tau, acc = verification.best_threshold(d, same)
     assert tau < 0.3 and acc == 0.5  # "all different" ties "all same": the smaller threshold wins
-    tau, acc = open_set.best_threshold(d, np.ones(6, bool))
+    tau, acc = verification.best_threshold(d, np.ones(6, bool))
     assert tau == 0.3 and acc == 1.0
-    tau, acc = open_set.best_threshold(np.array([0.1, 0.9]), np.zeros(2, bool))
+    tau, acc = verification.best_threshold(np.array([0.1, 0.9]), np.zeros(2, bool))
     assert tau < 0.1 and acc == 1.0
 
 
@@ -85,9 +89,9 @@ def test_fold_with_one_class_is_scored_with_the_other_folds_threshold():
     d = np.array([0.1, 0.2, 0.8, 0.9, 0.15, 0.85, 0.5, 0.6])
     same = np.array([1, 1, 0, 0, 1, 0, 1, 1], bool)
     fold = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # fold 2 holds matched pairs only
-    acc, tau, train_acc = open_set.fold_accuracy(d, same, fold, 2)
+    acc, tau, train_acc = verification.fold_accuracy(d, same, fold, 2)
     assert tau == 0.2 and train_acc == 1.0 and acc == 0.0
-    acc, tau, _ = open_set.fold_accuracy(d, same, fold, 0)
+    acc, tau, _ = verification.fold_accuracy(d, same, fold, 0)
     assert tau == 0.6 and acc == 1.0
 
 
@@ -126,7 +130,7 @@ def reference_verification(feats, ids, pairs, alpha):
 def small():
     ids, feats = face_embeddings(n_id=30, per_id=4, dims=(10, 8, 10), random=(2,))
     pairs = pairs_among(ids, n_folds=4, per_fold=12)
-    table, folds = open_set.verification(feats, ids, pairs, alpha=0.5)
+    table, folds = verification.verification(feats, ids, pairs, alpha=0.5)
     return ids, feats, pairs, table, folds
 
 
@@ -151,8 +155,8 @@ def test_protocol_matches_an_independent_derivation(small):
 
 def test_table_columns_rows_and_controls(small):
     ids, feats, pairs, table, folds = small
-    assert list(table.columns) == open_set.TABLE_COLUMNS
-    assert list(folds.columns) == open_set.FOLD_COLUMNS
+    assert list(table.columns) == verification.TABLE_COLUMNS
+    assert list(folds.columns) == verification.FOLD_COLUMNS
     assert set(table.method) == {"native", "ridge", "identity"}
     ident = table[table.method == "identity"]
     assert set(zip(ident.source, ident.target)) == {("net0", "net2"), ("net2", "net0")}  # equal dims only
@@ -164,27 +168,27 @@ def test_table_columns_rows_and_controls(small):
     assert (ident.accuracy_mean < 0.65).all()
     fit = folds[folds.method == "ridge"].n_fit
     assert (fit == 3 * pairs.per_fold).all()  # matched pairs of the other folds only
-    m = open_set.matrix(table, ["net0", "net1", "net2"])
+    m = common.matrix(table, ["net0", "net1", "net2"], "accuracy_mean")
     assert m.loc["net0", "net0"] == native["net0"] and m.loc["net0", "net1"] == rid[("net0", "net1")]
 
 
 def test_fold_map_ignores_its_own_fold():
     ids, feats = face_embeddings(n_id=20, per_id=3, dims=(6, 5))
     pairs = pairs_among(ids, n_folds=3, per_fold=8)
-    i1, i2 = open_set.rows_of(pairs, ids)
+    i1, i2 = pf.rows_of(pairs, ids)
     fit = pairs.same
     src = {a: f[i1[fit]].astype(np.float64) for a, f in feats.items()}
     tgt = {b: f[i2[fit]].astype(np.float64) for b, f in feats.items()}
-    fg = open_set.fold_grams(src, tgt, pairs.fold[fit], 3)
-    m0 = open_set.leave_one_out_maps(fg, 0, 1.0)[("net0", "net1")]
+    fg = folds.fold_grams(src, tgt, pairs.fold[fit], 3)
+    m0 = folds.leave_one_out_maps(fg, 0, 1.0)[("net0", "net1")]
     in0 = pairs.fold[fit] == 0
     src["net0"][in0] += 5.0  # change fold 0's pairs only
-    fg2 = open_set.fold_grams(src, tgt, pairs.fold[fit], 3)
-    m0b = open_set.leave_one_out_maps(fg2, 0, 1.0)[("net0", "net1")]
+    fg2 = folds.fold_grams(src, tgt, pairs.fold[fit], 3)
+    m0b = folds.leave_one_out_maps(fg2, 0, 1.0)[("net0", "net1")]
     np.testing.assert_allclose(m0b.weight, m0.weight, atol=1e-10)
     np.testing.assert_allclose(m0b.intercept, m0.intercept, atol=1e-10)
-    m1b = open_set.leave_one_out_maps(fg2, 1, 1.0)[("net0", "net1")]
-    assert not np.allclose(m1b.intercept, open_set.leave_one_out_maps(fg, 1, 1.0)[("net0", "net1")].intercept)
+    m1b = folds.leave_one_out_maps(fg2, 1, 1.0)[("net0", "net1")]
+    assert not np.allclose(m1b.intercept, folds.leave_one_out_maps(fg, 1, 1.0)[("net0", "net1")].intercept)
     # and it equals a fit on the other folds' rows
     from sklearn.linear_model import Ridge
 
@@ -196,24 +200,24 @@ def test_fold_map_ignores_its_own_fold():
 def test_a_single_fold_is_refused():
     ids, feats = face_embeddings(n_id=6, per_id=3, dims=(4, 4))
     pairs = pairs_among(ids, n_folds=1, per_fold=4)
-    with pytest.raises(open_set.PairsError, match="at least 2"):
-        open_set.verification(feats, ids, pairs)
+    with pytest.raises(pf.PairsError, match="at least 2"):
+        verification.verification(feats, ids, pairs)
 
 
 def test_pairs_naming_images_without_embeddings_are_listed():
     ids, feats = face_embeddings(n_id=6, per_id=3, dims=(4, 4))
     pairs = pairs_among(ids, n_folds=2, per_fold=4)
     keep = ~np.isin(ids, [pairs.path1[0], pairs.path2[-1]])
-    with pytest.raises(open_set.PairsError, match=r"2 image\(s\) have no embedding") as e:
-        open_set.verification({k: f[keep] for k, f in feats.items()}, ids[keep], pairs)
+    with pytest.raises(pf.PairsError, match=r"2 image\(s\) have no embedding") as e:
+        verification.verification({k: f[keep] for k, f in feats.items()}, ids[keep], pairs)
     assert pairs.path1[0] in str(e.value) and pairs.path2[-1] in str(e.value)
 
 
 # -- identification -----------------------------------------------------------------
 def test_identification_against_a_direct_computation():
     ids, feats = face_embeddings(n_id=30, per_id=4, dims=(10, 8, 10), random=(2,))
-    t = open_set.identification(feats, ids, n_folds=3, seed=0, alpha=0.5)
-    assert list(t.columns) == open_set.ID_COLUMNS
+    t = identification.identification(feats, ids, n_folds=3, seed=0, alpha=0.5)
+    assert list(t.columns) == identification.COLUMNS
     assert (t.n_probes == 30 * 3).all() and (t.gallery_size == 10).all()
     r = t.set_index(["source", "target", "method"])
     assert r.loc[("net0", "net0", "native"), "rank1"] > 0.8
@@ -221,7 +225,7 @@ def test_identification_against_a_direct_computation():
     assert r.loc[("net0", "net2", "identity"), "rank1"] < 0.2  # chance: 1 in 10
     assert (t.rank5 >= t.rank1).all()
     # native rank-1 by hand: nearest gallery image (the first image of each identity) within each fold
-    gallery, gfold, probes, pid = open_set.identification_split(ids, 3, 0)
+    gallery, gfold, probes, pid = identification.identification_split(ids, 3, 0)
     f = feats["net1"].astype(np.float64)
     hits = 0
     for k in range(3):
@@ -237,8 +241,8 @@ def test_identification_against_a_direct_computation():
 def test_identification_split_keeps_identities_apart():
     ids, _ = face_embeddings(n_id=12, per_id=3, dims=(4,))
     ids = np.concatenate([ids, ["Loner/Loner_0001.jpg"]])
-    gallery, gfold, probes, pid = open_set.identification_split(ids, 4, seed=3)
-    who = open_set.identities_of(ids)
+    gallery, gfold, probes, pid = identification.identification_split(ids, 4, seed=3)
+    who = pf.identities_of(ids)
     assert "Loner" not in set(who[gallery])  # one image: no probe, left out
     assert all(ids[g].endswith("_0001.jpg") for g in gallery)
     assert len(set(gallery) & set(probes)) == 0 and len(probes) == 12 * 2
@@ -248,17 +252,17 @@ def test_identification_split_keeps_identities_apart():
 
 def test_rank_ties_count_against_the_probe():
     g = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    assert open_set.rank_of_true(np.array([[1.0, 0.0]]), g, np.array([0])).tolist() == [2]
+    assert identification.rank_of_true(np.array([[1.0, 0.0]]), g, np.array([0])).tolist() == [2]
 
 
 # -- the pairs file -----------------------------------------------------------------
 def test_pairs_roundtrip_in_lfw_format(tmp_path):
-    p = open_set.make_pairs({"Ann_Lee": 3, "Bob": 4, "Cy_D_E": 2}, 3, 2, seed=0)
-    open_set.write_pairs(tmp_path / "pairs.txt", p)
+    p = pf.make_pairs({"Ann_Lee": 3, "Bob": 4, "Cy_D_E": 2}, 3, 2, seed=0)
+    pf.write_pairs(tmp_path / "pairs.txt", p)
     lines = (tmp_path / "pairs.txt").read_text().splitlines()
     assert lines[0] == "3\t2" and len(lines) == 1 + 3 * 4
     assert len(lines[1].split("\t")) == 3 and len(lines[3].split("\t")) == 4
-    q = open_set.read_pairs(tmp_path / "pairs.txt")
+    q = pf.read_pairs(tmp_path / "pairs.txt")
     assert (q.n_folds, q.per_fold) == (3, 2)
     np.testing.assert_array_equal(q.path1, p.path1)
     np.testing.assert_array_equal(q.same, [True, True, False, False] * 3)
@@ -270,7 +274,7 @@ def test_reads_a_real_lfw_style_file(tmp_path):
     text = ("2\t1\nAbel_Pacheco\t1\t4\nAbdel_Madi_Shabneh\t1\tDean_Barker\t1\n"
             "Akhmed_Zakayev\t1\t3\nAbdulaziz_Kamilov\t1\tAnn_Veneman\t11\n")
     (tmp_path / "p.txt").write_text(text)
-    p = open_set.read_pairs(tmp_path / "p.txt")
+    p = pf.read_pairs(tmp_path / "p.txt")
     assert p.path1.tolist() == ["Abel_Pacheco/Abel_Pacheco_0001.jpg", "Abdel_Madi_Shabneh/Abdel_Madi_Shabneh_0001.jpg",
                                 "Akhmed_Zakayev/Akhmed_Zakayev_0001.jpg", "Abdulaziz_Kamilov/Abdulaziz_Kamilov_0001.jpg"]
     assert p.path2[3] == "Ann_Veneman/Ann_Veneman_0011.jpg"
@@ -290,8 +294,8 @@ def test_reads_a_real_lfw_style_file(tmp_path):
 ])
 def test_malformed_pairs_files_name_the_line(tmp_path, text, message):
     (tmp_path / "p.txt").write_text(text)
-    with pytest.raises(open_set.PairsError, match=message):
-        open_set.read_pairs(tmp_path / "p.txt")
+    with pytest.raises(pf.PairsError, match=message):
+        pf.read_pairs(tmp_path / "p.txt")
 
 
 # -- the LFW reader -----------------------------------------------------------------
@@ -311,7 +315,7 @@ def fabricated_lfw(root, people=(("Ann_Lee", 3), ("Bob_Ray", 2), ("Cy", 2)), siz
 def test_lfw_manifest_ids_are_paths_relative_to_the_root(tmp_path):
     root = fabricated_lfw(tmp_path / "lfw")
     (tmp_path / "pairs.txt").write_text("2 1\nAnn_Lee 1 3\nAnn_Lee 2 Bob_Ray 1\nBob_Ray 1 2\nAnn_Lee 1 Cy 2\n")
-    ds = datasets.get({"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")})
+    ds = data.get({"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")})
     m = ds.manifest()
     assert m.id.tolist() == ["Ann_Lee/Ann_Lee_0001.jpg", "Ann_Lee/Ann_Lee_0002.jpg", "Ann_Lee/Ann_Lee_0003.jpg",
                              "Bob_Ray/Bob_Ray_0001.jpg", "Bob_Ray/Bob_Ray_0002.jpg", "Cy/Cy_0002.jpg"]
@@ -324,8 +328,8 @@ def test_lfw_manifest_ids_are_paths_relative_to_the_root(tmp_path):
 def test_lfw_missing_images_are_all_listed(tmp_path):
     root = fabricated_lfw(tmp_path / "lfw")
     (tmp_path / "pairs.txt").write_text("1 2\nAnn_Lee 1 7\nZed 1 2\nAnn_Lee 1 Bob_Ray 9\nCy 1 Bob_Ray 2\n")
-    ds = datasets.get({"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")})
-    with pytest.raises(open_set.PairsError, match=r"4 image\(s\) missing") as e:
+    ds = data.get({"kind": "lfw", "root": str(root), "pairs": str(tmp_path / "pairs.txt")})
+    with pytest.raises(pf.PairsError, match=r"4 image\(s\) missing") as e:
         ds.manifest()
     for p in ("Ann_Lee/Ann_Lee_0007.jpg", "Zed/Zed_0001.jpg", "Zed/Zed_0002.jpg", "Bob_Ray/Bob_Ray_0009.jpg"):
         assert p in str(e.value)
@@ -333,15 +337,15 @@ def test_lfw_missing_images_are_all_listed(tmp_path):
 
 
 def test_digit_pairs_use_only_held_out_digits(tmp_path):
-    ds = datasets.get({"kind": "digit_pairs", "folds": 4, "pairs_per_fold": 5, "seed": 2,
+    ds = data.get({"kind": "digit_pairs", "folds": 4, "pairs_per_fold": 5, "seed": 2,
                        "pairs": str(tmp_path / "pairs.txt")})
     ds.write_pairs(tmp_path / "pairs.txt")
-    p = open_set.read_pairs(tmp_path / "pairs.txt")
+    p = pf.read_pairs(tmp_path / "pairs.txt")
     assert (p.n_folds, p.per_fold) == (4, 5)
     m = ds.manifest()
     train, pairs = m[m.split == "train"], m[m.split == "pairs"]
     assert sorted(set(train.label)) == [0, 1, 2, 3, 4, 5]
-    assert set(open_set.identities_of(pairs.id)) <= {"digit_6", "digit_7", "digit_8", "digit_9"}
+    assert set(pf.identities_of(pairs.id)) <= {"digit_6", "digit_7", "digit_8", "digit_9"}
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -350,7 +354,7 @@ def test_digit_pairs_use_only_held_out_digits(tmp_path):
         d = int(i.split("/")[0][-1])
         n = int(i[-8:-4])
         np.testing.assert_array_equal(img[..., 0], digits.images[np.flatnonzero(digits.target == d)[n - 1]] / 16)
-    halves = [datasets.part_of(train, j, 2) for j in (0, 1)]
+    halves = [mf.part_of(train, j, 2) for j in (0, 1)]
     assert not set(halves[0].id) & set(halves[1].id)
     assert abs(len(halves[0]) - len(halves[1])) <= 6
 
@@ -378,7 +382,7 @@ def test_bring_your_own_embeddings_open_set_end_to_end(tmp_path):
 
     ids, feats = face_embeddings(n_id=40, per_id=4, dims=(10, 8, 10), random=(2,))
     pairs = pairs_among(ids, n_folds=5, per_fold=10)
-    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    pf.write_pairs(tmp_path / "pairs.txt", pairs)
     # stores in another order and with images no pair names: rows are matched by id
     extra = np.concatenate([ids, ["Nobody/Nobody_0001.jpg"]])
     perm = np.random.default_rng(0).permutation(len(extra))
@@ -393,17 +397,17 @@ def test_bring_your_own_embeddings_open_set_end_to_end(tmp_path):
     snakemake(tmp_path, cfg)
     res = tmp_path / "results" / "faces"
     t = pd.read_csv(res / "tables" / "open_set.csv")
-    assert list(t.columns) == open_set.TABLE_COLUMNS
-    ref, _ = open_set.verification(feats, ids, pairs, alpha=0.5)
+    assert list(t.columns) == verification.TABLE_COLUMNS
+    ref, _ = verification.verification(feats, ids, pairs, alpha=0.5)
     np.testing.assert_allclose(t.accuracy_mean, ref.accuracy_mean, atol=1e-6)
     f = pd.read_csv(res / "tables" / "open_set_folds.csv")
-    assert list(f.columns) == open_set.FOLD_COLUMNS and set(f.fold) == {1, 2, 3, 4, 5}
+    assert list(f.columns) == verification.FOLD_COLUMNS and set(f.fold) == {1, 2, 3, 4, 5}
     m = pd.read_csv(res / "tables" / "open_set_matrix.csv", index_col=0)
     assert list(m.index) == list(m.columns) == ["net0", "net1", "net2"]
     meta = json.loads((res / "tables" / "open_set.json").read_text())
     assert meta["folds"] == 5 and meta["n_pairs"] == 100 and meta["networks"]["net1"]["dim"] == 8
     ident = pd.read_csv(res / "tables" / "identification.csv")
-    assert list(ident.columns) == open_set.ID_COLUMNS and (ident.folds == 4).all()
+    assert list(ident.columns) == identification.COLUMNS and (ident.folds == 4).all()
     for name in ("open_set", "identification"):
         for ext in ("png", "svg"):
             assert (res / "figures" / f"{name}_heatmap.{ext}").stat().st_size > 1000
@@ -420,7 +424,7 @@ def test_a_pairs_file_naming_missing_embeddings_fails_listing_them(tmp_path):
 
     ids, feats = face_embeddings(n_id=10, per_id=3, dims=(4, 4))
     pairs = pairs_among(ids, n_folds=2, per_fold=5)
-    open_set.write_pairs(tmp_path / "pairs.txt", pairs)
+    pf.write_pairs(tmp_path / "pairs.txt", pairs)
     keep = ids != pairs.path1[0]
     dirs = write_pairs_stores(tmp_path / "byo", ids[keep], {k: f[keep] for k, f in feats.items()})
     cfg = {"experiments": {"faces": {
@@ -441,10 +445,11 @@ def _open_cfg(dataset, networks=None):
 
 def test_plan_targets_and_stores_of_an_open_set_experiment(tmp_path):
     from embmap import plan
+    from embmap.config import ConfigError, check as check_config, dotted
 
     (tmp_path / "pairs.txt").write_text("2 1\nA 1 2\nA 1 B 1\nA 1 3\nA 2 B 1\n")
     cfg = _open_cfg({"kind": "embeddings", "pairs": "pairs.txt"})
-    plan.check_schema(cfg)
+    check_config(cfg)
     p = plan.Plan(cfg, tmp_path, check_paths=False)
     assert p.experiments["faces"].splits == ["pairs"]
     assert p.store("faces", "a", "pairs").endswith("a/pairs.zarr")
@@ -460,33 +465,35 @@ def test_plan_targets_and_stores_of_an_open_set_experiment(tmp_path):
 @pytest.mark.parametrize("cfg,message", [
     (_open_cfg({"kind": "embeddings"}), r"faces\.dataset\.pairs: open_set needs a pairs file"),
     (_open_cfg({"kind": "embeddings", "pairs": "nowhere.txt"}), r"faces\.dataset\.pairs: no pairs file at"),
-    (_open_cfg({"kind": "digits"}), r"faces\.dataset\.kind: open_set needs pairs"),
+    (_open_cfg({"kind": "digits"}), r"faces\.dataset\.kind: 'digits' serves task closed_set, not open_set: open_set needs pairs"),
     (_open_cfg({"kind": "lfw", "root": ".", "pairs": "p.txt"},
                {"a": {"source": "train", "train": {"architecture": "cnn"}}, "b": {"source": "zarr", "path": "b"}}),
-     r"networks\.a\.source: 'train' needs labelled training images"),
+     r"networks\.a\.source: 'train' trains the demo architectures on digits only; dataset kind 'lfw' has faces"),
     (_open_cfg({"kind": "digit_pairs"},
                {"a": {"source": "train", "train": {"architecture": "cnn", "part": [2, 2]}},
                 "b": {"source": "zarr", "path": "b"}}), r"networks\.a\.train\.part: \[2, 2\]"),
 ])
 def test_open_set_config_errors_name_the_key(tmp_path, cfg, message):
     from embmap import plan
+    from embmap.config import ConfigError, check as check_config, dotted
 
     (tmp_path / "p.txt").write_text("")
-    plan.check_schema(cfg)
-    with pytest.raises(plan.ConfigError, match=message):
+    check_config(cfg)
+    with pytest.raises(ConfigError, match=message):
         plan.Plan(cfg, tmp_path, check_paths="nowhere" in str(cfg))
 
 
 def test_lfw_schema_needs_root_and_pairs_and_closed_set_refuses_it():
     from embmap import plan
+    from embmap.config import ConfigError, check as check_config, dotted
 
-    with pytest.raises(plan.ConfigError, match=r"faces\.dataset: 'root' is a required property"):
-        plan.check_schema(_open_cfg({"kind": "lfw", "pairs": "p.txt"}))
-    with pytest.raises(plan.ConfigError, match=r"dataset\.pairz: unknown key"):
-        plan.check_schema(_open_cfg({"kind": "lfw", "root": "r", "pairz": "p.txt"}))
+    with pytest.raises(ConfigError, match=r"faces\.dataset: 'root' is a required property"):
+        check_config(_open_cfg({"kind": "lfw", "pairs": "p.txt"}))
+    with pytest.raises(ConfigError, match=r"dataset\.pairz: unknown key"):
+        check_config(_open_cfg({"kind": "lfw", "root": "r", "pairz": "p.txt"}))
     cfg = _open_cfg({"kind": "lfw", "root": "r", "pairs": "p.txt"})
     cfg["experiments"]["faces"]["task"] = "closed_set"
-    with pytest.raises(plan.ConfigError, match=r"faces\.dataset\.kind: 'lfw' holds verification pairs"):
+    with pytest.raises(ConfigError, match=r"faces\.dataset\.kind: 'lfw' serves task open_set, not closed_set: its images come with verification pairs"):
         plan.Plan(cfg, ".", check_paths=False)
 
 
@@ -508,7 +515,7 @@ def test_digits_open_set_demo_writes_and_reads_back_an_lfw_pairs_file(tmp_path):
         n["train"]["epochs"] = 12
     snakemake(tmp_path, cfg)
     res = tmp_path / "results" / "digits_open_set"
-    pairs = open_set.read_pairs(res / "data" / "pairs.txt")
+    pairs = pf.read_pairs(res / "data" / "pairs.txt")
     assert (pairs.n_folds, pairs.per_fold) == (10, 30)
     assert (res / "data" / "pairs.txt").read_text().startswith("10\t30\n")
     s = stores.open_embeddings(res / "embeddings" / "sep_a" / "pairs.zarr")

@@ -7,6 +7,7 @@ import yaml
 
 from conftest import ROOT, synthetic_stores
 from embmap import plan
+from embmap.config import ConfigError, check as check_config, dotted
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -24,7 +25,7 @@ def _with(path, value, base=DEMO):
 
 
 def test_demo_config_is_valid():
-    plan.check_schema(DEMO)
+    check_config(DEMO)
     p = plan.Plan(DEMO, ROOT)
     assert list(p.experiments) == ["digits", "digits_open_set"]
     assert p.targets()[0] == "results/digits/tables/closed_set.csv"
@@ -42,15 +43,15 @@ def test_demo_config_is_valid():
     (("experiment",), {}, r"experiment: unknown key"),
 ])
 def test_schema_errors_name_the_key(path, value, message):
-    with pytest.raises(plan.ConfigError, match=message):
-        plan.check_schema(_with(path, value))
+    with pytest.raises(ConfigError, match=message):
+        check_config(_with(path, value))
 
 
 def test_missing_handle_path_names_the_network(tmp_path):
     c = _with(("experiments", "digits", "networks", "mlp"),
               {"source": "savedmodel", "handle": "models/nowhere", "classifier": "models/nowhere2"})
-    plan.check_schema(c)
-    with pytest.raises(plan.ConfigError, match=r"networks\.mlp\.handle: no SavedModel at .*nowhere"):
+    check_config(c)
+    with pytest.raises(ConfigError, match=r"networks\.mlp\.handle: no SavedModel at .*nowhere"):
         plan.Plan(c, tmp_path)
 
 
@@ -59,8 +60,8 @@ def test_missing_zarr_store_names_network_and_split(tmp_path):
     c = {"experiments": {"byo": {"task": "closed_set", "dataset": {"kind": "embeddings"},
                                  "fit_split": "train", "eval_split": "val",
                                  "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}}}
-    plan.check_schema(c)
-    with pytest.raises(plan.ConfigError, match=r"networks\.a\.path: no store for split 'val'"):
+    check_config(c)
+    with pytest.raises(ConfigError, match=r"networks\.a\.path: no store for split 'val'"):
         plan.Plan(c, tmp_path)
 
 
@@ -86,18 +87,18 @@ def test_a_network_shared_by_two_experiments_is_extracted_once():
     assert {e for e, _, _ in p.owned_stores()} == {"digits"}
     # a different network under the same key on the same data is refused
     second["networks"]["mlp"]["train"]["seed"] = 99
-    with pytest.raises(plan.ConfigError, match=r"digits_alpha10\.networks\.mlp.*differently"):
+    with pytest.raises(ConfigError, match=r"digits_alpha10\.networks\.mlp.*differently"):
         plan.Plan(c, ROOT)
 
 
 def test_same_fit_and_eval_split_is_refused():
     c = _with(("experiments", "digits", "eval_split"), "train")
-    with pytest.raises(plan.ConfigError, match="eval_split: equals fit_split"):
+    with pytest.raises(ConfigError, match="eval_split: equals fit_split"):
         plan.Plan(c, ROOT)
 
 
 def test_closed_set_savedmodel_needs_a_classifier(tmp_path):
     (tmp_path / "fv").mkdir()
     c = _with(("experiments", "digits", "networks", "mlp"), {"source": "savedmodel", "handle": "fv"})
-    with pytest.raises(plan.ConfigError, match=r"networks\.mlp\.classifier"):
+    with pytest.raises(ConfigError, match=r"networks\.mlp\.classifier"):
         plan.Plan(c, tmp_path)

@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from embmap import plan
+from embmap.config import ConfigError, check as check_config, dotted
 
 
 def imagenet_config(tmp_path, **networks):
@@ -18,7 +19,7 @@ def imagenet_config(tmp_path, **networks):
 
 
 def check(cfg, root):
-    plan.check_schema(cfg)
+    check_config(cfg)
     return plan.Plan(cfg, root)
 
 
@@ -27,10 +28,11 @@ def test_experiment_input_size_overrides_all_but_fixed_networks(tmp_path):
     cfg["experiments"]["in"]["preprocessing"] = {"input_size": [331, 331], "crop_fraction": 0.9}
     cfg["experiments"]["in"]["networks"]["b"]["crop_fraction"] = 1.0
     p = check(cfg, tmp_path)
-    assert p.preprocessing("in", "a") == {"input_size": [331, 331], "crop_fraction": 0.9}
-    assert p.preprocessing("in", "b") == {"input_size": [224, 224], "crop_fraction": 1.0}
+    rng = {"input_range": [0.0, 1.0]}  # the schema's default for TF Hub models
+    assert p.preprocessing("in", "a") == {"input_size": [331, 331], "crop_fraction": 0.9, **rng}
+    assert p.preprocessing("in", "b") == {"input_size": [224, 224], "crop_fraction": 1.0, **rng}
     del cfg["experiments"]["in"]["preprocessing"]
-    assert check(cfg, tmp_path).preprocessing("in", "a") == {"input_size": [299, 299], "crop_fraction": 0.875}
+    assert check(cfg, tmp_path).preprocessing("in", "a") == {"input_size": [299, 299], "crop_fraction": 0.875, **rng}
 
 
 def test_controls_come_last_whatever_the_config_order(tmp_path):
@@ -57,7 +59,7 @@ def test_controls_come_last_whatever_the_config_order(tmp_path):
 def test_bad_image_configs_name_the_key(tmp_path, change, message):
     cfg = imagenet_config(tmp_path)
     change(cfg["experiments"]["in"])
-    with pytest.raises(plan.ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         check(cfg, tmp_path)
 
 
@@ -72,8 +74,8 @@ def test_bad_image_configs_name_the_key(tmp_path, change, message):
 def test_schema_names_bad_image_keys(tmp_path, change, message):
     cfg = imagenet_config(tmp_path)
     change(cfg["experiments"]["in"])
-    with pytest.raises(plan.ConfigError, match=message):
-        plan.check_schema(cfg)
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg)
 
 
 def test_a_network_under_other_preprocessing_is_not_shared(tmp_path):
@@ -83,5 +85,5 @@ def test_a_network_under_other_preprocessing_is_not_shared(tmp_path):
     p = check(cfg, tmp_path)
     assert p.store("in331", "a", "val") == p.store("in", "a", "val")
     other["preprocessing"] = {"input_size": [331, 331]}
-    with pytest.raises(plan.ConfigError, match=r"in331\.networks\.a: .*differently"):
+    with pytest.raises(ConfigError, match=r"in331\.networks\.a: .*differently"):
         check(cfg, tmp_path)

@@ -7,6 +7,7 @@ import yaml
 
 from conftest import ROOT
 from embmap import plan
+from embmap.config import ConfigError, check as check_config, dotted
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -19,7 +20,7 @@ def _mapping(**m):
 
 def test_alpha_list_turns_on_cross_validation_and_shards_name_their_partials():
     c = _mapping(alpha=[0.1, 1.0, 10.0], folds=4, shards=3)
-    plan.check_schema(c)
+    check_config(c)
     p = plan.Plan(c, ROOT)
     exp = p.experiments["digits"]
     assert exp.alphas == [0.1, 1.0, 10.0] and exp.cv_folds == 4 and exp.shards == 3
@@ -41,5 +42,5 @@ def test_scalar_alpha_keeps_no_folds_and_one_shard_by_default():
     ({"shards": 0}, r"mapping\.shards: 0 is less than the minimum of 1"),
 ])
 def test_bad_mapping_values_name_the_key(mapping, message):
-    with pytest.raises(plan.ConfigError, match=message):
-        plan.check_schema(_mapping(**mapping))
+    with pytest.raises(ConfigError, match=message):
+        check_config(_mapping(**mapping))

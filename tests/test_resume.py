@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import ROOT
+from conftest import ROOT, train_demo
 from embmap import stores
 
 N, D, CHUNK, BATCH = 230, 6, 32, 16
@@ -153,7 +153,8 @@ EXTRACT_CHILD = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {workflow!r})
-    from embmap import datasets, networks, stores
+    from embmap import data, models, stores
+    from embmap.extract import extract as extract_store
 
     real = stores.ResumableStore._write_progress
     def patched(self, rows):
@@ -161,11 +162,11 @@ EXTRACT_CHILD = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         real(self, rows)
     stores.ResumableStore._write_progress = patched
-    ds = datasets.get({{"kind": "digits", "seed": 0}})
+    ds = data.get({{"kind": "digits", "seed": 0}})
     m = ds.manifest()
     rows = m[m.split == "test"].iloc[:150]
-    net = networks.open_network("mlp", {{"source": "train"}}, {model!r})
-    networks.extract(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), {path!r}, chunk_rows=32, batch_size=16,
+    net = models.open_model("mlp", {{"source": "train"}}, model_dir={model!r})
+    extract_store(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), {path!r}, chunk_rows=32, batch_size=16,
                      progress=False)
     """
 )
@@ -173,18 +174,19 @@ EXTRACT_CHILD = textwrap.dedent(
 
 @pytest.mark.tensorflow
 def test_real_extraction_killed_mid_run_resumes_to_identical_store(tmp_path):
-    from embmap import datasets, networks
+    from embmap import data, models
+    from embmap.extract import extract as extract_store
 
-    ds = datasets.get({"kind": "digits", "seed": 0})
+    ds = data.get({"kind": "digits", "seed": 0})
     m = ds.manifest()
     train = m[m.split == "train"].iloc[:200]
-    networks.train({"architecture": "mlp", "width": 12, "epochs": 1, "seed": 3}, ds.images(list(train.id)),
+    train_demo({"architecture": "mlp", "width": 12, "epochs": 1, "seed": 3}, ds.images(list(train.id)),
                    train.label.to_numpy(), 10, tmp_path / "mlp", log=lambda *_: None)
     rows = m[m.split == "test"].iloc[:150]
-    net = networks.open_network("mlp", {"source": "train"}, str(tmp_path / "mlp"))
+    net = models.open_model("mlp", {"source": "train"}, model_dir=str(tmp_path / "mlp"))
 
     def run(path):
-        networks.extract(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), path, chunk_rows=32, batch_size=16,
+        extract_store(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), path, chunk_rows=32, batch_size=16,
                          progress=False)
 
     run(tmp_path / "ref.zarr")
@@ -194,7 +196,7 @@ def test_real_extraction_killed_mid_run_resumes_to_identical_store(tmp_path):
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "s.zarr").exists()
     messages = []
-    networks.extract(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), tmp_path / "s.zarr", chunk_rows=32,
+    extract_store(net, ds, rows.id.to_numpy(), rows.label.to_numpy(), tmp_path / "s.zarr", chunk_rows=32,
                      batch_size=16, progress=False, log=messages.append)
     assert messages and "at row 64 of 150" in messages[0]
     ref, got = stores.open_embeddings(tmp_path / "ref.zarr"), stores.open_embeddings(tmp_path / "s.zarr")

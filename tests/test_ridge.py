@@ -5,7 +5,16 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from conftest import latent_embeddings
-from embmap import ridge, stores
+from embmap import stores
+from embmap.evaluate import closed_set
+from embmap.fit import FitError, gram, ridge
+
+
+def reduce_partials(paths, output, **attrs):
+    """The reduce job: open the partials, pool them, write the block store."""
+    merged = gram.reduce([stores.open_blocks(p) for p in paths], [str(p) for p in paths])
+    stores.write_blocks(output, merged, **attrs)
+    return merged
 
 
 def _arrays(feats):
@@ -21,7 +30,7 @@ def _centred(x):
 def test_ridge_maps_match_sklearn_ridge_with_intercept(alpha):
     _, feats = latent_embeddings(n=500, dims=(12, 9, 7))
     arrays = _arrays(feats)
-    bl = ridge.cross_products(arrays, chunk_rows=128)
+    bl = gram.cross_products(arrays, block_rows=128)
     for a, xa in arrays.items():
         targets = [b for b in arrays if b != a]
         maps = ridge.fit_maps(bl, a, targets, alpha)
@@ -36,7 +45,7 @@ def test_ridge_maps_match_sklearn_ridge_with_intercept(alpha):
 def test_large_feature_means_do_not_cost_precision(precision):
     # features with means 300 times their spread: unshifted float32 sums lose every digit
     _, feats = latent_embeddings(n=3000, dims=(10, 8), noise=1.0, offset=300.0, seed=3)
-    bl = ridge.cross_products({"a": feats[0], "b": feats[1]}, chunk_rows=256, precision=precision)
+    bl = gram.cross_products({"a": feats[0], "b": feats[1]}, block_rows=256, precision=precision)
     m = ridge.fit_maps(bl, "a", ["b"], 1.0)["b"]
     ref = Ridge(alpha=1.0).fit(feats[0].astype(np.float64), feats[1].astype(np.float64))
     np.testing.assert_allclose(m.weight, ref.coef_.T, rtol=1e-4, atol=1e-4 * np.abs(ref.coef_).max())
@@ -52,8 +61,8 @@ def test_coefficients_at_imagenet_sample_count_match_a_float64_reference(precisi
     xa = (z @ rng.standard_normal((4, 6)) + rng.standard_normal((n, 6)) + 1000.0).astype(np.float32)
     xb = (z @ rng.standard_normal((4, 5)) + 0.5 * rng.standard_normal((n, 5)) - 700.0).astype(np.float32)
     arrays = {"a": xa, "b": xb}
-    parts = [ridge.cross_products(arrays, shard=j, shards=3, precision=precision, num_workers=2) for j in range(3)]
-    bl = ridge.pool(parts)
+    parts = [gram.cross_products(arrays, shard=j, shards=3, precision=precision, num_workers=2) for j in range(3)]
+    bl = gram.pool(parts)
     m = ridge.fit_maps(bl, "a", ["b"], 10.0)["b"]
     # reference: exact two-pass centring and a direct solve, all in float64
     ca, cb = _centred(xa), _centred(xb)
@@ -73,7 +82,7 @@ def test_coefficients_at_imagenet_sample_count_match_a_float64_reference(precisi
 
 def test_blocks_equal_centred_products_and_count():
     _, feats = latent_embeddings(n=301, dims=(5, 4))
-    bl = ridge.cross_products({"a": feats[0], "b": feats[1]}, chunk_rows=64)
+    bl = gram.cross_products({"a": feats[0], "b": feats[1]}, block_rows=64)
     assert bl.n == 301
     xa, xb = _centred(feats[0]), _centred(feats[1])
     np.testing.assert_allclose(bl.gram("a", "b"), xa.T @ xb, rtol=1e-5, atol=1e-4)
@@ -86,13 +95,13 @@ def test_blocks_equal_centred_products_and_count():
 def test_shards_read_every_block_once_and_pool_to_the_whole_pass():
     _, feats = latent_embeddings(n=1000, dims=(6, 5, 3), offset=20.0)
     arrays = _arrays(feats)
-    whole = ridge.cross_products(arrays, chunk_rows=64)
-    parts = [ridge.cross_products(arrays, shard=j, shards=4, chunk_rows=64) for j in range(4)]
-    lay = ridge.layout(1000, shards=4, rows=64)
+    whole = gram.cross_products(arrays, block_rows=64)
+    parts = [gram.cross_products(arrays, shard=j, shards=4, block_rows=64) for j in range(4)]
+    lay = gram.layout(1000, shards=4, block_rows=64)
     seen = sorted(i for j in range(4) for b in lay.blocks(j) for i in range(*lay.span(b)))
     assert seen == list(range(1000))
     assert [p.n for p in parts] == [sum(np.diff(lay.span(b))[0] for b in lay.blocks(j)) for j in range(4)]
-    pooled = ridge.pool(parts)
+    pooled = gram.pool(parts)
     assert pooled.n == 1000
     for a, b in whole.pairs():
         np.testing.assert_allclose(pooled.gram(a, b), whole.gram(a, b), rtol=1e-9, atol=1e-8)
@@ -103,8 +112,8 @@ def test_shards_read_every_block_once_and_pool_to_the_whole_pass():
 def test_fold_blocks_are_the_folds_centred_on_their_means_and_pool_to_the_whole():
     _, feats = latent_embeddings(n=900, dims=(5, 4), offset=5.0)
     arrays = _arrays(feats)
-    bl = ridge.cross_products(arrays, folds=3, chunk_rows=64)
-    lay = ridge.layout(900, folds=3, rows=64)
+    bl = gram.cross_products(arrays, folds=3, block_rows=64)
+    lay = gram.layout(900, folds=3, block_rows=64)
     fold = lay.fold_of(np.arange(900))
     assert len(bl.folds) == 3 and [f.n for f in bl.folds] == [int((fold == k).sum()) for k in range(3)]
     for k, f in enumerate(bl.folds):
@@ -116,9 +125,9 @@ def test_fold_blocks_are_the_folds_centred_on_their_means_and_pool_to_the_whole(
 
 
 def test_a_shard_with_a_multiple_of_the_folds_keeps_one_fold():
-    lay = ridge.layout(100_000, shards=10, folds=5)
+    lay = gram.layout(100_000, shards=10, folds=5)
     assert all(len(lay.folds_of_shard(j)) == 1 for j in range(10))
-    assert len(ridge.layout(100_000, shards=3, folds=5).folds_of_shard(0)) == 5
+    assert len(gram.layout(100_000, shards=3, folds=5).folds_of_shard(0)) == 5
 
 
 def _stores(tmp_path, feats, chunk_rows=50):
@@ -138,10 +147,10 @@ def test_partials_on_disk_reduce_to_the_in_memory_pass(tmp_path):
     partials = []
     for j in range(3):
         partials.append(tmp_path / f"shard{j}.zarr")
-        ridge.write_blocks(partials[-1], ridge.cross_products(arrays, j, 3, folds=2, chunk_rows=50), full=False)
-    merged = ridge.reduce_partials(partials, tmp_path / "blocks.zarr", split="train")
-    back = ridge.open_blocks(tmp_path / "blocks.zarr")
-    whole = ridge.cross_products(_arrays(feats), folds=2, chunk_rows=50)
+        stores.write_blocks(partials[-1], gram.cross_products(arrays, j, 3, folds=2, block_rows=50), full=False)
+    merged = reduce_partials(partials, tmp_path / "blocks.zarr", split="train")
+    back = stores.open_blocks(tmp_path / "blocks.zarr")
+    whole = gram.cross_products(_arrays(feats), folds=2, block_rows=50)
     assert back.n == merged.n == 700 and back.attrs["split"] == "train" and back.attrs["fold_n"] == [350, 350]
     for a, b in whole.pairs():
         np.testing.assert_allclose(back.gram(a, b), whole.gram(a, b), rtol=1e-9, atol=1e-8)
@@ -149,8 +158,8 @@ def test_partials_on_disk_reduce_to_the_in_memory_pass(tmp_path):
             np.testing.assert_allclose(back.folds[k].gram(a, b), whole.folds[k].gram(a, b), rtol=1e-9, atol=1e-8)
     np.testing.assert_allclose(back.sumsq("n1"), np.diag(whole.gram("n1", "n1")), rtol=1e-12)
     # a missing shard is refused, not silently pooled into a smaller store
-    with pytest.raises(ridge.FitError, match="do not cover shards"):
-        ridge.reduce_partials(partials[:2], tmp_path / "bad.zarr")
+    with pytest.raises(FitError, match="do not cover shards"):
+        reduce_partials(partials[:2], tmp_path / "bad.zarr")
     assert not (tmp_path / "bad.zarr").exists()
 
 
@@ -159,9 +168,9 @@ def test_cross_validated_alpha_matches_sklearn_refits_on_the_folds():
     _, feats = latent_embeddings(n=1200, dims=(15, 6, 4), noise=2.0, seed=4)
     arrays = _arrays(feats)
     alphas = [0.1, 30.0, 3000.0, 1e5]
-    bl = ridge.cross_products(arrays, folds=4, chunk_rows=4096)
+    bl = gram.cross_products(arrays, folds=4, block_rows=4096)
     maps = ridge.fit_maps(bl, "n0", ["n1", "n2"], alphas)
-    fold = (np.arange(1200) // bl.attrs["fold_rows"]) % 4
+    fold = (np.arange(1200) // bl.attrs["block_rows"]) % 4
     x = feats[0].astype(np.float64)
     for b in ("n1", "n2"):
         y = arrays[b].astype(np.float64)
@@ -186,19 +195,19 @@ def test_cross_validated_alpha_matches_sklearn_refits_on_the_folds():
 
 def test_cv_needs_fold_blocks():
     _, feats = latent_embeddings(n=200, dims=(4, 3))
-    bl = ridge.cross_products(_arrays(feats))
-    with pytest.raises(ridge.FitError, match="no folds"):
+    bl = gram.cross_products(_arrays(feats))
+    with pytest.raises(FitError, match="no folds"):
         ridge.fit_maps(bl, "n0", ["n1"], [1.0, 10.0])
 
 
 def test_too_few_samples_for_the_folds_is_a_clear_error():
-    with pytest.raises(ridge.FitError, match="cannot be cut into 5"):
-        ridge.layout(7, folds=5)
+    with pytest.raises(FitError, match="cannot be cut into 5"):
+        gram.layout(7, folds=5)
 
 
 def test_gram_of_a_block_is_the_symmetric_product():
     x = np.random.default_rng(0).standard_normal((33, 7))
-    acc = ridge._Accumulator([3, 4], [np.zeros(3), np.zeros(4)])
+    acc = gram._Accumulator([3, 4], [np.zeros(3), np.zeros(4)])
     acc.add([np.ascontiguousarray(x[:, :3]), np.ascontiguousarray(x[:, 3:])], np.float64)
     assert np.abs(np.tril(acc.grams[0, 0], -1)).max() == 0  # syrk: upper triangle only
     bl = acc.centred(["a", "b"], {})
@@ -211,21 +220,21 @@ def test_singular_gram_with_zero_alpha_is_a_clear_error():
     rng = np.random.default_rng(1)
     base = rng.standard_normal((50, 3)).astype(np.float32)
     x = np.c_[base, base[:, :1]]  # a duplicated column
-    bl = ridge.cross_products(_arrays([x, rng.standard_normal((50, 2)).astype(np.float32)]))
-    with pytest.raises(ridge.FitError, match="singular"):
+    bl = gram.cross_products(_arrays([x, rng.standard_normal((50, 2)).astype(np.float32)]))
+    with pytest.raises(FitError, match="singular"):
         ridge.fit_maps(bl, "n0", ["n1"], 0.0)
 
 
 def test_nonfinite_features_name_the_network():
     _, feats = latent_embeddings(n=100, dims=(4, 4))
     feats[1][17, 2] = np.nan
-    with pytest.raises(ridge.FitError, match="'bad'"):
-        ridge.cross_products({"good": feats[0], "bad": feats[1]}, chunk_rows=32)
+    with pytest.raises(FitError, match="'bad'"):
+        gram.cross_products({"good": feats[0], "bad": feats[1]}, block_rows=32)
 
 
 def test_fit_r2_from_blocks_equals_r2_of_predictions():
     _, feats = latent_embeddings(n=400, dims=(8, 6))
-    bl = ridge.cross_products(_arrays(feats))
+    bl = gram.cross_products(_arrays(feats))
     m = ridge.fit_maps(bl, "n0", ["n1"], 2.0)["n1"]
     pred = feats[0].astype(np.float64) @ m.weight + m.intercept
     y = feats[1].astype(np.float64)
@@ -239,7 +248,7 @@ def test_analytic_map_reproduces_source_logits():
     ca, ba = rng.standard_normal((10, 16)), rng.standard_normal(10)
     cb, bb = rng.standard_normal((10, 24)), rng.standard_normal(10)
     fa = rng.standard_normal((50, 16))
-    m = ridge.analytic_map((ca, ba), (cb, bb))
+    m = closed_set.analytic_map((ca, ba), (cb, bb))
     assert m.attrs["exact"]
     logits_b = m(fa) @ cb.T + bb
     np.testing.assert_allclose(logits_b, fa @ ca.T + ba, rtol=1e-9, atol=1e-9)
@@ -252,10 +261,10 @@ def test_more_shards_than_row_blocks_leave_empty_partials_that_pool_away(tmp_pat
     paths = []
     for j in range(12):  # 300 rows in 3 blocks of 100 (9 of 37 with folds): the last shards get none
         paths.append(tmp_path / f"shard{j}.zarr")
-        ridge.write_blocks(paths[-1], ridge.cross_products(arrays, j, 12, folds=folds, chunk_rows=100), full=False)
-    assert ridge.open_blocks(paths[-1]).n == 0
-    back = ridge.reduce_partials(paths, tmp_path / "blocks.zarr")
-    whole = ridge.cross_products(arrays, folds=folds, chunk_rows=100)
+        stores.write_blocks(paths[-1], gram.cross_products(arrays, j, 12, folds=folds, block_rows=100), full=False)
+    assert stores.open_blocks(paths[-1]).n == 0
+    back = reduce_partials(paths, tmp_path / "blocks.zarr")
+    whole = gram.cross_products(arrays, folds=folds, block_rows=100)
     assert back.n == 300
-    np.testing.assert_allclose(ridge.open_blocks(tmp_path / "blocks.zarr").gram("n0", "n1"), whole.gram("n0", "n1"),
+    np.testing.assert_allclose(stores.open_blocks(tmp_path / "blocks.zarr").gram("n0", "n1"), whole.gram("n0", "n1"),
                                rtol=1e-9, atol=1e-9)

@@ -77,15 +77,15 @@ def test_open_aligned_names_the_network_whose_ids_disagree(tmp_path):
     ids[5] = "other.jpg"
     stores.write_embeddings(tmp_path / "b.zarr", rng.standard_normal((70, 4)), ids, np.arange(70) % 3)
     with pytest.raises(stores.StoreError, match=r"network 'b'.*row 5"):
-        stores.open_aligned({"a": tmp_path / "a.zarr", "b": tmp_path / "b.zarr"})
+        stores.open_matched({"a": tmp_path / "a.zarr", "b": tmp_path / "b.zarr"})
 
 
 def test_open_aligned_requires_classifier_when_asked(tmp_path):
     _write(tmp_path / "a.zarr")
     _write(tmp_path / "b.zarr", classifier=False)
-    stores.open_aligned({"a": tmp_path / "a.zarr", "b": tmp_path / "b.zarr"})
+    stores.open_matched({"a": tmp_path / "a.zarr", "b": tmp_path / "b.zarr"})
     with pytest.raises(stores.StoreError, match="network 'b'.*no classifier"):
-        stores.open_aligned({"a": tmp_path / "a.zarr", "b": tmp_path / "b.zarr"}, need_classifier=True)
+        stores.open_matched({"a": tmp_path / "a.zarr", "b": tmp_path / "b.zarr"}, need_classifier=True)
 
 
 def test_writer_writes_whole_chunks_from_uneven_batches(tmp_path):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from embmap import datasets, stores
+from embmap import data, stores
+from embmap.data import manifest as mf
 from fake_hub import tiny_hub_pair
 from fake_imagenet import WNIDS, fake_imagenet
 
@@ -39,13 +40,15 @@ def run_extract(world, spec, tmp_path, split="train", name="net", crop=0.875, **
         steps.prepare_split(dataset, str(manifest))
     out = tmp_path / f"{name}-{split}.zarr"
     pre = {"input_size": spec["input_size"], "crop_fraction": crop, "input_range": spec["input_range"]}
-    steps.extract("exp", name, spec, dataset, str(manifest), split, str(out), store={"batch_size": 5},
-                  preprocessing=pre, **kw)
-    return stores.open_embeddings(out), datasets.read_manifest(manifest, split)
+    steps.extract("exp", name, split, spec, dataset, str(manifest), str(out), chunk_rows=None, batch_size=5,
+                  with_classifier=True, normalise=False, preprocessing=pre, **kw)
+    return stores.open_embeddings(out), mf.read_manifest(manifest, split)
 
 
 def test_pair_extracts_image_files_with_its_classifier_and_preprocessing(world, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     s, rows = run_extract(world, spec_of(world["pair"]), tmp_path, split="val")
     np.testing.assert_array_equal(s.ids, rows.id.to_numpy())
@@ -58,8 +61,8 @@ def test_pair_extracts_image_files_with_its_classifier_and_preprocessing(world, 
     assert pre["crop_fraction"] == 0.875 and pre["input_size"] == [24, 28] and pre["input_range"] == [-1, 1]
     assert pre["resize"] == "bilinear" and s.attrs["input_size"] == [24, 28]
     # the same values as one file at a time through the network, which also gives the model's own logits
-    net = networks.open_network("net", spec_of(world["pair"]))
-    x = datasets.get({"kind": "imagenet", "root": str(world["root"]), "devkit": "ILSVRC2012_devkit_t12"}).images(
+    net = models.open_model("net", spec_of(world["pair"]))
+    x = data.get({"kind": "imagenet", "root": str(world["root"]), "devkit": "ILSVRC2012_devkit_t12"}).images(
         list(rows.id), (24, 28), 0.875)
     np.testing.assert_allclose(s.embeddings[:], net.features(x), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s.embeddings[:] @ w.T + b, net.logits(x), rtol=1e-4, atol=1e-4)
@@ -67,56 +70,66 @@ def test_pair_extracts_image_files_with_its_classifier_and_preprocessing(world, 
 
 
 def test_classifier_without_locatable_variables_is_recovered_by_least_squares(world, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     s, rows = run_extract(world, spec_of(world["hidden"]), tmp_path)
     c = s.group["classifier"].attrs
     assert c["method"] == "least_squares" and c["n_images"] == 2 * (6 + 1) <= len(rows) and c["residual"] < 1e-6
     w, b = s.classifier()
-    net = networks.open_network("net", spec_of(world["hidden"]))
-    x = net.preprocess(datasets.get({"kind": "imagenet", "root": str(world["root"])}).images(
+    net = models.open_model("net", spec_of(world["hidden"]))
+    x = net.preprocess(data.get({"kind": "imagenet", "root": str(world["root"])}).images(
         list(rows.id[:5]), (24, 28)))
     np.testing.assert_allclose(net.features(x) @ w.T + b, net.logits(x), rtol=1e-4, atol=1e-4)
 
 
 def test_least_squares_needs_d_plus_one_images_and_affine_logits(world, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
-    with pytest.raises(networks.NetworkError, match=r"network 'net': recovering .* at least d \+ 1 = 7 images, "
+    with pytest.raises(models.NetworkError, match=r"network 'net': recovering .* at least d \+ 1 = 7 images, "
                                                      r"the split has 5"):
         run_extract(world, spec_of(world["hidden"]), tmp_path, lstsq_images=5)
-    with pytest.raises(networks.NetworkError, match="'soft'.*not an affine function"):
+    with pytest.raises(models.NetworkError, match="'soft'.*not an affine function"):
         run_extract(world, spec_of(world["soft"]), tmp_path, name="soft")
     assert not (tmp_path / "soft-train.zarr").exists()
 
 
 def test_handles_of_different_networks_are_refused(world, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     mixed = spec_of(world["pair"], classifier=str(world["other"] / "classification"))
-    with pytest.raises(networks.NetworkError, match="'mixed'.*do not reproduce the model's logits"):
+    with pytest.raises(models.NetworkError, match="'mixed'.*do not reproduce the model's logits"):
         run_extract(world, mixed, tmp_path, name="mixed")
     assert not (tmp_path / "mixed-train.zarr").exists()
 
 
 def test_class_count_must_match_the_dataset(world, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     pair = tiny_hub_pair(tmp_path / "thousand", d=6, n_classes=N_CLASSES - 1)
-    with pytest.raises(networks.NetworkError, match=r"outputs 5 classes, the dataset has 6 .*1001"):
+    with pytest.raises(models.NetworkError, match=r"outputs 5 classes, the dataset has 6 .*1001"):
         run_extract(world, spec_of(pair), tmp_path)
 
 
 def test_randomize_changes_every_variable_reproducibly_and_keeps_the_pair_consistent(world, tmp_path):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     def values(net):
         return {v.name: v.numpy().copy() for v in net.variables()}
 
-    trained = values(networks.open_network("a", spec_of(world["pair"])))
-    a = networks.open_network("a", spec_of(world["pair"], randomize=True, seed=5))
-    b = networks.open_network("b", spec_of(world["pair"], randomize=True, seed=5))
-    c = networks.open_network("c", spec_of(world["pair"], randomize=True, seed=6))
+    trained = values(models.open_model("a", spec_of(world["pair"])))
+    a = models.open_model("a", spec_of(world["pair"], randomize=True, seed=5))
+    b = models.open_model("b", spec_of(world["pair"], randomize=True, seed=5))
+    c = models.open_model("c", spec_of(world["pair"], randomize=True, seed=6))
     ra, rb, rc = values(a), values(b), values(c)
     assert set(ra) == set(trained) and len(ra) == 10
     for name in trained:
@@ -132,7 +145,7 @@ def test_randomize_changes_every_variable_reproducibly_and_keeps_the_pair_consis
 
 
 def test_kernel_initialisation_has_the_variance_scaling_spread():
-    from embmap.randomize import initial_value
+    from embmap.models.randomize import initial_value
 
     w = initial_value("block/conv/kernel:0", (3, 3, 64, 128), seed=0)
     fan_in = 3 * 3 * 64
@@ -142,14 +155,16 @@ def test_kernel_initialisation_has_the_variance_scaling_spread():
 
 
 def test_handles_that_do_not_answer_are_named(tmp_path, monkeypatch):
-    from embmap import networks
+    from embmap import models
+    from embmap.extract import extract as extract_store
+    from embmap.models import hub
 
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
     url = "http://127.0.0.1:9/google/imagenet/nothing/feature_vector/5"
-    with pytest.raises(networks.NetworkError, match=r"network 'gone': cannot load feature-vector handle "
+    with pytest.raises(models.NetworkError, match=r"network 'gone': cannot load feature-vector handle "
                                                      r"'http://127.0.0.1:9/.*TFHUB_CACHE_DIR"):
-        networks.open_network("gone", {"source": "tfhub", "handle": url, "classifier": url})
-    assert networks.hub_handle("google/imagenet/inception_v3/feature_vector/5") == \
+        models.open_model("gone", {"source": "tfhub", "handle": url, "classifier": url})
+    assert hub.hub_handle("google/imagenet/inception_v3/feature_vector/5") == \
         "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
 
 
@@ -170,7 +185,7 @@ def test_fetch_resolves_every_tfhub_handle_of_a_config(world, tmp_path):
 def test_pairing_of_feature_and_classifier_variables_by_name():
     from types import SimpleNamespace as V
 
-    from embmap.randomize import pairing_key
+    from embmap.models.randomize import pairing_key
 
     feats = [V(name="fv/conv/kernel:0"), V(name="fv/conv/bias:0")]
     same = [V(name="fv/conv/kernel:0"), V(name="fv/conv/bias:0"), V(name="fv/logits/kernel:0")]

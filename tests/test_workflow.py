@@ -11,7 +11,7 @@ import yaml
 import zarr
 
 from conftest import ROOT, synthetic_stores
-from embmap import closed_set
+from embmap.evaluate import closed_set, common
 
 pytestmark = pytest.mark.workflow
 

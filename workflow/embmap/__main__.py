@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "fetch":
-        from .networks import NetworkError, fetch
+        from .models import NetworkError
+        from .models.hub import fetch
 
         try:
             for handle, path in fetch(args.config):

@@ -117,9 +117,7 @@ def _groups(group: zarr.Group, prefix: str = ""):
 
 def describe_map(path: str | Path) -> str:
     """Provenance and fit quality of a map store (``maps/{source}/{target}.zarr``)."""
-    from . import ridge
-
-    m = ridge.read_map(path)
+    m = st.read_map(path)
     a = m.attrs
     w = np.asarray(m.weight, dtype=np.float64)
     sv = np.linalg.svd(w, compute_uv=False)

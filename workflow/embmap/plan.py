@@ -1,41 +1,80 @@
-"""Resolve a validated config into the experiments, stores and targets of a run.
+"""Resolve a config into experiments, output paths and the arguments of every job.
 
-This module uses the standard library only: the Snakefile imports it while
-parsing, before any rule environment exists. The JSON schema
-(``workflow/schemas/config.schema.yaml``) checks types and key names; this
-module checks what a schema cannot (paths that must exist, names that must
-agree, networks shared between experiments) and names the offending key.
+The Snakefile builds one :class:`Plan` from the config; rules take their
+paths (:meth:`Plan.pattern`, :meth:`Plan.log`, :meth:`Plan.benchmark`) and
+their arguments (:meth:`Plan.job`) from it and hold no logic of their own.
+
+- :func:`embmap.config.load` validates the config and fills every default;
+- the dataset kind's module (:mod:`embmap.data`) and each network's source
+  module (:mod:`embmap.models`) check what a schema cannot (paths that must
+  exist, a task the source cannot serve), naming the key at fault;
+- networks shared between experiments (the same key and definition on the
+  same dataset) are trained and extracted once, in the first experiment's
+  folder (its *owner*).
+
+Standard library only at import time (see :mod:`embmap.config`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TASKS = ("closed_set", "open_set")
-METHODS = ("native", "ridge", "analytic", "identity")
-IMAGE_KINDS = ("imagenet", "image_list")
-DEFAULT_CROP_FRACTION = 0.875
-# input defaults of the architectures built from checkpoints (embmap.inception_v4)
-CHECKPOINT_INPUT = {"inception_v4": {"input_size": [299, 299], "input_range": [-1.0, 1.0]}}
+from . import config as cfg
+from . import data, models
+from .config import ConfigError
+
+# Every output path, relative to results/EXPERIMENT/; named once, used by rules, steps and tests.
+OUTPUTS = {
+    "manifest": "data/manifest.csv",
+    "pairs": "data/pairs.txt",
+    "faces": "data/faces.csv",
+    "aligned": "aligned/{align}.zarr",
+    "model": "models/{network}",
+    "store": "embeddings/{network}/{split}.zarr",
+    "shard": "fit/shards/{shard}.zarr",
+    "blocks": "fit/blocks.zarr",
+    "maps": "maps/{source}",
+    "map": "maps/{source}/{target}.zarr",
+    "networks_table": "tables/networks.csv",
+    "closed_set": "tables/closed_set.csv",
+    "closed_set_matrix": "tables/closed_set_matrix.csv",
+    "open_set": "tables/open_set.csv",
+    "open_set_folds": "tables/open_set_folds.csv",
+    "open_set_matrix": "tables/open_set_matrix.csv",
+    "open_set_meta": "tables/open_set.json",
+    "identification": "tables/identification.csv",
+    "identification_matrix": "tables/identification_matrix.csv",
+    "closed_set_heatmap": "figures/closed_set_heatmap.{ext}",
+    "open_set_heatmap": "figures/open_set_heatmap.{ext}",
+    "identification_heatmap": "figures/identification_heatmap.{ext}",
+}
+FIGURE_FORMATS = ("png", "svg")
+# what each task writes: tables, then figures (each in FIGURE_FORMATS)
+TASK_OUTPUTS = {
+    "closed_set": (["closed_set", "closed_set_matrix", "networks_table"], ["closed_set_heatmap"]),
+    "open_set": (["open_set", "open_set_folds", "open_set_matrix", "open_set_meta", "identification",
+                  "identification_matrix"], ["open_set_heatmap", "identification_heatmap"]),
+}
+# the heatmaps: the matrix they draw and how their axes read
+HEATMAPS = {
+    "closed_set_heatmap": ("closed_set_matrix", "target classifier accuracy on mapped source features",
+                           "target network (classifier)"),
+    "open_set_heatmap": ("open_set_matrix", "verification through the map", "target network (features)"),
+    "identification_heatmap": ("identification_matrix", "rank-1 identification", "target network (gallery)"),
+}
 PAIRS_SPLIT = "pairs"  # the one split of an open_set experiment: the images its pairs file names
-PAIRS_KINDS = ("lfw", "digit_pairs")  # dataset kinds whose images come with a pairs file
-
-
-class ConfigError(ValueError):
-    """A config problem; the message starts with the dotted key at fault."""
 
 
 @dataclass(frozen=True)
-class Network:
-    """One network of one experiment.
+class NetworkPlan:
+    """One network of one experiment as the run treats it.
 
-    ``owner`` is the experiment whose results folder holds this network's
-    model and stores; it differs from the experiment using the network when
-    an earlier experiment already extracts the same network on the same data.
+    ``spec`` is the network's config block with defaults filled in. ``owner``
+    is the experiment whose results folder holds this network's model and
+    stores; it differs from the experiment using the network when an earlier
+    experiment already extracts the same network on the same data.
     """
 
     key: str
@@ -48,28 +87,28 @@ class Network:
 
     @property
     def label(self) -> str:
-        default = self.key + ("*" if self.control else "")
-        return self.spec.get("label", default)
+        return self.spec.get("label", self.key + ("*" if self.control else ""))
 
     @property
     def control(self) -> bool:
-        return bool(self.spec.get("control", False))
+        return self.spec["control"]
 
     @property
     def trained_here(self) -> bool:
-        return self.source == "train"
+        return models.SOURCES[self.source].trains
 
     @property
-    def is_model(self) -> bool:
-        """A model this run reads images with (not a bring-your-own store)."""
-        return self.source != "zarr"
+    def extracted_here(self) -> bool:
+        return models.SOURCES[self.source].open is not None
 
 
 @dataclass
 class Experiment:
+    """One experiment of the config (``spec``: its block with defaults filled in)."""
+
     name: str
     spec: dict
-    networks: dict[str, Network] = field(default_factory=dict)
+    networks: dict[str, NetworkPlan] = field(default_factory=dict)
     pairs_file: str | None = None  # open_set: the pairs file (written by the workflow for digit_pairs)
 
     @property
@@ -77,34 +116,38 @@ class Experiment:
         return self.spec["task"]
 
     @property
+    def kind(self) -> data.Kind:
+        return data.KINDS[self.spec["dataset"]["kind"]]
+
+    @property
     def dataset(self) -> dict:
-        """The config's dataset block; a ``digit_pairs`` block also names the pairs file the workflow writes."""
+        """The dataset block; a kind whose pairs file the workflow writes also names that file."""
         d = self.spec["dataset"]
-        if d["kind"] == "digit_pairs" and self.pairs_file:
+        if self.kind.pairs == "written" and self.pairs_file:
             return {**d, "pairs": self.pairs_file}
         return d
 
     @property
     def fit_split(self) -> str:
-        return self.spec.get("fit_split", "train")
+        return self.spec["fit_split"]
 
     @property
     def eval_split(self) -> str:
-        return self.spec.get("eval_split", "test")
+        return self.spec["eval_split"]
 
     @property
     def mapping(self) -> dict:
-        return {"alpha": 1.0, "precision": "float64", "folds": 5, "shards": 1, **self.spec.get("mapping", {})}
+        return self.spec["mapping"]
 
     @property
     def alphas(self) -> list[float]:
-        """Candidate ridge penalties; more than one means K-fold cross-validation."""
+        """Candidate ridge penalties; more than one means cross-validation."""
         a = self.mapping["alpha"]
         return [float(v) for v in a] if isinstance(a, list) else [float(a)]
 
     @property
     def cv_folds(self) -> int:
-        """Folds the pass keeps blocks for: ``mapping.folds`` when alpha is a list, else 1."""
+        """Folds the closed-set pass keeps blocks for: ``mapping.folds`` when alpha is a list, else 1."""
         return int(self.mapping["folds"]) if len(self.alphas) > 1 else 1
 
     @property
@@ -113,12 +156,12 @@ class Experiment:
         return int(self.mapping["shards"])
 
     @property
-    def store_options(self) -> dict:
-        return {"chunk_rows": 1024, "batch_size": 256, **self.spec.get("store", {})}
+    def store(self) -> dict:
+        return self.spec["store"]
 
     @property
     def identification(self) -> dict:
-        return {"folds": 5, "seed": 0, **self.spec.get("identification", {})}
+        return self.spec["identification"]
 
     @property
     def splits(self) -> list[str]:
@@ -127,71 +170,24 @@ class Experiment:
         return list(dict.fromkeys([self.fit_split, self.eval_split]))
 
     @property
-    def uses_manifest(self) -> bool:
-        return self.dataset["kind"] != "embeddings"
-
-    @property
-    def reads_image_files(self) -> bool:
-        return self.dataset["kind"] in IMAGE_KINDS
-
-    @property
     def preprocessing(self) -> dict:
-        return dict(self.spec.get("preprocessing", {}))
+        return self.spec["preprocessing"]
 
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+@dataclass(frozen=True)
+class CheckContext:
+    """What a dataset kind's or a source's config check may ask about the experiment it is in."""
 
+    plan: "Plan"
+    experiment: Experiment
+    check_paths: bool
 
-def dotted(path) -> str:
-    """A config path as users write it: ``experiments.digits.mapping.alpha``; odd keys are quoted."""
-    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_-]+", str(p)) else json.dumps(str(p)) for p in path]
-    return ".".join(parts) or "(top level)"
+    def path(self, p: str) -> Path:
+        return self.plan.path_of(p)
 
-
-def check_schema(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
-    """Validate ``config`` against the JSON schema; raise :class:`ConfigError` naming the key at fault.
-
-    Reports the most specific error (for an unknown key, the key itself; for a
-    bad value, its dotted path and the allowed values).
-    """
-    import jsonschema
-    import yaml
-
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = list(validator.iter_errors(config))
-    if not errors:
-        return
-    err = jsonschema.exceptions.best_match(errors)
-    while err.context:  # descend into allOf/if-then to the concrete failure
-        err = jsonschema.exceptions.best_match(err.context)
-    where = dotted(err.absolute_path)
-    if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        keys = ", ".join(dotted([*err.absolute_path, k]) for k in extra)
-        raise ConfigError(f"{keys}: unknown key; allowed here: {allowed}")
-    if err.validator == "enum":
-        raise ConfigError(f"{where}: {err.instance!r} is not one of {err.validator_value}")
-    if err.validator == "required":
-        raise ConfigError(f"{where}: {err.message}")
-    raise ConfigError(f"{where}: {err.message}")
-
-
-def align_key(spec: dict) -> str:
-    """A file name for an ``align`` block: ``facenet160m32``, ``arcface112`` (see embmap.faces for defaults)."""
-    if spec["style"] == "facenet":
-        return f"facenet{spec.get('size', 160)}m{spec.get('margin', 32)}"
-    return f"arcface{spec.get('size', 112)}"
-
-
-def _dataset_key(dataset: dict) -> str:
-    return json.dumps(dataset, sort_keys=True)
-
-
-def _is_url(handle: str) -> bool:
-    return "://" in handle and not handle.startswith("file://")
+    @property
+    def task(self) -> str:
+        return self.experiment.task
 
 
 class Plan:
@@ -200,47 +196,34 @@ class Plan:
     Parameters
     ----------
     config : dict
-        The config after schema validation.
+        The config as loaded (validated and completed with defaults here).
     root : path, default "."
         Directory that relative paths in the config are resolved against
         (the snakemake working directory).
     check_paths : bool, default True
-        Check that local handles and ``zarr`` store directories exist.
+        Check that local files the config names exist.
     """
 
-    def __init__(self, config: dict, root: str | os.PathLike = ".", check_paths: bool = True):
-        self.config = config
+    def __init__(self, config: dict, root=".", check_paths: bool = True):
+        self.config = cfg.load(config)
         self.root = Path(root)
-        self.results = config.get("results", "results")
+        self.results = self.config["results"]
         self.experiments: dict[str, Experiment] = {}
-        owners: dict[tuple[str, str], tuple[str, dict]] = {}
-        experiments = config.get("experiments") or {}
-        if not experiments:
-            raise ConfigError("experiments: the config defines no experiment")
-        for name, spec in experiments.items():
+        owners: dict[tuple[str, str], tuple[str, tuple]] = {}
+        for name, spec in self.config["experiments"].items():
             exp = Experiment(name, spec)
-            nets = spec.get("networks") or {}
-            if len(nets) < 2:
-                raise ConfigError(
-                    f"experiments.{name}.networks: at least two networks are needed to map between, got {len(nets)}"
-                )
-            self._check_task(exp, check_paths)
-            if exp.task == "closed_set" and exp.fit_split == exp.eval_split:
-                raise ConfigError(
-                    f"experiments.{name}.eval_split: equals fit_split ({exp.fit_split!r}); "
-                    "maps must be measured on images they were not fitted on"
-                )
-            if check_paths:
-                self._check_dataset(f"experiments.{name}.dataset", exp.dataset)
-            dkey = _dataset_key(exp.dataset)
+            ctx = CheckContext(self, exp, check_paths)
+            self._check_experiment(exp, ctx)
+            dkey = json.dumps(exp.dataset, sort_keys=True)
+            nets = spec["networks"]
             # controls last, as in the paper's tables (their rows and columns close the matrix)
-            ordered = [k for k in nets if not nets[k].get("control")] + [k for k in nets if nets[k].get("control")]
+            ordered = [k for k in nets if not nets[k]["control"]] + [k for k in nets if nets[k]["control"]]
             for key in ordered:
                 nspec = nets[key]
                 where = f"experiments.{name}.networks.{key}"
-                self._check_network(where, nspec, exp, check_paths)
+                self._check_network(where, nspec, ctx)
                 owner = name
-                if nspec["source"] != "zarr":
+                if models.SOURCES[nspec["source"]].open is not None:
                     defines = (nspec, resolve_preprocessing(nspec, exp))
                     shared = owners.get((dkey, key))
                     if shared is None:
@@ -252,159 +235,108 @@ class Plan:
                         )
                     else:
                         owner = shared[0]
-                exp.networks[key] = Network(key, nspec, owner)
+                exp.networks[key] = NetworkPlan(key, nspec, owner)
             self.experiments[name] = exp
 
     # -- checks -----------------------------------------------------------------
-    def _check_dataset(self, where: str, dataset: dict) -> None:
-        """Paths of image datasets exist (listing the images waits for the prepare_split job)."""
-        kind = dataset.get("kind")
-        if kind == "imagenet":
-            root = self._path(dataset["root"])
-            for sub in ("train", "val"):
-                if not (root / sub).is_dir():
-                    raise ConfigError(f"{where}.root: no {sub}/ folder in {root} (expected ILSVRC2012's "
-                                      "train/<wnid>/*.JPEG and val/)")
-            for k in ("synsets", "devkit", "val_labels"):
-                if k in dataset:
-                    q = Path(os.path.expandvars(os.path.expanduser(dataset[k])))
-                    q = q if q.is_absolute() else root / q
-                    if not q.exists():
-                        raise ConfigError(f"{where}.{k}: {q} does not exist")
-        elif kind == "image_list":
-            p = self._path(dataset["path"])
-            if not p.is_file():
-                raise ConfigError(f"{where}.path: no image list at {p}")
-
-    def _check_task(self, exp: Experiment, check_paths: bool) -> None:
+    def _check_experiment(self, exp: Experiment, ctx: CheckContext) -> None:
         where = f"experiments.{exp.name}"
-        kind = exp.dataset["kind"]
-        if exp.task == "closed_set":
-            if kind in PAIRS_KINDS:
-                raise ConfigError(f"{where}.dataset.kind: {kind!r} holds verification pairs; use task open_set")
-            if "identification" in exp.spec:
-                raise ConfigError(f"{where}.identification: only task open_set identifies faces")
-            return
-        if kind == "digits":
-            raise ConfigError(f"{where}.dataset.kind: open_set needs pairs; use digit_pairs, lfw or embeddings "
-                              "with a pairs file")
-        if kind == "digit_pairs":
-            exp.pairs_file = f"{self.exp_dir(exp.name)}/data/pairs.txt"
-            return
-        if "pairs" not in exp.dataset:
-            raise ConfigError(f"{where}.dataset.pairs: open_set needs a pairs file in LFW format")
-        exp.pairs_file = str(self._path(exp.dataset["pairs"]))
-        if check_paths and not Path(exp.pairs_file).is_file():
-            raise ConfigError(f"{where}.dataset.pairs: no pairs file at {exp.pairs_file}")
+        kind = exp.kind
+        if exp.task not in kind.tasks:
+            raise ConfigError(f"{where}.dataset.kind: {kind.name!r} serves task {' or '.join(kind.tasks)}, "
+                              f"not {exp.task}{kind.task_hint}")
+        if exp.task == "closed_set" and exp.fit_split == exp.eval_split:
+            raise ConfigError(f"{where}.eval_split: equals fit_split ({exp.fit_split!r}); maps must be measured "
+                              "on images they were not fitted on")
+        if exp.task == "open_set":
+            if kind.pairs == "written":
+                exp.pairs_file = f"{self.exp_dir(exp.name)}/{OUTPUTS['pairs']}"
+            else:
+                if "pairs" not in exp.spec["dataset"]:
+                    raise ConfigError(f"{where}.dataset.pairs: open_set needs a pairs file in LFW format")
+                exp.pairs_file = str(self.path_of(exp.spec["dataset"]["pairs"]))
+                if ctx.check_paths and not Path(exp.pairs_file).is_file():
+                    raise ConfigError(f"{where}.dataset.pairs: no pairs file at {exp.pairs_file}")
+        kind.check(f"{where}.dataset", exp.spec["dataset"], ctx)
 
-    def _check_network(self, where: str, spec: dict, exp: Experiment, check_paths: bool) -> None:
-        source = spec.get("source")
-        if exp.reads_image_files and source not in ("zarr",):
-            if source == "train":
-                raise ConfigError(f"{where}.source: 'train' trains the demo architectures on digits only; "
-                                  "image files take savedmodel, tfhub or checkpoint networks")
-            if not resolve_preprocessing(spec, exp).get("input_size"):
-                raise ConfigError(f"{where}.input_size: networks reading image files need their input size "
-                                  "(or the experiment's preprocessing.input_size)")
-        if source == "tfhub":
-            if exp.task == "closed_set" and "classifier" not in spec:
-                raise ConfigError(f"{where}.classifier: closed_set needs the network's classifier; give the TF Hub "
-                                  "handle of its classification model")
-            for k in ("handle", "classifier"):
-                h = spec.get(k, "")
-                if check_paths and h.startswith(("/", "./", "../", "~", "file://")):
-                    p = self._path(h.removeprefix("file://"))
-                    if not p.exists():
-                        raise ConfigError(f"{where}.{k}: no SavedModel at {p}")
-        elif source == "checkpoint":
-            p = self._path(spec["checkpoint"])
-            if check_paths and not (p.exists() or p.with_name(p.name + ".index").exists()):
-                raise ConfigError(f"{where}.checkpoint: no checkpoint at {p} (nor {p.name}.index)")
-        elif source == "savedmodel":
-            if "handle" not in spec:
-                raise ConfigError(f"{where}.handle: a savedmodel network needs a handle (URL or directory)")
-            if exp.task == "closed_set" and "classifier" not in spec:
-                raise ConfigError(
-                    f"{where}.classifier: closed_set needs the network's classifier; give the handle of its "
-                    "classification model"
-                )
-            for k in ("handle", "classifier"):
-                h = spec.get(k)
-                if h and check_paths and not _is_url(h):
-                    p = self._path(h.removeprefix("file://"))
-                    if not p.exists():
-                        raise ConfigError(f"{where}.{k}: no SavedModel at {p}")
-        elif source == "zarr":
-            if "path" not in spec:
-                raise ConfigError(f"{where}.path: a zarr network needs the directory holding its stores")
-            if check_paths:
-                for split in exp.splits:
-                    p = self._path(spec["path"]) / f"{split}.zarr"
-                    if not (p / "zarr.json").exists():
-                        raise ConfigError(f"{where}.path: no store for split {split!r} at {p}")
-        elif source in ("frozen_graph", "arcface"):
-            key = "graph" if source == "frozen_graph" else "checkpoint"
-            if exp.task != "open_set":
-                raise ConfigError(f"{where}.source: {source!r} networks have no classifier; use task open_set")
-            p = self._path(spec[key])
-            if check_paths and not (p.exists() or Path(f"{p}.index").exists()):
-                raise ConfigError(f"{where}.{key}: nothing at {p}")
-        elif source == "train":
-            if exp.dataset["kind"] in ("embeddings", "lfw"):
-                raise ConfigError(f"{where}.source: 'train' needs labelled training images, which dataset kind "
-                                  f"{exp.dataset['kind']!r} does not have")
-            part = spec["train"].get("part")
-            if part and not 0 <= part[0] < part[1]:
-                raise ConfigError(f"{where}.train.part: {part} must be [i, k] with 0 <= i < k")
-        else:
-            raise ConfigError(f"{where}.source: unknown source {source!r}; use savedmodel, tfhub, checkpoint, zarr, "
-                              "train, frozen_graph or arcface")
-        if "align" in spec and exp.dataset["kind"] != "lfw":
-            raise ConfigError(f"{where}.align: face alignment needs photographs (dataset kind lfw), "
-                              f"not {exp.dataset['kind']!r}")
-        if exp.dataset["kind"] == "embeddings" and source != "zarr":
-            raise ConfigError(f"{where}.source: dataset kind 'embeddings' takes zarr networks only")
+    def _check_network(self, where: str, spec: dict, ctx: CheckContext) -> None:
+        exp, source = ctx.experiment, models.SOURCES[spec["source"]]
+        kind = exp.kind
+        if exp.task == "closed_set" and not source.classifier:
+            raise ConfigError(f"{where}.source: {source.name!r} networks have no classifier; use task open_set")
+        if source.open is not None and not kind.images:
+            raise ConfigError(f"{where}.source: dataset kind {kind.name!r} has no images; it takes zarr networks only")
+        if source.trains and not kind.trains:
+            raise ConfigError(f"{where}.source: 'train' trains the demo architectures on digits only; dataset kind "
+                              f"{kind.name!r} {kind.train_hint}")
+        if kind.image_files and source.open is not None and not resolve_preprocessing(spec, exp).get("input_size"):
+            raise ConfigError(f"{where}.input_size: networks reading image files need their input size "
+                              "(or the experiment's preprocessing.input_size)")
+        if "align" in spec and not kind.faces:
+            raise ConfigError(f"{where}.align: face alignment needs photographs of faces (dataset kind lfw), "
+                              f"not {kind.name!r}")
+        source.check(where, spec, ctx)
 
-    def _path(self, p: str) -> Path:
-        q = Path(os.path.expandvars(os.path.expanduser(p)))
+    def path_of(self, p: str) -> Path:
+        """A path of the config: ``~`` and ``$VARS`` expanded, relative paths under the plan's root."""
+        q = cfg.expand(p)
         return q if q.is_absolute() else self.root / q
 
     # -- paths ------------------------------------------------------------------
     def exp_dir(self, exp: str) -> str:
         return f"{self.results}/{exp}"
 
+    def pattern(self, name: str, **fixed) -> str:
+        """The path pattern of output ``name`` with Snakemake wildcards (``{exp}`` and those of the output).
+
+        ``fixed`` fills some wildcards now (``ext="png"`` for a figure).
+        """
+        rel = OUTPUTS[name]
+        for k, v in fixed.items():
+            rel = rel.replace("{" + k + "}", str(v))
+        return f"{self.results}/{{exp}}/{rel}"
+
+    def path(self, name: str, exp: str, **wildcards) -> str:
+        """Output ``name`` of experiment ``exp`` with every wildcard filled."""
+        return self.pattern(name).format(exp=exp, **wildcards)
+
+    def log(self, rule: str, sub: str = "") -> str:
+        """The log of a rule's job: ``results/{exp}/logs/RULE[/SUB].log`` (SUB names the job's wildcards)."""
+        return f"{self.results}/{{exp}}/logs/{rule}{'/' + sub if sub else ''}.log"
+
+    def benchmark(self, rule: str, sub: str = "") -> str:
+        """The benchmark file of a rule's job, spelled as its log: ``results/{exp}/benchmarks/RULE[/SUB].tsv``."""
+        return f"{self.results}/{{exp}}/benchmarks/{rule}{'/' + sub if sub else ''}.tsv"
+
     def manifest(self, exp: str) -> str:
-        return f"{self.exp_dir(exp)}/data/manifest.csv"
+        return self.path("manifest", exp)
 
     def model_dir(self, exp: str, network: str) -> str:
-        return f"{self.exp_dir(self.experiments[exp].networks[network].owner)}/models/{network}"
+        return self.path("model", self.network(exp, network).owner, network=network)
 
     def store(self, exp: str, network: str, split: str) -> str:
         """Path of the store holding ``network``'s embeddings of ``split`` for ``exp``."""
-        net = self.experiments[exp].networks[network]
-        if net.source == "zarr":
-            return str(self._path(net.spec["path"]) / f"{split}.zarr")
-        return f"{self.exp_dir(net.owner)}/embeddings/{network}/{split}.zarr"
+        net = self.network(exp, network)
+        if not net.extracted_here:
+            return str(self.path_of(net.spec["path"]) / f"{split}.zarr")
+        return self.path("store", net.owner, network=network, split=split)
 
     def stores(self, exp: str, split: str) -> dict[str, str]:
         return {k: self.store(exp, k, split) for k in self.experiments[exp].networks}
 
-    def blocks(self, exp: str) -> str:
-        return f"{self.exp_dir(exp)}/fit/blocks.zarr"
-
     def shard_partials(self, exp: str) -> list[str]:
         """The pass's per-shard partial block stores (temporary), one per shard."""
-        return [f"{self.exp_dir(exp)}/fit/shards/{j}.zarr" for j in range(self.experiments[exp].shards)]
+        return [self.path("shard", exp, shard=j) for j in range(self.experiments[exp].shards)]
 
     def maps_dir(self, exp: str, source: str) -> str:
-        return f"{self.exp_dir(exp)}/maps/{source}"
+        return self.path("maps", exp, source=source)
 
     def aligned(self, exp: str, network: str) -> str | None:
-        """The cached crops a network reads (``aligned/KEY.zarr`` of the experiment owning it), or None."""
+        """The cached face crops a network reads (``aligned/KEY.zarr`` of its owner), or None."""
         net = self.network(exp, network)
         if "align" not in net.spec:
             return None
-        return f"{self.exp_dir(net.owner)}/aligned/{align_key(net.spec['align'])}.zarr"
+        return self.path("aligned", net.owner, align=align_key(net.spec["align"]))
 
     def pairs_file(self, exp: str) -> str:
         """The pairs file of an open_set experiment."""
@@ -413,29 +345,14 @@ class Plan:
             raise ConfigError(f"experiments.{exp}: task {self.experiments[exp].task!r} has no pairs file")
         return p
 
-    def tables(self, exp: str) -> list[str]:
-        d = f"{self.exp_dir(exp)}/tables"
-        if self.experiments[exp].task == "open_set":
-            return [f"{d}/open_set.csv", f"{d}/open_set_folds.csv", f"{d}/open_set_matrix.csv", f"{d}/open_set.json",
-                    f"{d}/identification.csv", f"{d}/identification_matrix.csv"]
-        return [f"{d}/closed_set.csv", f"{d}/closed_set_matrix.csv"]
-
-    def figures(self, exp: str) -> list[str]:
-        d = f"{self.exp_dir(exp)}/figures"
-        names = ["open_set", "identification"] if self.experiments[exp].task == "open_set" else ["closed_set"]
-        return [f"{d}/{n}_heatmap.{ext}" for n in names for ext in ("png", "svg")]
-
-    def network_table(self, exp: str) -> str:
-        """Table 1: one row per network (handle, feature dimension, parameters, input size, native top-1)."""
-        return f"{self.exp_dir(exp)}/tables/networks.csv"
+    def outputs(self, exp: str) -> list[str]:
+        """Every table and figure of an experiment, in the order of :data:`TASK_OUTPUTS`."""
+        tables, figures = TASK_OUTPUTS[self.experiments[exp].task]
+        return ([self.path(t, exp) for t in tables]
+                + [self.path(f, exp, ext=e) for f in figures for e in FIGURE_FORMATS])
 
     def targets(self) -> list[str]:
-        out = []
-        for name in self.experiments:
-            out += self.tables(name) + self.figures(name)
-            if self.experiments[name].task == "closed_set":
-                out.append(self.network_table(name))
-        return out
+        return [p for name in self.experiments for p in self.outputs(name)]
 
     # -- lookups used by rules --------------------------------------------------
     def owned_stores(self) -> list[tuple[str, str, str]]:
@@ -443,11 +360,11 @@ class Plan:
         seen = []
         for name, exp in self.experiments.items():
             for key, net in exp.networks.items():
-                if net.source != "zarr" and net.owner == name:
+                if net.extracted_here and net.owner == name:
                     seen += [(name, key, s) for s in exp.splits]
         return seen
 
-    def network(self, exp: str, network: str) -> Network:
+    def network(self, exp: str, network: str) -> NetworkPlan:
         try:
             return self.experiments[exp].networks[network]
         except KeyError:
@@ -457,26 +374,159 @@ class Plan:
         """The resolved preprocessing of ``network`` in ``exp`` (see :func:`resolve_preprocessing`)."""
         return resolve_preprocessing(self.network(exp, network).spec, self.experiments[exp])
 
+    def labels(self, exp: str) -> dict[str, str]:
+        return {k: n.label for k, n in self.experiments[exp].networks.items()}
+
+    def controls(self, exp: str) -> list[str]:
+        return [k for k, n in self.experiments[exp].networks.items() if n.control]
+
+    # -- rule inputs ------------------------------------------------------------
+    def inputs(self, rule: str):
+        """An input function for ``rule``: wildcards -> {name: path or list of paths}."""
+        return lambda wc: getattr(self, f"_inputs_{rule}")(wc)
+
+    def _inputs_prepare_split(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"pairs": self.pairs_file(wc.exp)} if exp.kind.pairs == "written" else {}
+
+    def _inputs_extract(self, wc) -> dict:
+        net = self.network(wc.exp, wc.network)
+        out = {"manifest": self.manifest(wc.exp)}
+        if net.trained_here:
+            out["model"] = self.model_dir(wc.exp, wc.network)
+        if self.aligned(wc.exp, wc.network):
+            out["aligned"] = self.aligned(wc.exp, wc.network)
+        return out
+
+    def _inputs_fit_stores(self, wc) -> dict:
+        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].fit_split).values())}
+
+    _inputs_cross_products_shard = _inputs_fit_stores
+
+    def _inputs_cross_products(self, wc) -> dict:
+        return {"partials": self.shard_partials(wc.exp)}
+
+    def _inputs_eval_stores(self, wc) -> dict:
+        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].eval_split).values())}
+
+    _inputs_network_table = _inputs_eval_stores
+
+    def _inputs_evaluate_closed_set(self, wc) -> dict:
+        return {**self._inputs_eval_stores(wc),
+                "map_dirs": [self.maps_dir(wc.exp, a) for a in self.experiments[wc.exp].networks]}
+
+    def _inputs_pairs_stores(self, wc) -> dict:
+        return {"network_stores": list(self.stores(wc.exp, PAIRS_SPLIT).values())}
+
+    _inputs_evaluate_identification = _inputs_pairs_stores
+
+    def _inputs_evaluate_open_set(self, wc) -> dict:
+        return {**self._inputs_pairs_stores(wc), "pairs": self.pairs_file(wc.exp)}
+
+    # -- job arguments ----------------------------------------------------------
+    def job(self, rule: str):
+        """The arguments of ``rule``'s step (:mod:`embmap.steps`) as a params function of the wildcards.
+
+        Paths of inputs and outputs are not among them (the step takes those
+        from the rule); everything else the step needs is.
+        """
+        return lambda wc: getattr(self, f"_job_{rule}")(wc)
+
+    def _job_prepare_split(self, wc) -> dict:
+        return {"dataset": self.experiments[wc.exp].dataset}
+
+    def _job_write_pairs(self, wc) -> dict:
+        return {"dataset": self.experiments[wc.exp].dataset}
+
+    _job_detect_faces = _job_write_pairs
+    _job_align_faces = _job_write_pairs
+
+    def _job_train_network(self, wc) -> dict:
+        return {"train": self.network(wc.exp, wc.network).spec["train"],
+                "dataset": self.experiments[wc.exp].dataset}
+
+    def _job_extract(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"experiment": wc.exp, "spec": self.network(wc.exp, wc.network).spec, "dataset": exp.dataset,
+                "chunk_rows": exp.store["chunk_rows"], "batch_size": exp.store["batch_size"],
+                "with_classifier": exp.task == "closed_set", "normalise": exp.task == "open_set",
+                "preprocessing": self.preprocessing(wc.exp, wc.network)}
+
+    def _job_cross_products_shard(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"stores": self.stores(wc.exp, exp.fit_split), "split": exp.fit_split, "shards": exp.shards,
+                "folds": exp.cv_folds, "precision": exp.mapping["precision"]}
+
+    def _job_cross_products(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"stores": self.stores(wc.exp, exp.fit_split), "split": exp.fit_split}
+
+    def _job_fit_maps(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
+                "alpha": exp.mapping["alpha"], "fit_split": exp.fit_split}
+
+    def _job_evaluate_closed_set(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        names = list(exp.networks)
+        return {"stores": self.stores(wc.exp, exp.eval_split),
+                "maps": {a: {b: self.path("map", wc.exp, source=a, target=b) for b in names if b != a}
+                         for a in names}}
+
+    def _job_network_table(self, wc) -> dict:
+        return {"stores": self.stores(wc.exp, self.experiments[wc.exp].eval_split), "labels": self.labels(wc.exp)}
+
+    def _job_evaluate_open_set(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "alpha": exp.mapping["alpha"],
+                "precision": exp.mapping["precision"]}
+
+    def _job_evaluate_identification(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "alpha": exp.mapping["alpha"],
+                "precision": exp.mapping["precision"], "n_folds": exp.identification["folds"],
+                "seed": exp.identification["seed"]}
+
+    def _heatmap(self, wc, figure: str) -> dict:
+        _, what, xlabel = HEATMAPS[figure]
+        return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp), "title": f"{wc.exp}: {what}",
+                "xlabel": xlabel}
+
+    def _job_plot_closed_set(self, wc) -> dict:
+        return self._heatmap(wc, "closed_set_heatmap")
+
+    def _job_plot_open_set(self, wc) -> dict:
+        return self._heatmap(wc, "open_set_heatmap")
+
+    def _job_plot_identification(self, wc) -> dict:
+        return self._heatmap(wc, "identification_heatmap")
+
+
+def align_key(spec: dict) -> str:
+    """A file name for an ``align`` block (defaults filled): ``facenet160m32``, ``arcface112``."""
+    spec = cfg.defaults("align", spec)
+    if spec["style"] == "facenet":
+        return f"facenet{spec['size']}m{spec['margin']}"
+    return f"arcface{spec['size']}"
+
 
 def resolve_preprocessing(spec: dict, exp: Experiment) -> dict:
     """``input_size``, ``input_range`` and, for image files, ``crop_fraction`` of one network.
 
     The experiment's ``preprocessing.input_size`` (the paper's single 331 crop)
     replaces the network's own size unless the network is ``fixed_input``;
-    ``crop_fraction`` comes from the network, else the experiment, else 0.875.
-    Unset values are left out.
+    ``crop_fraction`` comes from the network, else the experiment. Unset
+    values are left out.
     """
-    base = CHECKPOINT_INPUT.get(spec.get("architecture"), {}) if spec.get("source") == "checkpoint" else {}
     common = exp.preprocessing
     out = {}
-    size = spec.get("input_size", base.get("input_size"))
+    size = spec.get("input_size")
     if common.get("input_size") and not spec.get("fixed_input", False):
         size = common["input_size"]
     if size:
         out["input_size"] = [int(v) for v in size]
-    value_range = spec.get("input_range", base.get("input_range"))
-    if value_range:
-        out["input_range"] = [float(v) for v in value_range]
-    if exp.reads_image_files:
-        out["crop_fraction"] = float(spec.get("crop_fraction", common.get("crop_fraction", DEFAULT_CROP_FRACTION)))
+    if spec.get("input_range"):
+        out["input_range"] = [float(v) for v in spec["input_range"]]
+    if exp.kind.image_files:
+        out["crop_fraction"] = float(spec.get("crop_fraction", common["crop_fraction"]))
     return out

@@ -1,11 +1,16 @@
-"""One function per workflow rule, taking plain paths and config blocks.
+"""One function per workflow rule, taking plain paths and values.
 
-The scripts in ``workflow/scripts`` only unpack the ``snakemake`` object and
-call these, so every rule can also be run (and tested) without Snakemake.
+Every rule runs ``workflow/scripts/step.py``, which calls :func:`run`: it
+finds the rule's step in :data:`STEPS` and calls it with the arguments its
+signature names, looked up in this order: the rule's ``params.job`` (from
+:meth:`embmap.plan.Plan.job`), its named outputs, its named inputs, its
+wildcards, and ``threads``. So every step can also be run (and tested)
+without Snakemake, with the same arguments.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -14,6 +19,38 @@ from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("embmap")
+STEPS: dict = {}
+TRAIN_THREADS = 1  # see train_network
+
+
+def step(*rules):
+    """Register a function as the step of ``rules`` (default: the rule of its own name)."""
+
+    def register(fn):
+        for rule in rules or (fn.__name__,):
+            STEPS[rule] = fn
+        return fn
+
+    return register
+
+
+def run(smk) -> None:
+    """Run the step of Snakemake job ``smk`` (the ``snakemake`` object of a script) with its log."""
+    fn = STEPS[smk.rule]
+    pools = [dict(smk.params.items()).get("job", {}), dict(smk.output.items()), dict(smk.input.items()),
+             dict(smk.wildcards.items()), {"threads": smk.threads}]
+    kwargs = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        for pool in pools:
+            if name in pool:
+                kwargs[name] = pool[name]
+                break
+        else:
+            if p.default is inspect.Parameter.empty:
+                raise TypeError(f"rule {smk.rule}: its step {fn.__name__} needs {name!r}, which the rule does not give")
+    with logged(smk.log[0] if smk.log else None):
+        set_threads(smk.threads)
+        fn(**kwargs)
 
 
 @contextmanager
@@ -42,7 +79,7 @@ def logged(path: str | None):
 
 
 def set_threads(n: int) -> None:
-    """Limit BLAS and TensorFlow to the job's ``threads``."""
+    """Limit BLAS to the job's ``threads``."""
     n = max(1, int(n))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(n))
@@ -54,85 +91,148 @@ def set_threads(n: int) -> None:
         pass
 
 
-def _tf_threads(n: int) -> None:
+def tf_threads(n: int) -> int:
+    """Run TensorFlow's kernels on ``n`` threads; returns the count in effect.
+
+    Its CPU kernels split sums by the thread count, so embeddings are
+    bit-identical for the same count and differ by float32 rounding between
+    counts; stores record the count (attribute ``tf_threads``).
+    """
     import tensorflow as tf
 
+    n = max(1, int(n))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
     except RuntimeError:  # already initialised in this process
         pass
+    return tf.config.threading.get_intra_op_parallelism_threads() or n
 
 
 # -- data ---------------------------------------------------------------------------
-def prepare_split(dataset: dict, output: str) -> None:
-    from . import datasets
+@step()
+def prepare_split(dataset: dict, manifest: str, pairs: str | None = None) -> None:
+    """The manifest of the experiment's images (``pairs``: the written pairs file it lists, if any)."""
+    from .data.manifest import write_manifest
 
-    m = datasets.write_manifest(dataset, output, log=log.warning)
-    log.info("manifest %s: %d images, splits %s", output, len(m), m["split"].value_counts().to_dict())
+    m = write_manifest(dataset, manifest, log=log.warning)
+    log.info("manifest %s: %d images, splits %s", manifest, len(m), m["split"].value_counts().to_dict())
+
+
+@step()
+def write_pairs(dataset: dict, pairs: str) -> None:
+    from . import data
+
+    data.get(dataset).write_pairs(pairs)
+    log.info("wrote %s", pairs)
+
+
+@step()
+def detect_faces(dataset: dict, manifest: str, faces: str, threads: int = 1) -> None:
+    """MTCNN over every image of the pairs split: the largest face's box and landmarks, one CSV row per image."""
+    import pandas as pd
+
+    from . import data
+    from .data import faces as fc
+    from .data.manifest import read_manifest
+    from .plan import PAIRS_SPLIT
+
+    tf_threads(threads)
+    ds = data.get(dataset)
+    ids = read_manifest(manifest, PAIRS_SPLIT)["id"].tolist()
+    from mtcnn import MTCNN
+
+    detector = MTCNN()
+    rows = []
+    for i, id_ in enumerate(ids):
+        img = ds.image(id_)
+        rows.append(fc.detection_row(id_, img.shape, fc.detect([img], detector)[0]))
+        if (i + 1) % 500 == 0:
+            log.info("%d of %d images", i + 1, len(ids))
+    t = pd.DataFrame(rows, columns=fc.DETECTION_COLUMNS)
+    tmp = f"{faces}.partial"
+    Path(faces).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(tmp, index=False, float_format="%.3f")
+    os.replace(tmp, faces)
+    log.info("faces found in %d of %d images; the others fall back to a centre crop", t.detected.sum(), len(t))
+
+
+@step()
+def align_faces(dataset: dict, faces: str, align: str, aligned: str) -> None:
+    import pandas as pd
+
+    from . import data
+    from .data import faces as fc
+
+    spec = fc.parse_align_key(align)
+    t = pd.read_csv(faces, dtype={"id": str})
+    n = fc.write_crops(data.get(dataset), t, spec, aligned, attrs={"detections": faces})
+    log.info("wrote %s: %d crops, %d centre-crop fallbacks", aligned, len(t), n)
 
 
 # -- networks -----------------------------------------------------------------------
-TRAIN_THREADS = 1
-
-
-def train_network(name: str, spec: dict, dataset: dict, manifest: str, output: str) -> None:
+@step()
+def train_network(network: str, train: dict, dataset: dict, manifest: str, model: str) -> None:
     """Train one demo network. TensorFlow runs on :data:`TRAIN_THREADS` threads whatever the job was given:
     its reductions change order with the thread count, so the weights (and every table after them) are
     bit-identical only if the count is fixed (``--cores 1`` and ``--cores 8`` give the same results)."""
-    from . import datasets, networks
+    from . import data
+    from .data.manifest import part_of, read_manifest
+    from .models import demo
 
-    _tf_threads(TRAIN_THREADS)
-    ds = datasets.get(dataset)
-    train = datasets.read_manifest(manifest, "train")
-    if spec.get("part"):
-        train = datasets.part_of(train, *spec["part"])
-    images = ds.images(list(train["id"]))
-    labels = train["label"].to_numpy()
-    log.info("training %s (%s) on %d images", name, spec["architecture"], len(labels))
-    summary = networks.train(spec, images, labels, ds.n_classes, output, log=log.info)
-    log.info("exported %s: embedding dim %d, train accuracy %s", output, summary["embedding_dim"],
+    tf_threads(TRAIN_THREADS)
+    ds = data.get(dataset)
+    rows = read_manifest(manifest, "train")
+    if train["part"]:
+        rows = part_of(rows, *train["part"])
+    images = ds.images(list(rows["id"]))
+    labels = rows["label"].to_numpy()
+    log.info("training %s (%s) on %d images", network, train["architecture"], len(labels))
+    summary = demo.train(train["architecture"], train["width"], train["epochs"], train["seed"], train["batch_size"],
+                         train["learning_rate"], images, labels, ds.n_classes, model, log=log.info)
+    log.info("exported %s: embedding dim %d, train accuracy %s", model, summary["embedding_dim"],
              summary["train_accuracy"])
 
 
-def extract(experiment: str, name: str, spec: dict, dataset: dict, manifest: str, split: str, output: str,
-            model_dir: str | None = None, store: dict | None = None, with_classifier: bool = True,
-            normalise: bool = False, aligned: str | None = None, threads: int = 1,
-            preprocessing: dict | None = None, lstsq_images: int | None = None) -> None:
-    from . import datasets, networks
+@step()
+def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict, manifest: str, store: str,
+            chunk_rows: int | None, batch_size: int, with_classifier: bool, normalise: bool, preprocessing: dict,
+            model: str | None = None, aligned: str | None = None, threads: int = 1,
+            lstsq_images: int | None = None) -> None:
+    """``network``'s embeddings of the images of ``split`` (or of their face crops) into ``store``."""
+    from . import data, models
+    from .data.manifest import read_manifest, skipped_ids
+    from .extract import extract as run_extraction
 
-    _tf_threads(threads)
-    store = store or {}
-    rows = datasets.read_manifest(manifest, split)
-    every = datasets.read_manifest(manifest, split, with_skipped=True)
-    skipped = sorted(every["id"][every["skipped"] != ""]) if "skipped" in every.columns else []
-    net = networks.open_network(name, spec, model_dir, preprocessing)
+    n_threads = tf_threads(threads)
+    rows = read_manifest(manifest, split)
+    net = models.open_model(network, spec, preprocessing, model_dir=model)
     if net.randomized:
-        log.info("%s: re-initialised %d variables (%d parameters) with seed %d", name,
+        log.info("%s: re-initialised %d variables (%d parameters) with seed %d", network,
                  net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"])
-    images, extra = datasets.get(dataset), {}
+    images, extra = data.get(dataset), {}
     if aligned:  # cached face crops instead of the raw images
-        from .faces import AlignedImages
+        from .data.faces import AlignedImages
 
         images = AlignedImages(aligned)
         a = images.attrs
         extra["alignment"] = {k: a.get(k) for k in ("style", "size", "margin", "fallbacks", "n")} | {"store": aligned}
         log.info("reading %s crops from %s (%s fallbacks to a centre crop)", a.get("style"), aligned,
                  a.get("fallbacks"))
-    networks.extract(
-        net, images, rows["id"].to_numpy(), rows["label"].to_numpy(), output,
-        chunk_rows=store.get("chunk_rows"), batch_size=int(store.get("batch_size", 256)),
-        with_classifier=with_classifier, normalise=normalise, log=log.info, preprocessing=preprocessing,
-        lstsq_images=lstsq_images,
-        attrs={"experiment": experiment, "source": spec["source"], "dataset": dataset, "split": split,
-               "seed": (spec.get("train") or {}).get("seed", spec.get("seed", dataset.get("seed"))), "spec": spec,
-               "manifest": str(manifest), "skipped": skipped, **extra},
+    seed = spec["train"]["seed"] if "train" in spec else spec.get("seed", dataset.get("seed"))
+    run_extraction(
+        net, images, rows["id"].to_numpy(), rows["label"].to_numpy(), store, chunk_rows=chunk_rows,
+        batch_size=batch_size, with_classifier=with_classifier, normalise=normalise, log=log.info,
+        preprocessing=preprocessing, lstsq_images=lstsq_images,
+        attrs={"experiment": experiment, "source": spec["source"], "source_kind": spec["source"], "dataset": dataset,
+               "split": split, "seed": seed, "spec": spec, "manifest": str(manifest),
+               "skipped": skipped_ids(manifest, split), "tf_threads": n_threads, **extra},
     )
-    log.info("wrote %s (%d images)", output, len(rows))
+    log.info("wrote %s (%d images)", store, len(rows))
 
 
 # -- fitting ------------------------------------------------------------------------
-def _open_shard(stores: dict[str, str], lay_args: dict, shard: int):
+def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
     """Open the fit stores and check, before any heavy work, that they hold the same samples.
 
     Counts come from metadata; ids are compared over this shard's row blocks
@@ -140,8 +240,8 @@ def _open_shard(stores: dict[str, str], lay_args: dict, shard: int):
     """
     import numpy as np
 
-    from . import ridge
     from . import stores as st
+    from .fit import gram
 
     opened = {}
     ref = None
@@ -156,13 +256,13 @@ def _open_shard(stores: dict[str, str], lay_args: dict, shard: int):
             raise st.StoreError(f"network {name!r}: store {path} has {s.n} samples, network {ref[0]!r} has {ref[1].n}")
         opened[name] = s
     arrays = {k: s.embeddings for k, s in opened.items()}
-    lay = ridge.pass_layout(arrays, **lay_args)
-    ref_ids = {}
+    lay = gram.pass_layout(arrays, shards, folds)
     for b in lay.blocks(shard):
         lo, hi = lay.span(b)
+        ref_ids = None
         for name, s in opened.items():
             ids = st.as_str(s.group["ids"][lo:hi])
-            if name == ref[0]:
+            if ref_ids is None:
                 ref_ids = ids
                 continue
             diff = np.flatnonzero(ids != ref_ids)
@@ -173,51 +273,56 @@ def _open_shard(stores: dict[str, str], lay_args: dict, shard: int):
     return arrays, lay
 
 
-def cross_products_shard(stores: dict[str, str], output: str, split: str, shard: int = 0, shards: int = 1,
-                         folds: int = 1, precision: str = "float64", chunk_rows: int | None = None,
-                         threads: int = 1) -> None:
+@step()
+def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds: int, precision: str, shard,
+                         partial: str, threads: int = 1) -> None:
     """One shard of the pass: centred cross products of all networks over this shard's row blocks."""
-    from . import ridge
+    from . import stores as st
+    from .fit import gram
 
-    set_threads(threads)
-    lay_args = {"shards": shards, "folds": folds, "chunk_rows": chunk_rows or ridge.PASS_ROWS}
-    arrays, lay = _open_shard(stores, lay_args, shard)
+    shard = int(shard)
+    arrays, lay = _open_shard(stores, shards, folds, shard)
     mine = lay.blocks(shard)
     log.info("shard %d of %d over split %r: %d of %d blocks of %d rows, %d networks, %d features in all, folds %s, "
-             "%s products", shard, shards, split, len(mine), lay.n_blocks, lay.rows, len(arrays),
+             "%s products", shard, shards, split, len(mine), lay.n_blocks, lay.block_rows, len(arrays),
              sum(a.shape[1] for a in arrays.values()), lay.folds_of_shard(shard) if folds > 1 else "-", precision)
     if not len(mine):
         log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
-    bl = ridge.cross_products(arrays, shard, shards, folds, lay_args["chunk_rows"], precision, num_workers=threads)
-    ridge.write_blocks(output, bl, full=False, split=split)
-    log.info("wrote %s (%d samples)", output, bl.n)
+    bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, num_workers=threads)
+    st.write_blocks(partial, bl, full=False, split=split)
+    log.info("wrote %s (%d samples)", partial, bl.n)
 
 
-def reduce_cross_products(partials: list[str], output: str, split: str, stores: dict[str, str]) -> None:
+@step()
+def cross_products(partials: list, blocks: str, split: str, stores: dict[str, str]) -> None:
     """Pool the shard partials into ``fit/blocks.zarr`` (and its per-fold blocks)."""
-    from . import ridge
-
-    bl = ridge.reduce_partials(list(partials), output, split=split, stores=dict(stores))
-    log.info("wrote %s: %d samples from %d shard(s), %d fold(s)", output, bl.n, len(partials), max(1, len(bl.folds)))
-
-
-def fit_maps(blocks: str, source: str, targets: list[str], alpha, output: str, experiment: str,
-             fit_split: str, threads: int = 1) -> None:
-    """Ridge maps from ``source`` to every target from the block store; ``alpha`` a number or a list (CV)."""
-    from . import ridge
     from . import stores as st
+    from .fit import gram
 
-    set_threads(threads)
-    bl = ridge.open_blocks(blocks)
+    paths = list(partials)
+    merged = gram.reduce([st.open_blocks(p) for p in paths], paths)
+    st.write_blocks(blocks, merged, split=split, stores=dict(stores))
+    log.info("wrote %s: %d samples from %d shard(s), %d fold(s)", blocks, merged.n, len(paths),
+             max(1, len(merged.folds)))
+
+
+@step()
+def fit_maps(blocks: str, source: str, targets: list[str], alpha, maps: str, experiment: str,
+             fit_split: str) -> None:
+    """Ridge maps from ``source`` to every target from the block store; ``alpha`` a number or a list (CV)."""
+    from . import stores as st
+    from .fit import FitError, ridge
+
+    bl = st.open_blocks(blocks)
     versions = st.versions()
     try:
-        maps = ridge.fit_maps(bl, source, targets, alpha)
-    except ridge.FitError as e:
-        raise ridge.FitError(f"experiment {experiment!r}, source network {source!r}: {e}") from None
-    Path(output).mkdir(parents=True, exist_ok=True)
-    for target, m in maps.items():
-        ridge.write_map(f"{output}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks,
-                        versions=versions)
+        fitted = ridge.fit_maps(bl, source, targets, alpha)
+    except FitError as e:
+        raise FitError(f"experiment {experiment!r}, source network {source!r}: {e}") from None
+    Path(maps).mkdir(parents=True, exist_ok=True)
+    for target, m in fitted.items():
+        st.write_map(f"{maps}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks,
+                     versions=versions)
         curve = ""
         if "cv_score" in m.attrs:
             curve = ", CV " + " ".join(f"{a:g}:{s if s is None else round(s, 5)}"
@@ -226,49 +331,33 @@ def fit_maps(blocks: str, source: str, targets: list[str], alpha, output: str, e
 
 
 # -- evaluation ---------------------------------------------------------------------
-def evaluate_closed_set(stores: dict[str, str], maps: str, table: str, matrix: str, chunk_rows: int = 4096,
-                        threads: int = 1) -> None:
-    from . import closed_set, ridge
+@step()
+def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str) -> None:
+    """Table 2: every target classifier on every source's mapped features (``maps[a][b]``: map store a -> b)."""
     from . import stores as st
+    from .evaluate import closed_set, common
 
-    set_threads(threads)
-    opened = st.open_aligned(stores, need_classifier=True)
+    opened = st.open_matched(stores, need_classifier=True)
     names = list(opened)
-    fitted = {(a, b): ridge.read_map(f"{maps}/{a}/{b}.zarr") for a in names for b in names if a != b}
-    t = closed_set.evaluate(opened, fitted, chunk_rows=chunk_rows)
+    fitted = {(a, b): st.read_map(maps[a][b]) for a in names for b in names if a != b}
+    t = closed_set.evaluate(opened, fitted)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
-    closed_set.matrix(t, names).to_csv(matrix, float_format="%.6g")
+    common.matrix(t, names, "accuracy").to_csv(matrix, float_format="%.6g")
     log.info("wrote %s and %s", table, matrix)
 
 
-def network_table(stores: dict[str, str], labels: dict, output: str, chunk_rows: int = 4096) -> None:
-    from . import network_table as nt
+@step()
+def network_table(stores: dict[str, str], labels: dict, table: str) -> None:
+    """Table 1: each network's provenance, feature dimension, parameters and native top-1."""
     from . import stores as st
+    from .evaluate import network_table as nt
 
-    opened = st.open_aligned(stores)
-    t = nt.describe(opened, labels, chunk_rows=chunk_rows)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    t.to_csv(output, index=False, float_format="%.6g")
-    log.info("wrote %s:\n%s", output, t[["network", "feature_dim", "parameters", "input_size", "top1"]].to_string())
-
-
-def plot_closed_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str,
-                    xlabel: str = "target network (classifier)") -> None:
-    import pandas as pd
-
-    from . import plots
-
-    m = pd.read_csv(matrix, index_col=0)
-    plots.heatmap(m, labels, controls, title, outputs, xlabel=xlabel)
-
-
-# -- open set -----------------------------------------------------------------------
-def write_pairs(dataset: dict, output: str) -> None:
-    from . import datasets
-
-    datasets.get(dataset).write_pairs(output)
-    log.info("wrote %s", output)
+    opened = st.open_matched(stores)
+    t = nt.describe(opened, labels)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    log.info("wrote %s:\n%s", table, t[["network", "feature_dim", "parameters", "input_size", "top1"]].to_string())
 
 
 def _pairs_features(stores: dict[str, str]):
@@ -277,29 +366,33 @@ def _pairs_features(stores: dict[str, str]):
 
     from . import stores as st
 
-    opened = st.open_aligned(stores)
+    opened = st.open_matched(stores)
     first = next(iter(opened.values()))
     feats = {k: np.asarray(s.embeddings[:], dtype=np.float64) for k, s in opened.items()}
     return feats, first.ids, {k: s.attrs for k, s in opened.items()}
 
 
-def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds: str, matrix: str, meta: str,
-                      alpha: float = 1.0, precision: str = "float64", threads: int = 1) -> None:
+@step()
+def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_table: str, matrix: str, meta: str,
+                      alpha, precision: str) -> None:
+    """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata."""
     import json
 
-    from . import open_set
+    from .data.pairs import read_pairs
+    from .evaluate import common, verification
 
-    set_threads(threads)
-    p = open_set.read_pairs(pairs)
+    p = read_pairs(pairs)
     feats, ids, attrs = _pairs_features(stores)
     log.info("%d pairs in %d folds over %d images, %d networks", len(p), p.n_folds, len(ids), len(feats))
-    t, f = open_set.verification(feats, ids, p, alpha=float(alpha), precision=precision)
+    t, f = verification.verification(feats, ids, p, alpha=alpha, precision=precision)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
-    f.to_csv(folds, index=False, float_format="%.8g")
-    open_set.matrix(t, list(feats)).to_csv(matrix, float_format="%.6g")
+    f.to_csv(folds_table, index=False, float_format="%.8g")
+    common.matrix(t, list(feats), "accuracy_mean").to_csv(matrix, float_format="%.6g")
     info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
-            "n_images": len(ids), "alpha": float(alpha), "precision": precision,
+            "n_images": len(ids), "alpha": alpha if isinstance(alpha, list) else float(alpha),
+            "alpha_selection": "inner cross-validation over the other folds" if isinstance(alpha, list) else "fixed",
+            "precision": precision,
             "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
                              "l2_normalised": a.get("l2_normalised"), "alignment": a.get("alignment")}
                          for k, a in attrs.items()}}
@@ -308,57 +401,30 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds: str
         log.info("%s -> %s %s: %.4f +- %.4f", r.source, r.target, r.method, r.accuracy_mean, r.accuracy_std)
 
 
-def evaluate_identification(stores: dict[str, str], table: str, matrix: str, folds: int = 5, seed: int = 0,
-                            alpha: float = 1.0, precision: str = "float64", threads: int = 1) -> None:
-    from . import open_set
+@step()
+def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_folds: int, seed: int, alpha,
+                            precision: str) -> None:
+    """Rank-1 and rank-5 identification of each network's probes in every network's gallery."""
+    from .evaluate import common, identification
 
-    set_threads(threads)
     feats, ids, _ = _pairs_features(stores)
-    t = open_set.identification(feats, ids, n_folds=int(folds), seed=int(seed), alpha=float(alpha),
-                                precision=precision)
+    t = identification.identification(feats, ids, n_folds=int(n_folds), seed=int(seed), alpha=alpha,
+                                      precision=precision, log=log.info)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
-    open_set.matrix(t, list(feats), value="rank1").to_csv(matrix, float_format="%.6g")
+    common.matrix(t, list(feats), "rank1").to_csv(matrix, float_format="%.6g")
     log.info("wrote %s: %d probes, gallery of %.0f identities per fold", table, t.n_probes.iloc[0],
              t.gallery_size.iloc[0])
 
 
-def plot_open_set(matrix: str, outputs: list[str], labels: dict, controls: list[str], title: str) -> None:
-    plot_closed_set(matrix, outputs, labels, controls, title, xlabel="target network (features)")
-
-
-def detect_faces(dataset: dict, manifest: str, output: str, split: str = "pairs", threads: int = 1) -> None:
-    """MTCNN over every image of ``split``: the largest face's box and landmarks, one CSV row per image."""
+# -- report -------------------------------------------------------------------------
+@step("plot_closed_set", "plot_open_set", "plot_identification")
+def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[str], title: str,
+                 xlabel: str) -> None:
+    """A Table 2 / Table 6 style heatmap of a matrix table, as PNG and SVG."""
     import pandas as pd
 
-    from . import datasets, faces
+    from .evaluate import plots
 
-    _tf_threads(threads)
-    ds = datasets.get(dataset)
-    ids = datasets.read_manifest(manifest, split)["id"].tolist()
-    from mtcnn import MTCNN
-
-    detector = MTCNN()
-    rows = []
-    for i, id_ in enumerate(ids):
-        img = ds.image(id_)
-        rows.append(faces.detection_row(id_, img.shape, faces.detect([img], detector)[0]))
-        if (i + 1) % 500 == 0:
-            log.info("%d of %d images", i + 1, len(ids))
-    t = pd.DataFrame(rows, columns=faces.DETECTION_COLUMNS)
-    tmp = f"{output}.partial"
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    t.to_csv(tmp, index=False, float_format="%.3f")
-    os.replace(tmp, output)
-    log.info("faces found in %d of %d images; the others fall back to a centre crop", t.detected.sum(), len(t))
-
-
-def align_faces(dataset: dict, detections: str, key: str, output: str) -> None:
-    import pandas as pd
-
-    from . import datasets, faces
-
-    spec = faces.parse_align_key(key)
-    t = pd.read_csv(detections, dtype={"id": str})
-    n = faces.write_crops(datasets.get(dataset), t, spec, output, attrs={"detections": detections})
-    log.info("wrote %s: %d crops, %d centre-crop fallbacks", output, len(t), n)
+    m = pd.read_csv(matrix, index_col=0)
+    plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel)

@@ -1,4 +1,4 @@
-"""Embedding stores, map stores and block stores: the Zarr files users open.
+"""Embedding stores, block stores and map stores: the Zarr files users open.
 
 Embedding store (``results/{experiment}/embeddings/{network}/{split}.zarr``),
 a Zarr v3 group:
@@ -9,9 +9,17 @@ a Zarr v3 group:
   dataset root, or dataset-specific names);
 - ``classifier/weight`` float32 [class, feature] and ``classifier/bias``
   float32 [class] when the network has a classifier (logits = W f + b);
-- attributes: provenance (network, source, handle, input_size,
+- attributes: provenance (network, source_kind, handle, input_size,
   preprocessing, dataset, split, seed, versions, created) and
-  ``complete: true``, written last.
+  ``complete: true``, written last. ``source`` is the older name of
+  ``source_kind`` and is still written.
+
+Block store (``fit/blocks.zarr``): the pass's centred cross products
+(:func:`write_blocks`, :func:`open_blocks`, see :mod:`embmap.fit.gram`).
+Map store (``maps/{source}/{target}.zarr``): ``weight`` [d_source, d_target]
+and ``intercept`` [d_target] with f_target ≈ f_source @ weight + intercept
+(:func:`write_map`, :func:`read_map`); its ``source`` and ``target``
+attributes are network keys.
 
 Every writer builds the group beside its destination (``<path>.partial``)
 and renames it into place only when complete, so a store at its final path
@@ -30,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+
+from .fit.gram import Blocks, empty_blocks, pool, pool_block
+from .fit.ridge import LinearMap
 
 FORMAT_VERSION = 1
 
@@ -421,7 +432,7 @@ def open_embeddings(path) -> EmbeddingStore:
     return s
 
 
-def open_aligned(paths: dict[str, str], need_classifier: bool = False) -> dict[str, EmbeddingStore]:
+def open_matched(paths: dict[str, str], need_classifier: bool = False) -> dict[str, EmbeddingStore]:
     """Open one store per network and check they describe the same samples in the same order.
 
     Raises :class:`StoreError` naming the network whose ids or labels disagree
@@ -463,3 +474,94 @@ def sample_chunks(n: int, rows: int):
     """Yield (start, stop) ranges covering ``range(n)`` in steps of ``rows``."""
     for start in range(0, n, rows):
         yield start, min(n, start + rows)
+
+
+# -- block stores (the pass's cross products) ---------------------------------------
+def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
+    """Store blocks one pair at a time (memory: a few blocks).
+
+    Layout: ``mean/{A}`` [d_A], ``gram/{A}/{B}`` [d_A, d_B] for A at or before
+    B, ``sumsq/{A}`` [d_A] (the diagonal of ``gram/{A}/{A}``); with folds the
+    same under ``folds/{k}/`` for each fold with samples. ``full=False``
+    writes only the folds (shard partials, whose whole is their pool).
+    Gram blocks are stored uncompressed: float64 products do not compress.
+    """
+    folds = blocks.folds
+    parts = [f for f in folds if f.n > 0]
+    full = (full or not folds) and blocks.n > 0  # an empty shard writes its attributes only
+    with atomic_group(path) as g:
+        if full:
+            for a, m in blocks.means.items():
+                g.create_array(f"mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+        for k, f in enumerate(folds):
+            for a, m in (f.means.items() if f.n else ()):
+                g.create_array(f"folds/{k}/mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+        for a, b in blocks.pairs():
+            dn = [f"{a}_feature", f"{b}_feature"]
+            grams = []
+            for k, f in enumerate(folds):
+                if f.n:
+                    grams.append(f.read(a, b))
+                    g.create_array(f"folds/{k}/gram/{a}/{b}", data=grams[-1], dimension_names=dn, compressors=None)
+                    if a == b:
+                        g.create_array(f"folds/{k}/sumsq/{a}", data=np.diag(grams[-1]).copy(), dimension_names=dn[:1])
+            if full:
+                s = pool_block(parts, a, b, blocks.means, grams) if folds else blocks.read(a, b)
+                g.create_array(f"gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
+                if a == b:
+                    g.create_array(f"sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
+            del grams
+        alias = {"fold_rows": blocks.attrs["block_rows"]} if "block_rows" in blocks.attrs else {}
+        g.attrs.update({**blocks.attrs, **alias, "networks": list(blocks.names), "dims": list(blocks.dims), "n": int(blocks.n),
+                        "folds": max(1, len(folds)), "fold_n": [int(f.n) for f in folds], "created": now(),
+                        "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the samples, A at or "
+                                      "before B in the order of 'networks'",
+                        **({"fold_convention": "sample i (row of the fit split) is in fold (i // block_rows) % folds; "
+                                               "folds/k/ holds fold k's blocks centred on its own mean"}
+                           if folds else {}),
+                        **attrs})
+
+
+def open_blocks(path) -> Blocks:
+    """Blocks of a block store (or of a shard partial, whose whole is pooled from its folds)."""
+    g = open_group(path, "block store")
+    names, dims = list(g.attrs["networks"]), [int(d) for d in g.attrs["dims"]]
+    attrs = dict(g.attrs)
+
+    def stored(prefix: str, n: int) -> Blocks:
+        if n == 0:
+            return empty_blocks(names, dims)
+        means = {a: np.asarray(g[f"{prefix}mean/{a}"][:]) for a in names}
+        diag = ((lambda a: np.asarray(g[f"{prefix}sumsq/{a}"][:])) if f"{prefix}sumsq" in g else None)
+        return Blocks(names, dims, n, means, lambda a, b: np.asarray(g[f"{prefix}gram/{a}/{b}"][:]), attrs=attrs,
+                      diag=diag)
+
+    fold_n = [int(v) for v in attrs.get("fold_n", [])]
+    folds = [stored(f"folds/{k}/", nk) for k, nk in enumerate(fold_n)]
+    if int(attrs["n"]) == 0:  # a shard with no rows
+        return Blocks(names, dims, 0, {}, lambda a, b: None, folds, attrs)
+    if "gram" in g:
+        whole = stored("", int(attrs["n"]))
+        whole.folds = folds
+        return whole
+    return pool(folds, folds=folds, attrs=attrs)
+
+
+def write_map(path, m: LinearMap, **attrs) -> None:
+    """Store a map: ``weight`` [d_A, d_B], ``intercept`` [d_B], attributes with provenance.
+
+    ``weight`` is stored uncompressed (float64 coefficients do not compress).
+    """
+    if "versions" not in attrs:  # callers writing many maps pass it once
+        attrs["versions"] = versions()
+    with atomic_group(path) as g:
+        g.create_array("weight", data=np.asarray(m.weight, np.float64), compressors=None,
+                       dimension_names=["source_feature", "target_feature"])
+        g.create_array("intercept", data=np.asarray(m.intercept, np.float64), dimension_names=["target_feature"])
+        g.attrs.update({**m.attrs, "d_source": int(m.weight.shape[0]), "d_target": int(m.weight.shape[1]),
+                        "convention": "f_target ≈ f_source @ weight + intercept", "created": now(), **attrs})
+
+
+def read_map(path) -> LinearMap:
+    g = open_group(path, "map store")
+    return LinearMap(np.asarray(g["weight"][:]), np.asarray(g["intercept"][:]), dict(g.attrs))

@@ -1,57 +1,126 @@
+# Evaluation: Table 2 (closed set), Table 1 (the networks), Table 6 (open-set verification) and identification.
+
+
 rule evaluate_closed_set:
     input:
-        unpack(eval_stores),
-        maps=all_maps,
+        unpack(P.inputs("evaluate_closed_set")),
     output:
         table=report(
-            f"{R}/{{exp}}/tables/closed_set.csv",
+            P.pattern("closed_set"),
             caption="../report/closed_set.rst",
             category="{exp}",
             subcategory="closed set",
         ),
         matrix=report(
-            f"{R}/{{exp}}/tables/closed_set_matrix.csv",
+            P.pattern("closed_set_matrix"),
             caption="../report/closed_set_matrix.rst",
             category="{exp}",
             subcategory="closed set",
         ),
     log:
-        f"{R}/{{exp}}/logs/evaluate_closed_set.log",
+        P.log("evaluate_closed_set"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/evaluate_closed_set.tsv"
+        P.benchmark("evaluate_closed_set")
     conda:
         "../../envs/analysis.yaml"
     threads: 4
     resources:
         mem_mb=8000,
     params:
-        stores=eval_stores,
-        maps=f"{R}/{{exp}}/maps",
+        job=P.job("evaluate_closed_set"),
     script:
-        "../scripts/evaluate_closed_set.py"
+        "../scripts/step.py"
 
 
 rule network_table:
     input:
-        unpack(eval_stores),
+        unpack(P.inputs("network_table")),
     output:
-        report(
-            f"{R}/{{exp}}/tables/networks.csv",
+        table=report(
+            P.pattern("networks_table"),
             caption="../report/networks.rst",
             category="{exp}",
             subcategory="networks",
         ),
     log:
-        f"{R}/{{exp}}/logs/network_table.log",
+        P.log("network_table"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/network_table.tsv"
+        P.benchmark("network_table")
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
     params:
-        stores=eval_stores,
-        labels=lambda wc: {k: n.label for k, n in exp_of(wc).networks.items()},
+        job=P.job("network_table"),
     script:
-        "../scripts/network_table.py"
+        "../scripts/step.py"
+
+
+rule evaluate_open_set:
+    input:
+        unpack(P.inputs("evaluate_open_set")),
+    output:
+        table=report(
+            P.pattern("open_set"),
+            caption="../report/open_set.rst",
+            category="{exp}",
+            subcategory="open set",
+        ),
+        folds_table=report(
+            P.pattern("open_set_folds"),
+            caption="../report/open_set_folds.rst",
+            category="{exp}",
+            subcategory="open set",
+        ),
+        matrix=report(
+            P.pattern("open_set_matrix"),
+            caption="../report/open_set_matrix.rst",
+            category="{exp}",
+            subcategory="open set",
+        ),
+        meta=P.pattern("open_set_meta"),
+    log:
+        P.log("evaluate_open_set"),
+    benchmark:
+        P.benchmark("evaluate_open_set")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+    params:
+        job=P.job("evaluate_open_set"),
+    script:
+        "../scripts/step.py"
+
+
+rule evaluate_identification:
+    input:
+        unpack(P.inputs("evaluate_identification")),
+    output:
+        table=report(
+            P.pattern("identification"),
+            caption="../report/identification.rst",
+            category="{exp}",
+            subcategory="identification",
+        ),
+        matrix=report(
+            P.pattern("identification_matrix"),
+            caption="../report/identification_matrix.rst",
+            category="{exp}",
+            subcategory="identification",
+        ),
+    log:
+        P.log("evaluate_identification"),
+    benchmark:
+        P.benchmark("evaluate_identification")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+    params:
+        job=P.job("evaluate_identification"),
+    script:
+        "../scripts/step.py"

@@ -1,12 +1,15 @@
+# Networks: the demo's own networks are trained first; every network's embeddings go into one store per split.
+
+
 rule train_network:
     input:
-        manifest=f"{R}/{{exp}}/data/manifest.csv",
+        manifest=P.pattern("manifest"),
     output:
-        directory(f"{R}/{{exp}}/models/{{network}}"),
+        model=directory(P.pattern("model")),
     log:
-        f"{R}/{{exp}}/logs/train_network/{{network}}.log",
+        P.log("train_network", "{network}"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/train_network/{{network}}.tsv"
+        P.benchmark("train_network", "{network}")
     conda:
         "../../envs/tensorflow.yaml"
     # one thread: bit-identical weights whatever the core count (embmap.steps.TRAIN_THREADS)
@@ -14,32 +17,26 @@ rule train_network:
     resources:
         mem_mb=4000,
     params:
-        spec=lambda wc: P.network(wc.exp, wc.network).spec,
-        dataset=lambda wc: exp_of(wc).dataset,
+        job=P.job("train_network"),
     script:
-        "../scripts/train_network.py"
+        "../scripts/step.py"
 
 
 rule extract:
     input:
-        unpack(extract_inputs),
+        unpack(P.inputs("extract")),
     output:
-        directory(f"{R}/{{exp}}/embeddings/{{network}}/{{split}}.zarr"),
+        store=directory(P.pattern("store")),
     log:
-        f"{R}/{{exp}}/logs/extract/{{network}}/{{split}}.log",
+        P.log("extract", "{network}/{split}"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/extract/{{network}}/{{split}}.tsv"
+        P.benchmark("extract", "{network}/{split}")
     conda:
         "../../envs/tensorflow.yaml"
     threads: 4
     resources:
         mem_mb=8000,
     params:
-        spec=lambda wc: P.network(wc.exp, wc.network).spec,
-        dataset=lambda wc: exp_of(wc).dataset,
-        store=lambda wc: exp_of(wc).store_options,
-        with_classifier=lambda wc: exp_of(wc).task == "closed_set",
-        preprocessing=lambda wc: P.preprocessing(wc.exp, wc.network),
-        normalise=lambda wc: exp_of(wc).task == "open_set",
+        job=P.job("extract"),
     script:
-        "../scripts/extract.py"
+        "../scripts/step.py"

@@ -4,13 +4,13 @@
 
 rule cross_products_shard:
     input:
-        unpack(fit_stores),
+        unpack(P.inputs("cross_products_shard")),
     output:
-        temp(directory(f"{R}/{{exp}}/fit/shards/{{shard}}.zarr")),
+        partial=temp(directory(P.pattern("shard"))),
     log:
-        f"{R}/{{exp}}/logs/cross_products/shard{{shard}}.log",
+        P.log("cross_products_shard", "{shard}"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/cross_products_shard/{{shard}}.tsv"
+        P.benchmark("cross_products_shard", "{shard}")
     wildcard_constraints:
         shard="[0-9]+",
     conda:
@@ -19,53 +19,46 @@ rule cross_products_shard:
     resources:
         mem_mb=4000,
     params:
-        stores=fit_stores,
-        split=lambda wc: exp_of(wc).fit_split,
-        shards=lambda wc: exp_of(wc).shards,
-        folds=lambda wc: exp_of(wc).cv_folds,
-        precision=lambda wc: exp_of(wc).mapping["precision"],
+        job=P.job("cross_products_shard"),
     script:
-        "../scripts/cross_products_shard.py"
+        "../scripts/step.py"
 
 
 rule cross_products:
     input:
-        partials=lambda wc: P.shard_partials(wc.exp),
+        unpack(P.inputs("cross_products")),
     output:
-        directory(f"{R}/{{exp}}/fit/blocks.zarr"),
+        blocks=directory(P.pattern("blocks")),
     log:
-        f"{R}/{{exp}}/logs/cross_products.log",
+        P.log("cross_products"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/cross_products.tsv"
+        P.benchmark("cross_products")
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
     params:
-        stores=fit_stores,
-        split=lambda wc: exp_of(wc).fit_split,
+        job=P.job("cross_products"),
     script:
-        "../scripts/cross_products.py"
+        "../scripts/step.py"
 
 
 rule fit_maps:
     input:
-        blocks=f"{R}/{{exp}}/fit/blocks.zarr",
+        blocks=P.pattern("blocks"),
     output:
-        directory(f"{R}/{{exp}}/maps/{{source}}"),
+        maps=directory(P.pattern("maps")),
     log:
-        f"{R}/{{exp}}/logs/fit_maps/{{source}}.log",
+        P.log("fit_maps", "{source}"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/fit_maps/{{source}}.tsv"
+        P.benchmark("fit_maps", "{source}")
     conda:
         "../../envs/analysis.yaml"
     threads: 2
     resources:
         mem_mb=4000,
     params:
-        targets=lambda wc: [b for b in exp_of(wc).networks if b != wc.source],
-        alpha=lambda wc: exp_of(wc).mapping["alpha"],
-        fit_split=lambda wc: exp_of(wc).fit_split,
+        job=P.job("fit_maps"),
     script:
-        "../scripts/fit_maps.py"
+        "../scripts/step.py"

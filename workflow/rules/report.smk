@@ -1,26 +1,79 @@
+# Figures: every heatmap of the report, drawn by one step from the matrix tables.
+
+
 rule plot_closed_set:
     input:
-        matrix=f"{R}/{{exp}}/tables/closed_set_matrix.csv",
+        matrix=P.pattern("closed_set_matrix"),
     output:
         png=report(
-            f"{R}/{{exp}}/figures/closed_set_heatmap.png",
+            P.pattern("closed_set_heatmap", ext="png"),
             caption="../report/closed_set_heatmap.rst",
             category="{exp}",
             subcategory="closed set",
         ),
-        svg=f"{R}/{{exp}}/figures/closed_set_heatmap.svg",
+        svg=P.pattern("closed_set_heatmap", ext="svg"),
     log:
-        f"{R}/{{exp}}/logs/plot_closed_set.log",
+        P.log("plot_closed_set"),
     benchmark:
-        f"{R}/{{exp}}/benchmarks/plot_closed_set.tsv"
+        P.benchmark("plot_closed_set")
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
     params:
-        labels=lambda wc: {k: n.label for k, n in exp_of(wc).networks.items()},
-        controls=lambda wc: [k for k, n in exp_of(wc).networks.items() if n.control],
-        title=lambda wc: f"{wc.exp}: target classifier accuracy on mapped source features",
+        job=P.job("plot_closed_set"),
     script:
-        "../scripts/plot_closed_set.py"
+        "../scripts/step.py"
+
+
+rule plot_open_set:
+    input:
+        matrix=P.pattern("open_set_matrix"),
+    output:
+        png=report(
+            P.pattern("open_set_heatmap", ext="png"),
+            caption="../report/open_set_heatmap.rst",
+            category="{exp}",
+            subcategory="open set",
+        ),
+        svg=P.pattern("open_set_heatmap", ext="svg"),
+    log:
+        P.log("plot_open_set"),
+    benchmark:
+        P.benchmark("plot_open_set")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_open_set"),
+    script:
+        "../scripts/step.py"
+
+
+rule plot_identification:
+    input:
+        matrix=P.pattern("identification_matrix"),
+    output:
+        png=report(
+            P.pattern("identification_heatmap", ext="png"),
+            caption="../report/identification_heatmap.rst",
+            category="{exp}",
+            subcategory="identification",
+        ),
+        svg=P.pattern("identification_heatmap", ext="svg"),
+    log:
+        P.log("plot_identification"),
+    benchmark:
+        P.benchmark("plot_identification")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_identification"),
+    script:
+        "../scripts/step.py"

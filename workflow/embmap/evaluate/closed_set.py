@@ -24,8 +24,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import stores as st
-from .ridge import LinearMap, analytic_map
+from .. import stores as st
+from ..fit import FitError
+from ..fit.ridge import LinearMap
+from .common import ANALYTIC, IDENTITY, NATIVE, RIDGE, cosine
 
 COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
            "r2", "cosine", "agreement", "n"]
@@ -39,14 +41,24 @@ class _Tally:
         self.cos = self.sse = 0.0
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    na = np.linalg.norm(a, axis=1)
-    nb = np.linalg.norm(b, axis=1)
-    return np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-300)
+def analytic_map(cls_a: tuple, cls_b: tuple) -> LinearMap:
+    """The paper's Theorem 3.2 map: ``f_B = pinv(C_B) (C_A f_A + b_A - b_B)``.
+
+    ``cls_a`` and ``cls_b`` are (weight [class, feature], bias [class]). When
+    ``C_B`` has full row rank the mapped features give exactly the source
+    network's logits under B's classifier.
+    """
+    ca, ba = (np.asarray(t, dtype=np.float64) for t in cls_a)
+    cb, bb = (np.asarray(t, dtype=np.float64) for t in cls_b)
+    if ca.shape[0] != cb.shape[0]:
+        raise FitError(f"classifiers have {ca.shape[0]} and {cb.shape[0]} classes; the analytic map needs equal")
+    pinv_b = np.linalg.pinv(cb)
+    full_rank = np.linalg.matrix_rank(cb) == cb.shape[0]
+    return LinearMap(ca.T @ pinv_b.T, pinv_b @ (ba - bb), {"method": "analytic", "exact": bool(full_rank)})
 
 
 def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
-             chunk_rows: int = 4096) -> pd.DataFrame:
+             block_rows: int = 4096) -> pd.DataFrame:
     """Measure every pair and method in one pass over the evaluation stores.
 
     Parameters
@@ -56,7 +68,7 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
         each with a classifier; their order is the table's order.
     maps : dict (source, target) -> LinearMap
         The ridge maps for every ordered pair of distinct networks.
-    chunk_rows : int
+    block_rows : int
         Samples read per step; memory is bounded by this, not by the split size.
 
     Returns
@@ -74,22 +86,22 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             raise KeyError(f"no ridge map from {a!r} to {b!r}")
     methods: dict[tuple[str, str, str], LinearMap | None] = {}
     for a in names:
-        methods[(a, a, "native")] = None
+        methods[(a, a, NATIVE)] = None
         for b in names:
             if a == b:
                 continue
-            methods[(a, b, "ridge")] = maps[(a, b)]
+            methods[(a, b, RIDGE)] = maps[(a, b)]
             if cls[a][0].shape[0] == cls[b][0].shape[0]:
-                methods[(a, b, "analytic")] = analytic_map(cls[a], cls[b])
+                methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b])
             if stores[a].dim == stores[b].dim:
-                methods[(a, b, "identity")] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
-                                                        {"method": "identity"})
+                methods[(a, b, IDENTITY)] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
+                                                      {"method": IDENTITY})
     tallies = {key: _Tally() for key in methods}
     ysum = {b: np.zeros(stores[b].dim) for b in names}
     ysq = {b: 0.0 for b in names}
     n_total = 0
     known = labels >= 0
-    for start, stop in st.sample_chunks(first.n, chunk_rows):
+    for start, stop in st.sample_chunks(first.n, block_rows):
         feats = {k: np.asarray(s.embeddings[start:stop], dtype=np.float64) for k, s in stores.items()}
         for k, f in feats.items():
             if not np.isfinite(f).all():
@@ -109,10 +121,10 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             t.correct += int(np.sum(pred[mask] == y[mask]))
             t.n += int(mask.sum())
             t.agree += int(np.sum(pred == native_pred[b]))
-            t.cos += float(_cosines(mapped, feats[b]).sum())
+            t.cos += float(cosine(mapped, feats[b]).sum())
             t.sse += float(np.sum((mapped - feats[b]) ** 2))
     sst = {b: ysq[b] - float(ysum[b] @ ysum[b]) / n_total for b in names}
-    native_acc = {a: tallies[(a, a, "native")].correct / tallies[(a, a, "native")].n for a in names}
+    native_acc = {a: tallies[(a, a, NATIVE)].correct / tallies[(a, a, NATIVE)].n for a in names}
     rows = []
     for (a, b, method), t in tallies.items():
         acc = t.correct / t.n
@@ -124,11 +136,3 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             "cosine": t.cos / n_total, "agreement": t.agree / n_total, "n": t.n,
         })
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def matrix(table: pd.DataFrame, order: list[str], method: str = "ridge") -> pd.DataFrame:
-    """The Table 2 matrix: rows source, columns target, ``method`` accuracy off the diagonal, native on it."""
-    t = table[(table["method"] == method) | (table["method"] == "native")]
-    m = t.pivot(index="source", columns="target", values="accuracy").reindex(index=order, columns=order)
-    m.index.name, m.columns.name = "source", "target"
-    return m

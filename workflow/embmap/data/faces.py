@@ -19,17 +19,8 @@ Crops are cached per alignment (:func:`write_crops`, an ``aligned/KEY.zarr``
 store of uint8 [image, size, size, 3]) so every network with that alignment
 reads the same crops (:class:`AlignedImages`).
 
-Networks:
-
-- :class:`FrozenGraphNetwork`: a TF1 frozen graph ``.pb`` with named input,
-  output and optional phase-train tensors (facenet: ``input:0``,
-  ``embeddings:0``, ``phase_train:0``; fixed standardisation
-  ``(x - 127.5) / 128`` of 0-255 pixels, i.e. input range
-  [-127.5/128, 127.5/128] for pixels in [0, 1]);
-- :class:`ArcFaceNetwork`: peteryuX/arcface-tf2's inference architecture (a
-  Keras application backbone, then BatchNorm, Dropout, Flatten, Dense(512),
-  BatchNorm), rebuilt and restored from the release checkpoint; input RGB in
-  [0, 1] at 112.
+The face networks themselves are sources: :mod:`embmap.models.frozen_graph`
+and :mod:`embmap.models.arcface`.
 """
 
 from __future__ import annotations
@@ -40,12 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .networks import Network, NetworkError, _keras, _tf
+from .. import config
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # left = smaller x in the image
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
                              [70.7299, 92.2041]])  # for 112 x 112 crops
-FACENET_RANGE = (-127.5 / 128.0, 127.5 / 128.0)  # (255 x - 127.5) / 128 for x in [0, 1]
 STYLES = ("facenet", "arcface")
 DETECTION_COLUMNS = ["id", "detected", "confidence", "height", "width", "x", "y", "w", "h"] + [
     f"{k}_{c}" for k in LANDMARKS for c in "xy"]
@@ -57,12 +47,11 @@ class AlignmentError(ValueError):
 
 # -- alignment specs ----------------------------------------------------------------
 def align_spec(spec: dict) -> dict:
-    """An ``align`` block with defaults: facenet 160 px, margin 32; arcface 112 px."""
-    style = spec.get("style")
-    if style not in STYLES:
-        raise AlignmentError(f"align.style: {style!r}; use one of {STYLES}")
-    size = int(spec.get("size", 160 if style == "facenet" else 112))
-    return {"style": style, "size": size, "margin": int(spec.get("margin", 32)) if style == "facenet" else 0}
+    """An ``align`` block completed with the schema's defaults (facenet: 160 px, margin 32; arcface: 112 px)."""
+    if spec.get("style") not in STYLES:
+        raise AlignmentError(f"align.style: {spec.get('style')!r}; use one of {STYLES}")
+    spec = config.defaults("align", spec)
+    return {"style": spec["style"], "size": int(spec["size"]), "margin": int(spec.get("margin", 0))}
 
 
 def parse_align_key(key: str) -> dict:
@@ -189,7 +178,7 @@ def write_crops(dataset, detections: pd.DataFrame, spec: dict, path, chunk_rows:
     Store: ``images`` uint8 [image, size, size, 3], ``ids`` str, ``detected``
     bool; attributes ``style``, ``size``, ``margin``, ``fallbacks``, ``n``.
     """
-    from . import stores as st
+    from .. import stores as st
 
     s = align_spec(spec)
     n, size = len(detections), s["size"]
@@ -213,7 +202,7 @@ class AlignedImages:
     """Reads crops of an aligned store by id, as a dataset does: float32 [batch, size, size, 3] in [0, 1]."""
 
     def __init__(self, path):
-        from . import stores as st
+        from .. import stores as st
 
         self.path = str(path)
         self.group = st.open_group(path, "aligned face store")
@@ -232,108 +221,3 @@ class AlignedImages:
         out = np.empty((len(rows),) + self.group["images"].shape[1:], dtype=np.float32)
         out[order] = self.group["images"].get_orthogonal_selection((np.asarray(rows)[order],)) / 255.0
         return out
-
-
-# -- networks -----------------------------------------------------------------------
-class FrozenGraphNetwork(Network):
-    """A TF1 frozen graph (``GraphDef`` ``.pb``) read through ``tf.compat.v1.wrap_function``.
-
-    ``phase_train`` names a boolean tensor fed ``False`` (facenet's batch norm
-    and dropout switch); pass None when the graph has none.
-    """
-
-    def __init__(self, name, graph, input="input:0", output="embeddings:0", phase_train="phase_train:0",
-                 input_size=None, channels=None, input_range=FACENET_RANGE):
-        tf = _tf()
-        self.name, self.handle, self.classifier_handle, self.logits_layer = name, str(graph), None, None
-        self.input_size = tuple(input_size) if input_size else None
-        self.channels = channels
-        self.input_range = tuple(float(v) for v in input_range)
-        gd = tf.compat.v1.GraphDef()
-        try:
-            gd.ParseFromString(Path(graph).read_bytes())
-        except Exception as e:  # missing file or not a GraphDef
-            raise NetworkError(f"network {name!r}: cannot read a frozen graph from {graph}: {e}") from None
-        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(gd, name=""), [])
-        g = wrapped.graph
-
-        def tensor(t):
-            try:
-                return g.get_tensor_by_name(t)
-            except (KeyError, ValueError):
-                inputs = [op.name for op in g.get_operations() if op.type in ("Placeholder", "PlaceholderWithDefault")]
-                raise NetworkError(f"network {name!r}: the graph {graph} has no tensor {t!r} "
-                                   f"(its placeholders: {inputs})") from None
-
-        feeds = [tensor(input)] + ([tensor(phase_train)] if phase_train else [])
-        self._phase = bool(phase_train)
-        self._fn = wrapped.prune(feeds, tensor(output))
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        tf = _tf()
-        args = [self.preprocess(images)] + ([tf.constant(False)] if self._phase else [])
-        f = self._fn(*args).numpy()
-        if f.ndim != 2:
-            raise NetworkError(f"network {self.name!r}: output of shape {f.shape}; expected [batch, feature]")
-        return f.astype(np.float32)
-
-
-BACKBONES = ("ResNet50", "MobileNetV2")
-
-
-def arcface_model(backbone: str = "ResNet50", size: int = 112, embedding: int = 512):
-    """arcface-tf2's ``ArcFaceModel(training=False)``: backbone, then its OutputLayer, as nested Keras models."""
-    k = _keras()
-    if backbone not in BACKBONES:
-        raise NetworkError(f"arcface backbone {backbone!r}: use one of {BACKBONES}")
-    inputs = k.Input([size, size, 3], name="input_image")
-    app = getattr(k.applications, backbone)
-    x = app(input_shape=(size, size, 3), include_top=False, weights=None)(inputs)
-    head_in = k.Input(x.shape[1:])
-    y = k.layers.BatchNormalization()(head_in)
-    y = k.layers.Dropout(rate=0.5)(y)
-    y = k.layers.Flatten()(y)
-    y = k.layers.Dense(embedding, kernel_regularizer=k.regularizers.l2(5e-4))(y)
-    y = k.layers.BatchNormalization()(y)
-    embds = k.Model(head_in, y, name="OutputLayer")(x)
-    return k.Model(inputs, embds, name="arcface_model")
-
-
-class ArcFaceNetwork(Network):
-    """An arcface-tf2 network restored from its checkpoint (a prefix, or a directory with a ``checkpoint`` file)."""
-
-    def __init__(self, name, checkpoint, backbone="ResNet50", input_size=(112, 112), embedding=512,
-                 input_range=(0.0, 1.0)):
-        tf = _tf()
-        self.name, self.handle, self.classifier_handle, self.logits_layer = name, str(checkpoint), None, None
-        self.input_size = tuple(input_size)
-        self.channels = 3
-        self.input_range = tuple(float(v) for v in input_range)
-        prefix = tf.train.latest_checkpoint(str(checkpoint)) if Path(checkpoint).is_dir() else str(checkpoint)
-        if not prefix or not Path(f"{prefix}.index").exists():
-            raise NetworkError(f"network {name!r}: no checkpoint at {checkpoint} (expected PREFIX.index or a "
-                               "directory with a 'checkpoint' file)")
-        self.model = arcface_model(backbone, self.input_size[0], embedding)
-        try:
-            self.model.load_weights(prefix).expect_partial()
-        except Exception as e:  # tf raises many kinds
-            raise NetworkError(f"network {name!r}: checkpoint {prefix} does not fit arcface {backbone}: {e}") from e
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        return self.model(self.preprocess(images), training=False).numpy().astype(np.float32)
-
-
-SOURCES = ("frozen_graph", "arcface")
-
-
-def open_face_network(name: str, spec: dict) -> Network:
-    """The network of a ``source: frozen_graph`` or ``source: arcface`` config entry."""
-    if spec["source"] == "frozen_graph":
-        return FrozenGraphNetwork(name, spec["graph"], spec.get("input", "input:0"), spec.get("output", "embeddings:0"),
-                                  spec.get("phase_train", "phase_train:0"), spec.get("input_size", (160, 160)),
-                                  spec.get("channels"), spec.get("input_range", FACENET_RANGE))
-    if spec["source"] == "arcface":
-        size = spec.get("input_size", (112, 112))
-        return ArcFaceNetwork(name, spec["checkpoint"], spec.get("backbone", "ResNet50"), size,
-                              int(spec.get("embedding", 512)), spec.get("input_range", (0.0, 1.0)))
-    raise NetworkError(f"network {name!r}: source {spec['source']!r} is not a face network")

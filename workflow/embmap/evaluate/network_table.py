@@ -17,18 +17,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import stores as st
+from .. import stores as st
 
 COLUMNS = ["network", "label", "handle", "classifier_handle", "feature_dim", "parameters", "input_size",
            "crop_fraction", "input_range", "classifier", "top1", "n", "randomized"]
 
 
-def top1(store: st.EmbeddingStore, chunk_rows: int = 4096) -> tuple[float, int]:
+def top1(store: st.EmbeddingStore, block_rows: int = 4096) -> tuple[float, int]:
     """(accuracy of the store's own classifier on its labelled samples, their number)."""
     w, b = store.classifier()
     labels = store.labels
     correct = n = 0
-    for start, stop in st.sample_chunks(store.n, chunk_rows):
+    for start, stop in st.sample_chunks(store.n, block_rows):
         y = labels[start:stop]
         known = y >= 0
         pred = np.argmax(np.asarray(store.embeddings[start:stop], np.float64) @ w.T + b, axis=1)
@@ -38,14 +38,14 @@ def top1(store: st.EmbeddingStore, chunk_rows: int = 4096) -> tuple[float, int]:
 
 
 def describe(stores: dict[str, st.EmbeddingStore], labels: dict[str, str] | None = None,
-             chunk_rows: int = 4096) -> pd.DataFrame:
+             block_rows: int = 4096) -> pd.DataFrame:
     labels = labels or {}
     rows = []
     for key, s in stores.items():
         a = s.attrs
         pre = a.get("preprocessing") or {}
         size = a.get("input_size")
-        acc, n = top1(s, chunk_rows) if s.has_classifier else (float("nan"), 0)
+        acc, n = top1(s, block_rows) if s.has_classifier else (float("nan"), 0)
         method = dict(s.group["classifier"].attrs).get("method", "variables") if s.has_classifier else ""
         rows.append({
             "network": key, "label": labels.get(key, key), "handle": a.get("handle", ""),

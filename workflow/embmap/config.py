@@ -1,0 +1,151 @@
+"""The config: its schema, its one validation and its one filling of defaults.
+
+Every default value lives in ``workflow/schemas/config.schema.yaml`` and
+nowhere else. :func:`load` validates a config against the schema (an error
+names the key at fault in one line, :class:`ConfigError`) and returns a copy
+with every default filled in, so the rest of the package reads values and
+never repeats a default.
+
+Standard library only at import time (``jsonschema`` and ``yaml``, which
+Snakemake itself needs, are imported when used): the Snakefile imports this
+module while parsing, before any rule environment exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config problem; the message starts with the dotted key at fault."""
+
+
+def dotted(path) -> str:
+    """A config path as users write it: ``experiments.digits.mapping.alpha``; odd keys are quoted."""
+    parts = [str(p) if re.fullmatch(r"[A-Za-z0-9_-]+", str(p)) else json.dumps(str(p)) for p in path]
+    return ".".join(parts) or "(top level)"
+
+
+@lru_cache(maxsize=4)
+def _schema(path: str) -> dict:
+    import yaml
+
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def schema(path: str | os.PathLike = SCHEMA) -> dict:
+    """The config schema (a fresh copy)."""
+    return copy.deepcopy(_schema(str(path)))
+
+
+def check(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
+    """Validate ``config`` against the schema; raise :class:`ConfigError` naming the key at fault.
+
+    Reports the most specific error: for an unknown key the key itself and the
+    keys allowed there, for a bad value its dotted path and what is allowed. A
+    schema node may carry ``errorMessage`` to say why a value is refused.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema(str(schema_path)))
+    errors = list(validator.iter_errors(config))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors)
+    while err.context:  # descend into allOf/if-then to the concrete failure
+        err = jsonschema.exceptions.best_match(err.context)
+    where = dotted(err.absolute_path)
+    if isinstance(err.schema, dict) and "errorMessage" in err.schema:
+        raise ConfigError(f"{where}: {err.schema['errorMessage']}")
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        keys = ", ".join(dotted([*err.absolute_path, k]) for k in extra)
+        raise ConfigError(f"{keys}: unknown key; allowed here: {', '.join(allowed)}")
+    if err.validator == "enum":
+        raise ConfigError(f"{where}: {err.instance!r} is not one of {err.validator_value}")
+    raise ConfigError(f"{where}: {err.message}")
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    """Follow ``$ref`` (local references only); sibling keys of a ``$ref`` win over the target's."""
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            raise ValueError(f"schema: only local references are supported, got {ref!r}")
+        target = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def fill_defaults(instance, node: dict, root: dict) -> None:
+    """Fill every ``default`` of schema ``node`` into ``instance`` (in place), recursively.
+
+    Handles ``properties``, ``additionalProperties`` and ``items`` with a
+    schema, ``$ref``, and ``allOf`` of ``if``/``then``/``else`` (the branch
+    that applies to the instance). A missing object whose schema has a
+    ``default`` (for example ``{}``) is created and then filled in turn.
+    """
+    import jsonschema
+
+    node = _resolve(node, root)
+    if isinstance(instance, dict):
+        for sub in node.get("allOf", []):  # branches first: they may create blocks whose defaults follow
+            sub = _resolve(sub, root)
+            if "if" in sub:
+                cond = jsonschema.Draft202012Validator({**sub["if"], "$defs": root.get("$defs", {})})
+                branch = sub.get("then") if cond.is_valid(instance) else sub.get("else")
+                if branch:
+                    fill_defaults(instance, branch, root)
+            else:
+                fill_defaults(instance, sub, root)
+        props = node.get("properties", {})
+        for key, sub in props.items():
+            sub = _resolve(sub, root)
+            if key not in instance and isinstance(sub, dict) and "default" in sub:
+                instance[key] = copy.deepcopy(sub["default"])
+        extra = node.get("additionalProperties")
+        for key, value in instance.items():
+            if key in props:
+                fill_defaults(value, props[key], root)
+            elif isinstance(extra, dict):
+                fill_defaults(value, extra, root)
+    elif isinstance(instance, list) and isinstance(node.get("items"), dict):
+        for value in instance:
+            fill_defaults(value, node["items"], root)
+
+
+def load(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
+    """Validate ``config`` and return a copy with every schema default filled in."""
+    check(config, schema_path)
+    out = copy.deepcopy(config)
+    root = _schema(str(schema_path))
+    fill_defaults(out, root, root)
+    return out
+
+
+def defaults(fragment: str, instance: dict | None = None, schema_path: str | os.PathLike = SCHEMA) -> dict:
+    """``instance`` (default empty) completed with the defaults of schema fragment ``#/$defs/NAME``.
+
+    For code that takes one block of a config outside a whole config (tests,
+    benchmarks): ``defaults("train", {"architecture": "cnn"})``.
+    """
+    root = _schema(str(schema_path))
+    out = copy.deepcopy(instance or {})
+    fill_defaults(out, {"$ref": f"#/$defs/{fragment}"}, root)
+    return out
+
+
+def expand(path: str) -> Path:
+    """A config path with ``~`` and ``$VARS`` expanded."""
+    return Path(os.path.expandvars(os.path.expanduser(str(path))))

@@ -1,0 +1,70 @@
+"""Dataset kind ``image_list``: any image files listed in a CSV with columns ``path,label[,split]``.
+
+Standard library only at import time (the dataset registry imports it).
+"""
+
+from __future__ import annotations
+
+from ..config import ConfigError
+from . import DatasetError, Kind
+from .image_files import ImageFiles
+
+
+class ImageList(ImageFiles):
+    """Images listed in a CSV with columns ``path,label`` and optionally ``split``.
+
+    ``path`` is relative to ``root`` (default: the CSV's folder) or absolute;
+    ``label`` an integer class (-1 for unknown). Without a ``split`` column the
+    images are split into ``train`` and ``test`` by a stratified, seeded
+    shuffle (``test_size``). ``per_class: N`` keeps N images per class and split.
+    """
+
+    kind = "image_list"
+
+    def __init__(self, path, seed: int, test_size: float, root=None, per_class=None):
+        from .. import config
+
+        self.list_path = config.expand(path)
+        super().__init__(root if root is not None else self.list_path.parent)
+        self.per_class, self.seed, self.test_size = per_class, int(seed), float(test_size)
+
+    def manifest(self):
+        import numpy as np
+        import pandas as pd
+
+        from .manifest import per_class_subset
+
+        if not self.list_path.is_file():
+            raise DatasetError(f"image_list: {self.list_path} not found")
+        t = pd.read_csv(self.list_path, dtype={"path": str, "split": str})
+        missing = {"path", "label"} - set(t.columns)
+        if missing:
+            raise DatasetError(f"{self.list_path}: missing column(s) {sorted(missing)}; expected path,label[,split]")
+        if t["label"].isna().any() or not pd.api.types.is_integer_dtype(t["label"]):
+            raise DatasetError(f"{self.list_path}: labels must be integers (-1 for unknown)")
+        if t["path"].duplicated().any():
+            raise DatasetError(f"{self.list_path}: {t['path'][t['path'].duplicated()].iloc[0]!r} is listed twice")
+        absent = [p for p in t["path"] if not self.path(p).is_file()]
+        if absent:
+            raise DatasetError(f"{self.list_path}: {len(absent)} listed file(s) do not exist, first: "
+                               f"{self.path(absent[0])}")
+        if "split" not in t.columns:
+            from sklearn.model_selection import train_test_split
+
+            counts = t["label"].value_counts()
+            strat = t["label"] if counts.min() >= 2 else None
+            _, test = train_test_split(np.arange(len(t)), test_size=self.test_size, random_state=self.seed,
+                                       stratify=strat)
+            t["split"] = "train"
+            t.loc[test, "split"] = "test"
+        m = pd.DataFrame({"id": t["path"], "label": t["label"].astype(np.int64), "split": t["split"]})
+        return per_class_subset(m, self.per_class, self.seed)
+
+
+def check(where: str, spec: dict, ctx) -> None:
+    if ctx.check_paths and not ctx.path(spec["path"]).is_file():
+        raise ConfigError(f"{where}.path: no image list at {ctx.path(spec['path'])}")
+
+
+KIND = Kind("image_list", reader=ImageList, check=check, tasks=("closed_set",), image_files=True,
+            train_hint="holds image files; take savedmodel, tfhub, checkpoint or other pretrained sources")

@@ -1,0 +1,41 @@
+"""What the evaluations share: method names, cosines, and the Table 2 / Table 6 matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# how the source features reach the target's space, as the tables' ``method`` column says
+NATIVE = "native"      # A = B, no map: the diagonal
+RIDGE = "ridge"        # the fitted ridge map (eq. 5; per fold for the pairs protocols, eq. 17)
+IDENTITY = "identity"  # f_A unchanged where the dimensions agree: a control
+ANALYTIC = "analytic"  # Theorem 3.2 (closed set only)
+
+
+def cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise cosine ``x.y / (|x| |y|)`` [n]; neither side is normalised beforehand (0 for a zero row)."""
+    nx = np.linalg.norm(x, axis=1)
+    ny = np.linalg.norm(y, axis=1)
+    return np.einsum("ij,ij->i", x, y) / np.maximum(nx * ny, 1e-300)
+
+
+def pair_methods(names: list[str], dims: dict[str, int]) -> list[tuple[str, str, str]]:
+    """(source, target, method) of every row: native on the diagonal, ridge off it, identity where dims agree."""
+    out = []
+    for a in names:
+        for b in names:
+            if a == b:
+                out.append((a, a, NATIVE))
+            else:
+                out.append((a, b, RIDGE))
+                if dims[a] == dims[b]:
+                    out.append((a, b, IDENTITY))
+    return out
+
+
+def matrix(table: pd.DataFrame, order: list[str], value: str, method: str = RIDGE) -> pd.DataFrame:
+    """The paper's matrix: rows source, columns target, ``method``'s ``value`` off the diagonal, native on it."""
+    t = table[(table["method"] == method) | (table["method"] == NATIVE)]
+    m = t.pivot(index="source", columns="target", values=value).reindex(index=order, columns=order)
+    m.index.name, m.columns.name = "source", "target"
+    return m

@@ -1,0 +1,142 @@
+"""Open-set verification through mapped embeddings: the LFW protocol of the paper's section 4 (Table 6).
+
+For every ordered pair of networks (A, B) and fold k of the pairs file:
+
+- the map ``M_k`` is a ridge map (eq. 5 with an unpenalised intercept) fitted
+  on the *matched* pairs (x1, x2) of the other folds only, from source
+  features ``f_A(x1)`` to target features ``f_B(x2)`` (eq. 17); with a list
+  of penalties, the penalty is chosen per target by inner cross-validation
+  over the other folds (:mod:`embmap.fit.folds`);
+- the distance of a pair is ``1 - cos(M_k f_A(x1), f_B(x2))``; the mapped
+  vector is not normalised, the cosine divides by its norm (eq. 16, where
+  ``f_B`` has unit norm; the cosine also divides by ``|f_B|`` so stores that
+  are not normalised are compared the same way);
+- the threshold ``tau_k`` maximises accuracy over all pairs of the other
+  folds (an exact search over the candidates, ties to the smallest,
+  :func:`best_threshold`); a pair is called *same* when its distance is at
+  most ``tau_k``; accuracy is measured on fold k with ``tau_k``;
+- mean and (population, ddof 0) standard deviation over the folds.
+
+Methods (:mod:`.common`): ``native`` (A = B, no map: the diagonal),
+``ridge`` (the per-fold map) and ``identity`` (``f_A`` compared with ``f_B``
+as they are, where the dimensions agree: a control at chance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data.pairs import Pairs, PairsError, rows_of
+from ..fit import FitError
+from ..fit.folds import fold_grams, leave_one_out_maps
+from .common import RIDGE, cosine, pair_methods
+
+TABLE_COLUMNS = ["source", "target", "method", "accuracy_mean", "accuracy_std", "threshold_mean"]
+FOLD_COLUMNS = ["source", "target", "method", "fold", "accuracy", "threshold", "train_accuracy", "n_test", "n_fit",
+                "alpha"]
+
+
+def cosine_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``1 - x.y / (|x| |y|)`` row by row [n]; neither side is normalised beforehand (eq. 16)."""
+    return 1.0 - cosine(x, y)
+
+
+def best_threshold(d: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """The threshold maximising accuracy of ``same = d <= tau``, and that accuracy.
+
+    Exact search: accuracy only changes at the distances themselves, so the
+    candidates are every distinct distance and, for "no pair is the same",
+    the largest float below the smallest distance. Ties go to the smallest
+    candidate. O(n log n).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    if d.shape != same.shape or d.ndim != 1 or len(d) == 0:
+        raise ValueError(f"distances {d.shape} and labels {same.shape}: need two equal non-empty vectors")
+    if not np.isfinite(d).all():
+        raise ValueError("non-finite distances")
+    order = np.argsort(d, kind="stable")
+    ds, ys = d[order], same[order]
+    last = np.flatnonzero(np.r_[ds[1:] != ds[:-1], True])  # last index of each distinct distance
+    n_diff = int((~ys).sum())
+    correct = np.cumsum(ys)[last] + (n_diff - np.cumsum(~ys)[last])
+    candidates = np.r_[np.nextafter(ds[0], -np.inf), ds[last]]
+    correct = np.r_[n_diff, correct]
+    i = int(np.argmax(correct))  # first maximum: the smallest threshold
+    return float(candidates[i]), float(correct[i]) / len(d)
+
+
+def fold_accuracy(d: np.ndarray, same: np.ndarray, fold: np.ndarray, k: int) -> tuple[float, float, float]:
+    """Threshold from every fold but ``k``, applied to fold ``k``: (accuracy, threshold, train accuracy)."""
+    train, test = fold != k, fold == k
+    if not train.any() or not test.any():
+        raise ValueError(f"fold {k}: needs pairs inside and outside it")
+    tau, train_acc = best_threshold(d[train], same[train])
+    acc = float(np.mean((d[test] <= tau) == same[test]))
+    return acc, tau, train_acc
+
+
+
+def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = "float64"):
+    """The 10-fold protocol for every ordered pair of networks.
+
+    Parameters
+    ----------
+    features : dict network -> float [n_images, d]
+        Embeddings of the images ``ids`` (one row per id, same order in every network).
+    ids : array of str [n_images]
+        Image paths relative to the dataset root (the store's ``ids``).
+    pairs : Pairs
+    alpha : float or list of float
+        Ridge penalty, or candidates chosen per outer fold and target by inner
+        cross-validation over the other folds.
+    precision : {"float64", "float32"}
+        Arithmetic of the per-fold cross products.
+
+    Returns
+    -------
+    (table with :data:`TABLE_COLUMNS`, per-fold table with :data:`FOLD_COLUMNS`;
+    ``alpha`` is the penalty of the fold's map, empty without a map)
+    """
+    if pairs.n_folds < 2:
+        raise PairsError(f"pairs file {pairs.source}: {pairs.n_folds} fold; the protocol needs at least 2")
+    i1, i2 = rows_of(pairs, ids)
+    names = list(features)
+    feats = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
+    fit = pairs.same
+    fg = fold_grams({a: feats[a][i1[fit]] for a in names}, {b: feats[b][i2[fit]] for b in names},
+                    pairs.fold[fit], pairs.n_folds, precision)
+    n_fit = np.bincount(pairs.fold[fit], minlength=pairs.n_folds)
+    methods = pair_methods(names, {k: v.shape[1] for k, v in feats.items()})
+    fixed = {}  # distances that do not depend on the fold
+    for a, b, method in methods:
+        if method != RIDGE:
+            fixed[(a, b, method)] = cosine_distance(feats[a][i1], feats[b][i2])
+    rows = []
+    for k in range(pairs.n_folds):
+        try:
+            maps = leave_one_out_maps(fg, k, alpha)
+        except FitError as e:
+            raise FitError(f"pairs file {pairs.source}: {e}") from None
+        for a, b, method in methods:
+            if method == RIDGE:
+                d = cosine_distance(maps[(a, b)](feats[a][i1]), feats[b][i2])
+            else:
+                d = fixed[(a, b, method)]
+            acc, tau, train_acc = fold_accuracy(d, pairs.same, pairs.fold, k)
+            mapped = method == RIDGE
+            rows.append({"source": a, "target": b, "method": method, "fold": k + 1, "accuracy": acc,
+                         "threshold": tau, "train_accuracy": train_acc, "n_test": int(np.sum(pairs.fold == k)),
+                         "n_fit": int(n_fit.sum() - n_fit[k]) if mapped else 0,
+                         "alpha": maps[(a, b)].attrs["alpha"] if mapped else np.nan})
+    folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
+    return summarise(folds), folds
+
+
+def summarise(folds: pd.DataFrame) -> pd.DataFrame:
+    """Mean and population standard deviation (ddof 0) of the fold accuracies, mean threshold."""
+    g = folds.groupby(["source", "target", "method"], sort=False)
+    t = g.agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", lambda x: float(np.std(x))),
+              threshold_mean=("threshold", "mean")).reset_index()
+    return t[TABLE_COLUMNS]

@@ -1,0 +1,149 @@
+"""Extraction: a network's embeddings of a split's images, batch by batch, into an embedding store.
+
+:func:`extract` reads the images (or cached face crops) in the manifest's
+order, runs the model, optionally normalises each embedding to unit length,
+and writes the store chunk by chunk through
+:class:`embmap.stores.ResumableStore`, so an interrupted extraction resumes
+from its last durable chunk. The classifier is located and verified on the
+first batch (:meth:`embmap.models.Model.classifier`) or recovered by least
+squares (:class:`embmap.models.classifiers.LeastSquares`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .models import Model, NetworkError, classifiers
+
+
+def model_fingerprint(handle: str | None) -> dict | None:
+    """What identifies a model's weights: for a local directory its files' names, sizes and times; else the handle."""
+    if not handle:
+        return None
+    root = Path(handle)
+    if not root.is_dir():
+        return {"handle": handle}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {"handle": str(root.resolve()),
+            "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+def _classifier_from_first_batch(network, images, f, n_classes, lstsq_images):
+    """(weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill."""
+    z = network.logits(images)
+    if n_classes is not None and z.shape[1] != n_classes:
+        raise NetworkError(f"network {network.name!r}: the classifier outputs {z.shape[1]} classes, the dataset "
+                           f"has {n_classes} (ImageNet models of TF Hub and TF-slim output 1001: 0 = background)")
+    try:
+        return network.classifier(images, f, z), z
+    except classifiers.NotLocated:
+        return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z
+
+
+def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | None, batch_size: int,
+            with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
+            normalise: bool = False, log=None, preprocessing: dict | None = None,
+            lstsq_images: int | None = None) -> None:
+    """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
+
+    ``chunk_rows`` (None: about 8 MB of rows) and ``batch_size`` are the
+    experiment's ``store`` options. ``normalise`` scales every embedding to unit L2 norm before it is stored
+    (face networks compare embeddings on the unit hypersphere). Image-file
+    datasets are decoded, cropped and resized by ``preprocessing``
+    (``input_size``, ``crop_fraction``) in a parallel pipeline.
+
+    The classifier is located among the classification model's variables and
+    verified on the first batch; where no variables have the right shapes it
+    is recovered by least squares from the features and logits of the first
+    ``lstsq_images`` images (default 2 (d + 1)) and the residual is recorded.
+
+    Memory holds one batch and one chunk, whatever the number of images. The
+    store is built at ``<path>.partial`` and appears at ``path`` only when every
+    row is written; an interrupted extraction run again with the same network,
+    images and options continues from its last durable chunk (see
+    :class:`embmap.stores.ResumableStore`) and gives the same store.
+    """
+    from tqdm import tqdm
+
+    from . import stores as st
+    from .data import images as im
+    from .data.image_files import ImageFiles
+    from .data.manifest import batches
+
+    log = log or (lambda *a: None)
+    ids = np.asarray(ids, dtype=str)
+    n = len(ids)
+    if n == 0:
+        raise NetworkError(f"network {network.name!r}: no images to extract into {path}")
+    pre = dict(preprocessing or {})
+    image_files = isinstance(dataset, ImageFiles)
+    if image_files:
+        pre.setdefault("input_size", list(network.input_size) if network.input_size else None)
+        if not pre["input_size"]:
+            raise NetworkError(f"network {network.name!r}: reading image files needs an input_size")
+    fingerprint = {
+        "network": network.name, "model": model_fingerprint(network.handle),
+        "classifier": model_fingerprint(network.classifier_handle) if with_classifier else None,
+        "input_size": network.input_size, "channels": network.channels, "input_range": network.input_range,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "attrs": attrs,
+        "preprocessing": pre or None, "randomized": network.randomized,
+    }
+    store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
+                              name=f"network {network.name!r}")
+    if store.start:
+        log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
+    want_classifier = with_classifier and network.has_logits
+    n_classes = getattr(dataset, "n_classes", None)
+    probe = None
+    bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
+               disable=not progress, mininterval=2.0)
+    images = None
+    for offset, images in batches(dataset, ids[store.start:], batch_size, pre):
+        f = network.features(images)
+        z = None
+        if want_classifier and not store.has_classifier and probe is None:
+            found, z = _classifier_from_first_batch(network, images, f, n_classes, lstsq_images)
+            if isinstance(found, classifiers.LeastSquares):
+                probe = found
+                log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C and b "
+                    f"by least squares from {probe.want} images")
+            else:
+                st.write_classifier(store.group, *found)
+        if probe is not None and not probe.full:
+            probe.add(f, network.logits(images) if z is None else z)
+        if normalise:
+            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        store.append(f)
+        bar.update(len(images))
+    bar.close()
+    if images is None:  # resumed with nothing left but the final rename
+        images = next(batches(dataset, ids[:1], 1, pre))[1]
+        if want_classifier and not store.has_classifier:
+            probe = None
+            found, _ = _classifier_from_first_batch(network, images, network.features(images), n_classes,
+                                                    lstsq_images)
+            if isinstance(found, classifiers.LeastSquares):
+                raise NetworkError(f"network {network.name!r}: resumed with every row on disk but no classifier; "
+                                   f"remove {store.partial} and extract again to recover it by least squares")
+            st.write_classifier(store.group, *found)
+    if probe is not None:
+        try:
+            w, b, info = probe.fit()
+        except classifiers.ClassifierError as e:
+            raise NetworkError(f"network {network.name!r}: {e}") from None
+        log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
+            f"{info['residual']:.3g}")
+        st.write_classifier(store.group, w, b, info)
+    if image_files:
+        preprocessing_attrs = im.describe(pre["input_size"], pre["crop_fraction"], network.input_range)
+    else:
+        preprocessing_attrs = {"input_range": list(network.input_range), "resize": "bilinear",
+                               "channels": network.channels}
+    store.finish({
+        "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
+        "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
+        "preprocessing": preprocessing_attrs, "parameters": network.parameters(), "randomized": network.randomized,
+        "l2_normalised": bool(normalise), "created": st.now(), "versions": st.versions(), **(attrs or {}),
+    })

@@ -1,0 +1,153 @@
+"""Ridge maps between embedding spaces, fitted from the pass's cross-product blocks alone.
+
+The paper's eq. 5 with an unpenalised intercept, for every ordered pair (A, B)::
+
+    minimise  || X_A M + 1 c - X_B ||_F^2 + alpha ||M||_F^2
+
+With centred data the solution is ``M = (S_AA + alpha I)^-1 S_AB`` and
+``c = mean_B - mean_A M`` where ``S_AB = (X_A - mean_A)^T (X_B - mean_B)``
+(:class:`embmap.fit.gram.Blocks`). :func:`fit_maps` factors a source's Gram
+once (``eigh``) and reuses the factorisation for every target and penalty;
+with a list of penalties, :func:`cross_validate` scores each by K-fold
+cross-validation from the per-fold blocks (no second pass over the data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import FitError
+from .gram import Blocks
+
+CV_METRIC = ("1 - sum over folds of held-out squared error / sum over folds of held-out squared deviation "
+             "from the fold's own mean (fraction of the target's held-out variance explained)")
+
+
+@dataclass
+class LinearMap:
+    """``f_B ≈ f_A @ weight + intercept``; weight [d_A, d_B], intercept [d_B]."""
+
+    weight: np.ndarray
+    intercept: np.ndarray
+    attrs: dict
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight + self.intercept
+
+
+def _singular(w: np.ndarray, alpha: float) -> bool:
+    return bool(np.any(w + alpha <= 1e-12 * max(float(w.max()), 1.0)))
+
+
+def _solve_eig(w: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
+    """``(diag(w) + alpha I)^-1 p``: the ridge solve in the eigenbasis of ``S_AA`` (``p = V' S_AB``)."""
+    if _singular(w, alpha):
+        rank = int(np.sum(w > 1e-12 * max(float(w.max()), 1.0)))
+        raise FitError(
+            f"the source Gram matrix is singular (rank {rank} of {len(w)}) and alpha={alpha}; use alpha > 0"
+        )
+    return p / (w + alpha)[:, None]
+
+
+def alphas_of(alpha) -> list[float]:
+    """The candidate penalties of a ``mapping.alpha`` value (a number or a list)."""
+    values = [float(a) for a in (alpha if isinstance(alpha, (list, tuple, np.ndarray)) else [alpha])]
+    if not values or any(not np.isfinite(a) or a < 0 for a in values):
+        raise FitError(f"alpha {alpha!r}: give a number >= 0 or a non-empty list of them")
+    return values
+
+
+def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list[float]) -> dict[str, np.ndarray]:
+    """Held-out score of every penalty for every target, K-fold, from the per-fold blocks alone.
+
+    For fold k the training blocks are the whole split's minus fold k's
+    (``S_t = S - S_k - n n_k / n_t (m - m_k)(m - m_k)^T``); one ``eigh`` of the
+    source's training Gram serves every target and penalty, and the held-out
+    squared error of the map fitted on the other folds comes from fold k's
+    blocks (no further pass over the data). Returns target -> [len(alphas)]
+    scores (:data:`CV_METRIC`); ``nan`` where ``S_t + alpha I`` is singular.
+    """
+    if len(blocks.folds) < 2:
+        raise FitError("alpha is a list, which is chosen by cross-validation, but the blocks hold no folds; "
+                       "re-run the pass with mapping.alpha as a list")
+    a, n, mu = source, blocks.n, blocks.means
+    s_aa = blocks.gram(a, a)
+    rss = {b: np.zeros(len(alphas)) for b in targets}
+    tss = dict.fromkeys(targets, 0.0)
+    for k, f in enumerate(blocks.folds):
+        nk = f.n
+        nt = n - nk
+        if nk == 0 or nt == 0:
+            raise FitError(f"fold {k} holds {nk} of {n} samples; cross-validation needs samples in and out of it")
+        c = n * nk / nt
+        da = mu[a] - f.means[a]
+        fk_aa = f.gram(a, a)
+        w, v = np.linalg.eigh(s_aa - fk_aa - c * np.outer(da, da))
+        t = v.T @ fk_aa @ v
+        u = -(n / nt) * da @ v  # (fold mean - training mean) of the source, in the eigenbasis
+        for b in targets:
+            db = mu[b] - f.means[b]
+            fk_ab = f.gram(a, b)
+            p = v.T @ (blocks.gram(a, b) - fk_ab - c * np.outer(da, db))
+            # with q = p / (w + alpha) the coefficients are v @ q; every term below is linear or
+            # quadratic in q, so one product p p' (not one per alpha) serves all penalties
+            pp = p @ p.T
+            tpp = t * pp
+            pr = np.einsum("ij,ij->i", p, v.T @ fk_ab)
+            dy = -(n / nt) * db
+            py = p @ dy
+            tk = float(f.sumsq(b).sum())
+            tss[b] += tk
+            for i, alpha in enumerate(alphas):
+                if _singular(w, alpha):
+                    rss[b][i] = np.nan
+                    continue
+                h = 1.0 / (w + alpha)
+                uh = u * h
+                # held-out residual mean: dy - u q; its squared norm, expanded
+                shift2 = float(dy @ dy) - 2.0 * float(uh @ py) + float(uh @ pp @ uh)
+                rss[b][i] += tk - 2.0 * float(h @ pr) + float(h @ tpp @ h) + nk * shift2
+    return {b: 1.0 - rss[b] / tss[b] if tss[b] > 0 else np.full(len(alphas), np.nan) for b in targets}
+
+
+def choose_alpha(alphas: list[float], scores: np.ndarray) -> float:
+    """The penalty with the best held-out score; ties go to the larger penalty."""
+    ok = [i for i, s in enumerate(scores) if np.isfinite(s)]
+    if not ok:
+        raise FitError(f"no alpha in {alphas} gives a solvable system on every fold; use larger alphas")
+    return alphas[max(ok, key=lambda i: (scores[i], alphas[i]))]
+
+
+def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str, LinearMap]:
+    """Fit the ridge maps from ``source`` to each target, sharing one ``eigh`` of the source Gram.
+
+    ``alpha`` is a number, or a list chosen per target by K-fold
+    cross-validation on the blocks' folds (:func:`cross_validate`); the map
+    attributes then hold ``alphas``, ``cv_score`` (one per alpha), ``cv_folds``
+    and ``cv_metric`` beside the chosen ``alpha``.
+    """
+    alphas = alphas_of(alpha)
+    scores = cross_validate(blocks, source, targets, alphas) if len(alphas) > 1 else None
+    w, v = np.linalg.eigh(blocks.gram(source, source))
+    mu_a = blocks.means[source]
+    out = {}
+    for b in targets:
+        chosen = choose_alpha(alphas, scores[b]) if scores is not None else alphas[0]
+        p = v.T @ blocks.gram(source, b)
+        q = _solve_eig(w, p, chosen)
+        m = v @ q
+        c = blocks.means[b] - mu_a @ m
+        s_bb_trace = float(blocks.sumsq(b).sum())
+        # residual sum of squares on the fit split, from the blocks alone (in the eigenbasis of S_AA:
+        # tr(M' S_AB) = sum(q * p), tr(M' S_AA M) = sum(w q^2))
+        rss = s_bb_trace - 2.0 * float(np.sum(q * p)) + float(np.sum(w[:, None] * q * q))
+        r2 = 1.0 - rss / s_bb_trace if s_bb_trace > 0 else float("nan")
+        attrs = {"source": source, "target": b, "alpha": float(chosen), "n": blocks.n, "method": "ridge",
+                 "fit_r2": r2}
+        if scores is not None:
+            attrs.update({"alphas": alphas, "cv_score": [None if not np.isfinite(s) else float(s) for s in scores[b]],
+                          "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC})
+        out[b] = LinearMap(m, c, attrs)
+    return out

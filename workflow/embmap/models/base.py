@@ -1,0 +1,197 @@
+"""What every network source gives: a :class:`Model` (features, logits, classifier) and a :class:`Source`.
+
+A :class:`Model` turns a batch of images (float32 [batch, height, width,
+channels] in [0, 1]) into embeddings, the layer just before the classifier,
+and, where the network has one, into logits. Its classifier's weight and bias
+are located among the variables by shape and verified against the logits
+(:meth:`Model.classifier`), so stores carry ``classifier/weight`` [class,
+feature] and ``classifier/bias`` [class].
+
+Standard library only at import time (the source registry is imported by the
+Snakefile); numpy and TensorFlow are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+class NetworkError(ValueError):
+    """A network that cannot be loaded or run as configured; the message names it."""
+
+
+def tf():
+    import tensorflow
+
+    return tensorflow
+
+
+def keras():
+    import tf_keras
+
+    return tf_keras
+
+
+def _no_check(where, spec, ctx) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A network source (the value of a network's ``source:``).
+
+    Attributes
+    ----------
+    name : str
+    open : callable or None
+        ``open(name, spec, preprocessing, model_dir)`` -> :class:`Model`, with
+        ``spec`` the network's block (defaults filled in) and
+        ``preprocessing`` its resolved ``input_size``/``input_range``. None
+        for sources that bring their own stores.
+    check : callable
+        ``check(where, spec, ctx)`` raises :class:`embmap.config.ConfigError`
+        for what the schema cannot see (files that must exist, a task the
+        source cannot serve), before any job runs.
+    classifier : bool
+        The source can give the network's classifier (task closed_set).
+    trains : bool
+        The workflow trains the network first (rule ``train_network``).
+    """
+
+    name: str
+    open: Callable | None
+    check: Callable = _no_check
+    classifier: bool = True
+    trains: bool = False
+
+
+class Model:
+    """A network as a feature function and an optional logits function.
+
+    Parameters
+    ----------
+    name : str
+        The network key (for messages).
+    handle : str
+        What the features come from (a SavedModel, a file), recorded in stores.
+    classifier_handle : str, optional
+        What the logits come from, recorded in stores.
+    input_size : (int, int), optional
+        Images are resized (bilinear) to this size when they differ.
+    channels : int, optional
+        Greyscale images are repeated to this many channels.
+    input_range : (float, float), default (0, 1)
+        Pixel values in [0, 1] are rescaled linearly to this range.
+    features_layer, logits_layer : callables, optional
+        Keras layers or models (with ``.weights``) computing the embedding
+        and the logits from preprocessed images. Subclasses that compute
+        features otherwise override :meth:`features`.
+    """
+
+    def __init__(self, name, handle, classifier_handle=None, input_size=None, channels=None,
+                 input_range=(0.0, 1.0), features_layer=None, logits_layer=None):
+        self.name = name
+        self.handle, self.classifier_handle = handle, classifier_handle
+        self.input_size = tuple(int(v) for v in input_size) if input_size else None
+        self.channels = channels
+        self.input_range = tuple(float(v) for v in input_range)
+        self.features_layer, self.logits_layer = features_layer, logits_layer
+        self.randomized: dict | None = None  # set by randomize(): seed and counts
+
+    @property
+    def has_logits(self) -> bool:
+        return self.logits_layer is not None
+
+    def preprocess(self, images):
+        t = tf()
+        x = t.convert_to_tensor(images, dtype=t.float32)
+        if self.input_size and tuple(x.shape[1:3]) != self.input_size:
+            x = t.image.resize(x, self.input_size, method="bilinear")
+        if self.channels and x.shape[-1] == 1 and self.channels != 1:
+            x = t.repeat(x, self.channels, axis=-1)
+        lo, hi = self.input_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * (hi - lo) + lo
+        return x
+
+    def features(self, images):
+        """float32 [batch, feature]: the embedding of each image."""
+        import numpy as np
+
+        f = np.asarray(self.features_layer(self.preprocess(images)))
+        if f.ndim != 2:
+            raise NetworkError(f"network {self.name!r}: features of shape {f.shape}; expected [batch, feature] "
+                               "(point the handle at the pre-classifier feature vector)")
+        return f.astype(np.float32)
+
+    def logits(self, images):
+        """float64 [batch, class]: the classification model's logits."""
+        import numpy as np
+
+        if self.logits_layer is None:
+            raise NetworkError(f"network {self.name!r}: no classifier handle")
+        return np.asarray(self.logits_layer(self.preprocess(images))).astype(np.float64)
+
+    # -- variables ----------------------------------------------------------------
+    def variables(self) -> list:
+        """Every variable of the feature and classification models, each once."""
+        out, seen = [], set()
+        for layer in (self.features_layer, self.logits_layer):
+            for v in getattr(layer, "weights", []) if layer is not None else []:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    def parameters(self) -> int | None:
+        """Parameters of the whole network (batch-norm moving statistics excluded); None without variables."""
+        import numpy as np
+
+        weights = [v for v in self.variables() if "moving_" not in v.name]
+        return int(sum(np.prod(v.shape) for v in weights)) if weights else None
+
+    def randomize(self, seed: int) -> dict:
+        """Re-initialise every variable (the random control); see :mod:`embmap.models.randomize`."""
+        from .randomize import pairing_key, randomize, variable_key
+
+        key = None
+        if self.logits_layer is not None and self.logits_layer is not self.features_layer:
+            key = pairing_key(self.features_layer.weights, self.logits_layer.weights)
+            if key is None:
+                raise NetworkError(f"network {self.name!r}: the variables of {self.handle!r} are not found under "
+                                   f"the same names in {self.classifier_handle!r}, so a re-initialisation could "
+                                   "not keep the two models alike")
+        self.randomized = {"seed": int(seed), **randomize(self.variables(), seed, key=key or variable_key)}
+        return self.randomized
+
+    def classifier(self, images, features=None, logits=None, rtol: float | None = None):
+        """Locate the final kernel and bias among the classifier's variables and verify them on ``images``.
+
+        Returns (weight [class, feature] float32, bias [class] float32, info).
+        Raises :class:`classifiers.NotLocated` when no variables have the
+        shapes (recover by :class:`classifiers.LeastSquares` then), and
+        :class:`NetworkError` when located variables do not reproduce the logits.
+        """
+        import numpy as np
+
+        from . import classifiers
+
+        f = (self.features(images) if features is None else features).astype(np.float64)
+        z = self.logits(images) if logits is None else logits
+        d, c = f.shape[1], z.shape[1]
+        try:
+            kname, kernel, bname, bias = classifiers.locate(
+                [(v.name, v.numpy()) for v in self.logits_layer.weights], d, c)
+        except classifiers.NotLocated as e:
+            raise classifiers.NotLocated(f"network {self.name!r}: {e}") from None
+        weight = kernel.T.astype(np.float64)
+        try:
+            err = classifiers.verify(f, z, weight, bias, f"{kname}, {bname}", rtol or classifiers.RTOL)
+        except classifiers.ClassifierError as e:
+            raise NetworkError(f"network {self.name!r}: {e}") from None
+        return weight.astype(np.float32), bias.astype(np.float32), {
+            "method": "variables", "kernel": kname, "bias": bname, "max_logit_error": err, "n_images": len(f)}

@@ -1,8 +1,0 @@
-# Thin wrapper: unpack the snakemake object and call embmap.steps.
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from embmap import steps  # noqa: E402
-
-with steps.logged(snakemake.log[0]):
-    steps.network_table(dict(snakemake.params.stores), dict(snakemake.params.labels), snakemake.output[0])

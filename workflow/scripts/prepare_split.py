@@ -1,8 +1,0 @@
-# Thin wrapper: unpack the snakemake object and call embmap.steps.
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from embmap import steps  # noqa: E402
-
-with steps.logged(snakemake.log[0]):
-    steps.prepare_split(snakemake.params.dataset, snakemake.output[0])
