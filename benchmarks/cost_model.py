@@ -3,7 +3,7 @@
     python benchmarks/cost_model.py                         # the paper's 11 networks, 1.28M samples
     python benchmarks/cost_model.py --shards 8 --alphas 7 --folds 5 --gflops32 100 --gflops64 50 --cores 32
 
-Counts follow the implementation (embmap.ridge): the pass forms the upper
+Counts follow the implementation (embmap.fit.gram, embmap.fit.ridge): the pass forms the upper
 blocks of the joint Gram (n D^2 flops, float32 or float64 products, float64
 sums); a fit job eigendecomposes its source's Gram once per fold and once for
 the whole split. Wall times divide those counts by per-core rates measured
@@ -18,7 +18,7 @@ import argparse
 from common import PAPER_DIMS
 
 N_IMAGENET = 1_281_167
-PASS_ROWS = 4096
+BLOCK_ROWS = 4096
 EIGH = 9.0  # flops of a symmetric eigendecomposition with vectors, per d^3 (LAPACK syevd, about)
 
 
@@ -29,7 +29,7 @@ def costs(dims: list[int], n: int, shards: int, folds: int, alphas: int) -> dict
     per_shard_folds = 1 if (k == 1 or shards % k == 0) else k
     out = {"D": D, "features_GB": n * D * 4 / 1e9}
     out["pass"] = {"flops": n * D * D / shards, "read": n * D * 4 / shards, "write": per_shard_folds * acc,
-                   "memory": per_shard_folds * acc + 3 * PASS_ROWS * D * 4}
+                   "memory": per_shard_folds * acc + 3 * BLOCK_ROWS * D * 4}
     out["reduce"] = {"flops": 0.0, "read": shards * per_shard_folds * acc, "write": (k + (k > 1)) * acc,
                      "memory": (k + 2) * max(dims) ** 2 * 8}
     fits = []

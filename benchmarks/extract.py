@@ -5,12 +5,12 @@
 
 A randomly initialised MobileNetV2 (``tf_keras.applications``, ``weights=None``)
 is exported as a feature-vector SavedModel (1,280 features) and read back
-through ``embmap.networks.Network`` (``hub.KerasLayer``), as a TF Hub model is.
+through ``embmap.models.hub.hub_model`` (``hub.KerasLayer``), as a TF Hub model is.
 Three rates, same images and batch size:
 
   r_decode   read + decode + resize to 224x224 + scale to [0, 1], batches of float32 arrays;
   r_forward  the model's forward pass alone on an in-memory batch;
-  pipeline   ``embmap.networks.extract``: decode, pre-process, batch, run, write the store.
+  pipeline   ``embmap.extract.extract``: decode, pre-process, batch, run, write the store.
 
 Bound: on a CPU-only machine decoding and the model share the cores, so
 1 / (1/r_decode + 1/r_forward); on a GPU node min(r_decode, r_forward).
@@ -91,16 +91,20 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args(argv)
     n = args.images - args.images % args.batch  # whole batches: one traced shape
-    from embmap import networks, steps
+    from embmap import steps
+    from embmap.extract import extract
+    from embmap.models.hub import hub_model
 
-    steps._tf_threads(args.threads)
+    steps.tf_threads(args.threads)
     print(f"machine: {machine()}")
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         tmp = Path(tmp)
         ids = np.array(write_jpegs(tmp / "jpeg", n))
         mb = sum((tmp / "jpeg" / i).stat().st_size for i in ids) / n / 1e3
-        net = networks.Network("mobilenet_v2", str(export_mobilenet(tmp / "model", args.size)),
-                               input_size=(args.size, args.size))
+        net = hub_model("mobilenet_v2", str(export_mobilenet(tmp / "model", args.size)),
+                        input_size=(args.size, args.size))
         data = JpegFiles(tmp / "jpeg", args.size)
         print(f"{n} JPEGs of 500x375 ({mb:.0f} kB each on average), MobileNetV2 at {args.size}, batch {args.batch}, "
               f"{args.threads} threads")
@@ -116,8 +120,8 @@ def main(argv=None) -> None:
             net.features(batch)
         r_forward = rate(n, time.perf_counter() - start)
         start = time.perf_counter()
-        networks.extract(net, data, ids, np.zeros(n, int), tmp / "store.zarr", batch_size=args.batch,
-                         with_classifier=False, progress=False)
+        extract(net, data, ids, np.zeros(n, int), tmp / "store.zarr", chunk_rows=None, batch_size=args.batch,
+                with_classifier=False, progress=False)
         r_pipe = rate(n, time.perf_counter() - start)
 
     cpu_bound = 1 / (1 / r_decode + 1 / r_forward)
@@ -126,7 +130,7 @@ def main(argv=None) -> None:
     print(f"pipeline   {r_pipe:8.1f} images/s")
     print(f"CPU bound 1/(1/r_decode + 1/r_forward) = {cpu_bound:.1f} images/s; pipeline / bound = "
           f"{r_pipe / cpu_bound:.2f} (target >= 0.85)")
-    print(f"(on a GPU node the bound would be min(r_decode, r_forward) with that node's rates)")
+    print("(on a GPU node the bound would be min(r_decode, r_forward) with that node's rates)")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     python benchmarks/image_pipeline.py [--n 512] [--size 331] [--batch 64]
 
 Writes N ImageNet-like JPEGs (500 x 375, quality 90) to benchmarks/out/jpegs and prints images per
-second for the parallel tf.data pipeline (embmap.images.batches) and, for comparison, one file at a
-time (embmap.images.load). On a GPU node the pipeline must stay ahead of the network.
+second for the parallel tf.data pipeline (embmap.data.images.batches) and, for comparison, one file at a
+time (embmap.data.images.load). On a GPU node the pipeline must stay ahead of the network.
 """
 
 import argparse
@@ -27,7 +27,7 @@ def main():
     import numpy as np
     from PIL import Image
 
-    from embmap import images
+    from embmap.data import images
 
     out = Path(__file__).parent / "out" / "jpegs"
     out.mkdir(parents=True, exist_ok=True)

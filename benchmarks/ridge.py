@@ -39,21 +39,22 @@ def run_jobs(stores: dict, work: Path, alpha, shards: int, folds: int, precision
     from embmap import steps
 
     shutil.rmtree(work, ignore_errors=True)
+    steps.set_threads(threads)
     t = {}
     partials = [str(work / f"shards/{j}.zarr") for j in range(shards)]
     start = time.perf_counter()
     for j, p in enumerate(partials):
-        steps.cross_products_shard(stores, p, "train", shard=j, shards=shards, folds=folds, precision=precision,
-                                   threads=threads)
+        steps.cross_products_shard(stores, "train", shards=shards, folds=folds, precision=precision, shard=j,
+                                   partial=p, threads=threads)
     t["pass"] = time.perf_counter() - start
     start = time.perf_counter()
-    steps.reduce_cross_products(partials, str(work / "blocks.zarr"), "train", stores)
+    steps.cross_products(partials, str(work / "blocks.zarr"), "train", stores)
     t["reduce"] = time.perf_counter() - start
     start = time.perf_counter()
     names = list(stores)
     for a in names:
         steps.fit_maps(str(work / "blocks.zarr"), a, [b for b in names if b != a], alpha, str(work / "maps" / a),
-                       experiment="benchmark", fit_split="train", threads=threads)
+                       experiment="benchmark", fit_split="train")
     t["fit"] = time.perf_counter() - start
     t["total"] = t["pass"] + t["reduce"] + t["fit"]
     return t
@@ -120,6 +121,8 @@ def main(argv=None) -> None:
     print(f"machine: {machine()}")
     print(f"shape: {len(dims)} networks, dims {list(dims.values())} (D = {sum(dims.values())}), n = {args.n:,}, "
           f"alpha {args.alpha}, pass precision {args.precision}, {args.shards} shard(s), {args.threads} threads")
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         start = time.perf_counter()

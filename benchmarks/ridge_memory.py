@@ -25,11 +25,13 @@ from common import ROOT, machine, paper_dims, synthetic_features, write_stores
 CHILD = """
 import json, logging, sys
 sys.path.insert(0, {workflow!r})
-from embmap import steps, ridge, stores  # noqa: F401
+from embmap import steps, stores  # noqa: F401
+from embmap.fit import gram, ridge  # noqa: F401
 import dask, zarr, scipy.linalg  # noqa: F401
 logging.getLogger("embmap").setLevel(logging.WARNING)
 job, kw = sys.argv[1], json.loads(sys.argv[2])
 if job != "baseline":
+    steps.set_threads(kw.pop("threads", 1))
     getattr(steps, job)(**kw)
 # VmHWM: peak resident set of this process since its exec (not inherited from the parent)
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
@@ -53,14 +55,14 @@ def measure(n: int, dims: dict, work: Path, shards: int, folds: int, alpha, prec
     partials = [str(work / f"shards/{j}.zarr") for j in range(shards)]
     out = {"baseline": peak_rss_mb("baseline", {})}
     out["pass"] = max(peak_rss_mb("cross_products_shard", {
-        "stores": stores, "output": p, "split": "train", "shard": j, "shards": shards, "folds": folds,
+        "stores": stores, "partial": p, "split": "train", "shard": j, "shards": shards, "folds": folds,
         "precision": precision, "threads": threads}) for j, p in enumerate(partials))
-    out["reduce"] = peak_rss_mb("reduce_cross_products", {"partials": partials, "output": str(work / "blocks.zarr"),
-                                                          "split": "train", "stores": stores})
+    out["reduce"] = peak_rss_mb("cross_products", {"partials": partials, "blocks": str(work / "blocks.zarr"),
+                                                   "split": "train", "stores": stores})
     names = list(dims)
     out["fit"] = max(peak_rss_mb("fit_maps", {
         "blocks": str(work / "blocks.zarr"), "source": a, "targets": [b for b in names if b != a], "alpha": alpha,
-        "output": str(work / "maps" / a), "experiment": "benchmark", "fit_split": "train", "threads": threads})
+        "maps": str(work / "maps" / a), "experiment": "benchmark", "fit_split": "train", "threads": threads})
         for a in names)
     return out
 
@@ -85,6 +87,8 @@ def main(argv=None) -> None:
     print(f"machine: {machine()}")
     print(f"shape: {len(dims)} networks, D = {D}, alpha {alpha}, {folds} fold(s), {args.shards} shard(s), "
           f"{args.precision}; all upper blocks in float64 = {blocks_mb:.0f} MiB")
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     rows = {}
     for n in (args.n, 4 * args.n):
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

@@ -1,13 +1,12 @@
 """Closed-set evaluation: Table 2 columns, the analytic theorem, the controls."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import synthetic_stores
 from embmap import stores
 from embmap.evaluate import closed_set, common
-from embmap.fit import FitError, gram, ridge
+from embmap.fit import gram, ridge
 
 
 @pytest.fixture(scope="module")

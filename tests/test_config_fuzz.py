@@ -42,8 +42,21 @@ def _paths(node, prefix=()):
 def mutated(draw, base):
     config = copy.deepcopy(base)
     paths = [p for p, _ in _paths(config)]
-    kind = draw(st.sampled_from(["replace", "delete", "add"]))
-    if kind == "add":
+    kind = draw(st.sampled_from(["replace", "delete", "add", "transplant"]))
+    exps = list(config.get("experiments", {}))
+    if kind == "transplant" and len(exps) > 1:
+        a, b = draw(st.permutations(exps))[:2]
+        inside = [p[2:] for p in paths if len(p) > 2 and p[:2] == ("experiments", a)
+                  and all(isinstance(k, str) for k in p)]
+        rest = draw(st.sampled_from(inside))
+        parent = config["experiments"][b]
+        for k in rest[:-1]:  # create the missing blocks on the way
+            if not isinstance(parent.get(k), dict):
+                parent[k] = {}
+            parent = parent[k]
+        parent[rest[-1]] = copy.deepcopy(_get(base, ("experiments", a) + rest))
+        return config, ("experiments", b) + rest, kind
+    if kind in ("add", "transplant"):
         dicts = [p for p, v in _paths(config) if isinstance(v, dict)]
         where = draw(st.sampled_from(dicts))
         key = draw(st.text(min_size=1, max_size=8).filter(lambda k: k not in _get(config, where)))
@@ -69,14 +82,53 @@ def _get(node, path):
     return node
 
 
-def _check(config, where, tmp_path):
+def _every_job(p):
+    """Ask the plan for the inputs and arguments of every job the run would have: none may fail."""
+    from types import SimpleNamespace
+
+    def ask(rule, **wc):
+        w = SimpleNamespace(**wc)
+        p.job(rule)(w)
+        if hasattr(p, f"_inputs_{rule}"):
+            p.inputs(rule)(w)
+
+    for exp, e in p.experiments.items():
+        ask("prepare_split", exp=exp)
+        if e.kind.pairs == "written":
+            ask("write_pairs", exp=exp)
+        for key, net in e.networks.items():
+            if net.trained_here:
+                ask("train_network", exp=exp, network=key)
+            if net.extracted_here:
+                for split in e.splits:
+                    ask("extract", exp=exp, network=key, split=split)
+            if p.aligned(exp, key):
+                ask("detect_faces", exp=exp)
+                ask("align_faces", exp=exp, align=p.aligned(exp, key).rsplit("/", 1)[1][:-5])
+        if e.task == "closed_set":
+            for j in range(e.shards):
+                ask("cross_products_shard", exp=exp, shard=str(j))
+            ask("cross_products", exp=exp)
+            for key in e.networks:
+                ask("fit_maps", exp=exp, source=key)
+            for rule in ("evaluate_closed_set", "network_table", "plot_closed_set"):
+                ask(rule, exp=exp)
+        else:
+            for rule in ("evaluate_open_set", "evaluate_identification", "plot_open_set", "plot_identification"):
+                ask(rule, exp=exp)
+    p.targets()
+
+
+def _check(config, where, tmp_path, kind=None):
     try:
         check_config(config)
-        plan.Plan(config, tmp_path)
+        _every_job(plan.Plan(config, tmp_path))
     except ConfigError as e:
         msg = str(e)
         on_path = [dotted(where[:i]) for i in range(len(where) + 1)]
         inside = dotted(where) + "."  # or a key within the mutated value
+        if kind == "transplant":  # a transplanted key may make its new siblings wrong (a kind, a task)
+            inside = dotted(where[:-1]) + "."
         assert msg.startswith(inside) or any(msg.startswith(k + ": ") or msg.startswith(k + ", ") for k in on_path), (
             f"mutation at {dotted(where)!r} reported as: {msg}")
     # any other exception propagates and fails the property
@@ -85,8 +137,8 @@ def _check(config, where, tmp_path):
 @settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=mutated(DEMO))
 def test_mutated_demo_config_fails_naming_the_key(case, tmp_path):
-    config, where, _ = case
-    _check(config, where, tmp_path)
+    config, where, kind = case
+    _check(config, where, tmp_path, kind)
 
 
 @pytest.fixture(scope="module")
@@ -103,5 +155,5 @@ def byo(tmp_path_factory):
 @given(data=st.data())
 def test_mutated_bring_your_own_config_fails_naming_the_key(byo, data):
     base, root = byo
-    config, where, _ = data.draw(mutated(base))
-    _check(config, where, root)
+    config, where, kind = data.draw(mutated(base))
+    _check(config, where, root, kind)

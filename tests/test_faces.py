@@ -62,8 +62,6 @@ def test_mtcnn_finds_the_astronauts_face_and_crops_have_the_right_size(astronaut
 
 
 def test_images_without_a_face_fall_back_to_a_centre_crop(tmp_path):
-    from embmap import data
-    from embmap.data import manifest as mf
 
     root = tmp_path / "lfw" / "Blank"
     root.mkdir(parents=True)

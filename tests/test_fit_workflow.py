@@ -6,7 +6,7 @@ import zarr
 
 from conftest import synthetic_stores
 from embmap import stores
-from embmap.fit import FitError, gram, ridge
+from embmap.fit import gram, ridge
 from test_workflow import byo_config, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -18,8 +18,8 @@ def test_sharded_pass_with_an_alpha_list_records_the_choice(tmp_path):
     snakemake(tmp_path, cfg)
     res = tmp_path / "results" / "byo"
     # four shard jobs, one reduce; the partials are temporary
-    assert sorted(p.name for p in (res / "logs" / "cross_products").iterdir()) == [
-        f"shard{j}.log" for j in range(4)]
+    assert sorted(p.name for p in (res / "logs" / "cross_products_shard").iterdir()) == [
+        f"{j}.log" for j in range(4)]
     assert not (res / "fit" / "shards").exists() or not any((res / "fit" / "shards").iterdir())
     blocks = stores.open_blocks(res / "fit" / "blocks.zarr")
     assert blocks.attrs["shards"] == 4 and blocks.attrs["folds"] == 2 and sum(blocks.attrs["fold_n"]) == 400

@@ -105,7 +105,7 @@ def test_flat_val_without_ground_truth_is_refused(tmp_path):
 def test_crop_and_resize_match_an_independent_computation(tmp_path):
     from PIL import Image
 
-    from embmap import images
+    from embmap.data import images
 
     x = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
     Image.fromarray(x).save(tmp_path / "a.png")
@@ -120,7 +120,7 @@ def test_crop_and_resize_match_an_independent_computation(tmp_path):
 
 @pytest.mark.tensorflow
 def test_pipeline_matches_one_file_at_a_time_and_names_a_corrupt_file(tmp_path):
-    from embmap import images
+    from embmap.data import images
 
     root = fake_imagenet(tmp_path / "in", val_layout="folders", devkit=False)
     ds = data.get({"kind": "imagenet", "root": str(root)})
@@ -132,7 +132,7 @@ def test_pipeline_matches_one_file_at_a_time_and_names_a_corrupt_file(tmp_path):
     bad = root / ids[9]
     bad.write_bytes(b"not a jpeg at all")
     with pytest.raises(images.ImageError, match=str(bad)):
-        list(mf.batches(ds, np.asarray(ids), 4, {"input_size": [16, 20]}))
+        list(mf.batches(ds, np.asarray(ids), 4, {"input_size": [16, 20], "crop_fraction": 0.875}))
     with pytest.raises(images.ImageError, match=f"{bad}: cannot decode"):
         images.decode_file(bad)
     with pytest.raises(images.ImageError, match="nowhere.JPEG: cannot read"):

@@ -40,7 +40,7 @@ def test_imagenet_config_plans_the_papers_eleven_networks(tmp_path):
     assert all(s == [331, 331] for k, s in sizes.items() if k != "mobilenet_v2_140_224")
     assert p.preprocessing("imagenet", "inception_v4") == {"input_size": [331, 331], "input_range": [-1.0, 1.0],
                                                            "crop_fraction": 0.875}
-    assert "input_range" not in p.preprocessing("imagenet", "inception_v3")
+    assert p.preprocessing("imagenet", "inception_v3")["input_range"] == [0.0, 1.0]  # TF Hub's, the schema default
     handles = {k: exp.networks[k].spec.get("handle") for k in nets}
     assert handles["inception_v1"] == "https://tfhub.dev/google/imagenet/inception_v1/feature_vector/5"
     assert exp.networks["inception_v1"].spec["classifier"].endswith("/inception_v1/classification/5")

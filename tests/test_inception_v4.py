@@ -54,8 +54,6 @@ def test_variables_carry_the_tf_slim_names_and_shapes(random_checkpoint):
 
 def test_checkpoint_loads_back_with_identical_outputs(random_checkpoint):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     features, logits, prefix = random_checkpoint
     net = models.open_model("iv4", {"source": "checkpoint", "architecture": "inception_v4",
@@ -74,8 +72,6 @@ def test_checkpoint_loads_back_with_identical_outputs(random_checkpoint):
 def test_randomize_reinitialises_every_variable_of_the_checkpoint_network(random_checkpoint):
     from embmap.models import inception_v4 as iv4
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     _, logits, prefix = random_checkpoint
     spec = {"source": "checkpoint", "architecture": "inception_v4", "checkpoint": str(prefix), "randomize": True,
@@ -91,8 +87,6 @@ def test_missing_variables_name_the_checkpoint(tmp_path):
     import tensorflow as tf
 
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     prefix = tmp_path / "other.ckpt"
     tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=["InceptionV3/Conv2d_1a_3x3/weights"],

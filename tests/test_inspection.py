@@ -8,7 +8,7 @@ import zarr
 
 from conftest import ROOT
 from embmap import stores
-from embmap.fit import FitError, gram, ridge
+from embmap.fit import ridge
 from embmap.__main__ import main
 
 

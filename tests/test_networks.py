@@ -6,16 +6,12 @@ import pytest
 from conftest import train_demo
 
 from embmap import data, stores
-from embmap.data import manifest as mf
 
 pytestmark = pytest.mark.tensorflow
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     out = tmp_path_factory.mktemp("models")
     ds = data.get({"kind": "digits", "seed": 0})
@@ -29,8 +25,6 @@ def exported(tmp_path_factory):
 
 def test_classifier_is_located_by_shape_and_reproduces_logits(exported):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     out, ds, m = exported
     net = models.open_model("mlp", {"source": "train"}, model_dir=str(out / "mlp"))
@@ -43,7 +37,6 @@ def test_classifier_is_located_by_shape_and_reproduces_logits(exported):
 
 def test_mismatched_feature_and_classifier_handles_are_refused(exported):
     from embmap import models
-    from embmap.extract import extract as extract_store
     from embmap.models import hub
 
     out, ds, m = exported
@@ -54,7 +47,6 @@ def test_mismatched_feature_and_classifier_handles_are_refused(exported):
 
 def test_unloadable_handle_names_the_network(tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
     from embmap.models import hub
 
     (tmp_path / "empty").mkdir()
@@ -65,7 +57,6 @@ def test_unloadable_handle_names_the_network(tmp_path):
 def test_extract_writes_a_complete_store_chunk_by_chunk(exported, tmp_path):
     from embmap import models
     from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     out, ds, m = exported
     rows = m[m.split == "test"].iloc[:101]
@@ -81,8 +72,6 @@ def test_extract_writes_a_complete_store_chunk_by_chunk(exported, tmp_path):
 
 
 def test_resize_and_channels_preprocessing(exported):
-    from embmap import models
-    from embmap.extract import extract as extract_store
     from embmap.models import hub
 
     out, *_ = exported
@@ -96,8 +85,6 @@ def test_resize_and_channels_preprocessing(exported):
 
 def test_same_seed_trains_the_same_network(tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     ds = data.get({"kind": "digits"})
     m = ds.manifest().iloc[:200]

@@ -6,7 +6,7 @@ import zarr
 from sklearn.linear_model import Ridge
 
 from embmap import stores
-from embmap.evaluate import closed_set, common
+from embmap.evaluate import closed_set
 from embmap.fit import FitError, gram, ridge
 
 

@@ -153,6 +153,65 @@ def test_protocol_matches_an_independent_derivation(small):
         assert t.loc[key, "accuracy_std"] == pytest.approx(np.std(acc, ddof=0))
 
 
+def reference_inner_cv_alpha(feats, ids, pairs, a, b, k, alphas):
+    """Plain numpy: for outer fold k, leave each other fold out in turn, score every alpha, pick the best.
+
+    Score: 1 - held-out squared error / held-out squared deviation from the held-out fold's own mean,
+    summed over the inner folds; ties go to the larger alpha.
+    """
+    index = {x: i for i, x in enumerate(ids)}
+    i1 = np.array([index[p] for p in pairs.path1])
+    i2 = np.array([index[p] for p in pairs.path2])
+    x = feats[a][i1].astype(np.float64)
+    y = feats[b][i2].astype(np.float64)
+    inner = [j for j in range(pairs.n_folds) if j != k]
+    scores = []
+    for alpha in alphas:
+        rss = tss = 0.0
+        for j in inner:
+            fit = pairs.same & (pairs.fold != k) & (pairs.fold != j)
+            held = pairs.same & (pairs.fold == j)
+            ma, mb = x[fit].mean(0), y[fit].mean(0)
+            aug = np.vstack([x[fit] - ma, np.sqrt(alpha) * np.eye(x.shape[1])])
+            rhs = np.vstack([y[fit] - mb, np.zeros((x.shape[1], y.shape[1]))])
+            w = np.linalg.lstsq(aug, rhs, rcond=None)[0]
+            pred = (x[held] - ma) @ w + mb
+            rss += float(((pred - y[held]) ** 2).sum())
+            tss += float(((y[held] - y[held].mean(0)) ** 2).sum())
+        scores.append(1 - rss / tss)
+    best = max(range(len(alphas)), key=lambda i: (round(scores[i], 12), alphas[i]))
+    return alphas[best]
+
+
+def test_an_alpha_list_is_chosen_per_outer_fold_by_inner_cross_validation(small):
+    ids, feats, pairs, _, _ = small
+    alphas = [0.001, 0.1, 1.0, 10.0, 100.0]
+    table, fold_table = verification.verification(feats, ids, pairs, alpha=alphas)
+    ridge = fold_table[fold_table.method == "ridge"]
+    assert ridge.alpha.notna().all() and set(ridge.alpha) <= set(alphas)
+    assert fold_table[fold_table.method != "ridge"].alpha.isna().all()
+    chosen = set()
+    for r in ridge.itertuples():
+        want = reference_inner_cv_alpha(feats, ids, pairs, r.source, r.target, r.fold - 1, alphas)
+        assert r.alpha == want, (r.source, r.target, r.fold)
+        chosen.add(r.alpha)
+    assert len(chosen) > 1  # the choice really depends on the pair and the fold here
+    # each fold's map is then the plain ridge map of its chosen alpha on all other folds
+    ref = reference_verification(feats, ids, pairs, alpha=1.0)
+    for r in ridge[ridge.alpha == 1.0].itertuples():
+        assert r.accuracy == pytest.approx(ref[(r.source, r.target, r.fold - 1)][0])
+
+
+def test_an_alpha_list_needs_two_other_folds(small):
+    from embmap.fit import FitError
+
+    ids, feats, _, _, _ = small
+    two = pairs_among(ids, n_folds=2, per_fold=12)
+    with pytest.raises(FitError, match=r"fold 1: choosing alpha among \[0\.1, 1\.0\] by inner cross-validation"):
+        verification.verification(feats, ids, two, alpha=[0.1, 1.0])
+    identification.identification(feats, ids, n_folds=3, seed=0, alpha=[0.1, 1.0])  # 2 other folds: fine
+
+
 def test_table_columns_rows_and_controls(small):
     ids, feats, pairs, table, folds = small
     assert list(table.columns) == verification.TABLE_COLUMNS
@@ -394,7 +453,14 @@ def test_bring_your_own_embeddings_open_set_end_to_end(tmp_path):
         "mapping": {"alpha": 0.5}, "identification": {"folds": 4, "seed": 1},
         "networks": {k: {"source": "zarr", "path": d, "label": k.upper()} for k, d in dirs.items()}}}}
     cfg["experiments"]["faces"]["networks"]["net2"]["control"] = True
+    cv = json.loads(json.dumps(cfg["experiments"]["faces"]))
+    cv["mapping"]["alpha"] = [0.01, 0.5, 10.0]
+    cfg["experiments"]["faces_cv"] = cv
     snakemake(tmp_path, cfg)
+    f = pd.read_csv(tmp_path / "results" / "faces_cv" / "tables" / "open_set_folds.csv")
+    assert set(f[f.method == "ridge"].alpha) <= {0.01, 0.5, 10.0}
+    meta = json.loads((tmp_path / "results" / "faces_cv" / "tables" / "open_set.json").read_text())
+    assert meta["alpha"] == [0.01, 0.5, 10.0] and meta["alpha_selection"].startswith("inner cross-validation")
     res = tmp_path / "results" / "faces"
     t = pd.read_csv(res / "tables" / "open_set.csv")
     assert list(t.columns) == verification.TABLE_COLUMNS
@@ -445,7 +511,7 @@ def _open_cfg(dataset, networks=None):
 
 def test_plan_targets_and_stores_of_an_open_set_experiment(tmp_path):
     from embmap import plan
-    from embmap.config import ConfigError, check as check_config, dotted
+    from embmap.config import check as check_config
 
     (tmp_path / "pairs.txt").write_text("2 1\nA 1 2\nA 1 B 1\nA 1 3\nA 2 B 1\n")
     cfg = _open_cfg({"kind": "embeddings", "pairs": "pairs.txt"})
@@ -475,7 +541,7 @@ def test_plan_targets_and_stores_of_an_open_set_experiment(tmp_path):
 ])
 def test_open_set_config_errors_name_the_key(tmp_path, cfg, message):
     from embmap import plan
-    from embmap.config import ConfigError, check as check_config, dotted
+    from embmap.config import ConfigError, check as check_config
 
     (tmp_path / "p.txt").write_text("")
     check_config(cfg)
@@ -485,7 +551,7 @@ def test_open_set_config_errors_name_the_key(tmp_path, cfg, message):
 
 def test_lfw_schema_needs_root_and_pairs_and_closed_set_refuses_it():
     from embmap import plan
-    from embmap.config import ConfigError, check as check_config, dotted
+    from embmap.config import ConfigError, check as check_config
 
     with pytest.raises(ConfigError, match=r"faces\.dataset: 'root' is a required property"):
         check_config(_open_cfg({"kind": "lfw", "pairs": "p.txt"}))

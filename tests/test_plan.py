@@ -7,7 +7,7 @@ import yaml
 
 from conftest import ROOT, synthetic_stores
 from embmap import plan
-from embmap.config import ConfigError, check as check_config, dotted
+from embmap.config import ConfigError, check as check_config
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -102,3 +102,100 @@ def test_closed_set_savedmodel_needs_a_classifier(tmp_path):
     c = _with(("experiments", "digits", "networks", "mlp"), {"source": "savedmodel", "handle": "fv"})
     with pytest.raises(ConfigError, match=r"networks\.mlp\.classifier"):
         plan.Plan(c, tmp_path)
+
+
+# -- defaults and structure -----------------------------------------------------------
+def test_defaults_come_from_the_schema_and_are_filled_once():
+    from embmap import config
+
+    p = plan.Plan(DEMO, ROOT)
+    closed, open_ = p.experiments["digits"], p.experiments["digits_open_set"]
+    assert closed.mapping == {"alpha": 1.0, "folds": 5, "shards": 1, "precision": "float64"}
+    assert closed.store == {"chunk_rows": None, "batch_size": 256}
+    assert "identification" not in closed.spec and open_.identification == {"folds": 2, "seed": 0}
+    cnn = closed.networks["cnn"].spec
+    assert cnn["train"]["batch_size"] == 64 and cnn["train"]["learning_rate"] == 0.001 and cnn["control"] is False
+    # every default the plan filled is the schema's own
+    schema = config.schema()
+    assert schema["$defs"]["train"]["properties"]["batch_size"]["default"] == 64
+    assert config.defaults("align", {"style": "facenet"}) == {"style": "facenet", "size": 160, "margin": 32}
+    assert config.defaults("align", {"style": "arcface"}) == {"style": "arcface", "size": 112}
+
+
+def test_the_plan_imports_the_standard_library_only(tmp_path):
+    """The Snakefile builds the plan while parsing, where numpy, pandas, zarr or TensorFlow may be missing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('numpy', 'pandas', 'zarr', 'tensorflow', 'dask', 'scipy', 'sklearn'): sys.modules[m] = None\n"
+        f"sys.path.insert(0, {str(ROOT / 'workflow')!r})\n"
+        "import yaml\n"
+        "from embmap.plan import Plan\n"
+        "for name in ('config.yaml', 'configs/imagenet.yaml', 'configs/lfw.yaml'):\n"
+        f"    p = Plan(yaml.safe_load(open({str(ROOT)!r} + '/' + name)), check_paths=False)\n"
+        "    assert p.targets()\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+def test_every_source_and_dataset_kind_is_registered_with_its_schema_branch():
+    from embmap import config, data, models
+
+    schema = config.schema()
+    sources = schema["$defs"]["network"]["properties"]["source"]["enum"]
+    assert sorted(sources) == sorted(models.SOURCES)
+    branches = [b["if"]["properties"]["source"]["const"] for b in schema["$defs"]["network"]["allOf"]]
+    assert sorted(branches) == sorted(models.SOURCES)
+    kinds = schema["$defs"]["dataset"]["properties"]["kind"]["enum"]
+    assert sorted(kinds) == sorted(data.KINDS)
+
+
+@pytest.mark.parametrize("where,value,message", [
+    (("experiments", "digits_open_set", "mapping", "shards"), 4,
+     r"experiments\.digits_open_set\.mapping\.shards: open_set fits its per-fold maps in memory"),
+    (("experiments", "digits_open_set", "mapping", "folds"), 3,
+     r"experiments\.digits_open_set\.mapping\.folds: open_set cross-validates an alpha list over the pairs"),
+    (("experiments", "digits", "identification"), {"folds": 3},
+     r"experiments\.digits\.identification: only task open_set identifies"),
+])
+def test_keys_a_task_does_not_use_are_refused_not_ignored(where, value, message):
+    with pytest.raises(ConfigError, match=message):
+        plan.Plan(_with(where, value), ROOT)
+
+
+def test_an_open_set_alpha_list_is_planned_for_the_evaluation_jobs():
+    c = _with(("experiments", "digits_open_set", "mapping", "alpha"), [0.1, 1.0, 10.0])
+    p = plan.Plan(c, ROOT)
+
+    class W:
+        exp = "digits_open_set"
+
+    assert p.job("evaluate_open_set")(W)["alpha"] == [0.1, 1.0, 10.0]
+    assert p.job("evaluate_identification")(W)["alpha"] == [0.1, 1.0, 10.0]
+
+
+def test_every_rule_job_of_the_demo_is_answered_by_the_plan():
+    """What the rules ask the plan for exists for every experiment and wildcard (no lambda left to fail)."""
+    from types import SimpleNamespace
+
+    from embmap import steps
+
+    p = plan.Plan(DEMO, ROOT)
+    for exp, e in p.experiments.items():
+        for net in e.networks:
+            wc = SimpleNamespace(exp=exp, network=net, source=net, split=e.splits[0], shard="0",
+                                 align="facenet160m32")
+            for rule, fn in steps.STEPS.items():
+                rules_of_task = {"closed_set": ("evaluate_open_set", "evaluate_identification", "write_pairs",
+                                                "plot_open_set", "plot_identification"),
+                                 "open_set": ("evaluate_closed_set", "network_table", "plot_closed_set")}
+                if rule in rules_of_task[e.task] or rule in ("detect_faces", "align_faces"):
+                    continue
+                job = p.job(rule)(wc)
+                assert isinstance(job, dict), rule
+                if hasattr(p, f"_inputs_{rule}"):
+                    assert isinstance(p.inputs(rule)(wc), dict), rule

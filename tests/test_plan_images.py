@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from embmap import plan
-from embmap.config import ConfigError, check as check_config, dotted
+from embmap.config import ConfigError, check as check_config
 
 
 def imagenet_config(tmp_path, **networks):

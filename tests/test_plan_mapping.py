@@ -7,7 +7,7 @@ import yaml
 
 from conftest import ROOT
 from embmap import plan
-from embmap.config import ConfigError, check as check_config, dotted
+from embmap.config import ConfigError, check as check_config
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 

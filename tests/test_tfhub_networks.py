@@ -47,8 +47,6 @@ def run_extract(world, spec, tmp_path, split="train", name="net", crop=0.875, **
 
 def test_pair_extracts_image_files_with_its_classifier_and_preprocessing(world, tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     s, rows = run_extract(world, spec_of(world["pair"]), tmp_path, split="val")
     np.testing.assert_array_equal(s.ids, rows.id.to_numpy())
@@ -71,8 +69,6 @@ def test_pair_extracts_image_files_with_its_classifier_and_preprocessing(world, 
 
 def test_classifier_without_locatable_variables_is_recovered_by_least_squares(world, tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     s, rows = run_extract(world, spec_of(world["hidden"]), tmp_path)
     c = s.group["classifier"].attrs
@@ -80,14 +76,12 @@ def test_classifier_without_locatable_variables_is_recovered_by_least_squares(wo
     w, b = s.classifier()
     net = models.open_model("net", spec_of(world["hidden"]))
     x = net.preprocess(data.get({"kind": "imagenet", "root": str(world["root"])}).images(
-        list(rows.id[:5]), (24, 28)))
+        list(rows.id[:5]), (24, 28), 0.875))
     np.testing.assert_allclose(net.features(x) @ w.T + b, net.logits(x), rtol=1e-4, atol=1e-4)
 
 
 def test_least_squares_needs_d_plus_one_images_and_affine_logits(world, tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     with pytest.raises(models.NetworkError, match=r"network 'net': recovering .* at least d \+ 1 = 7 images, "
                                                      r"the split has 5"):
@@ -99,8 +93,6 @@ def test_least_squares_needs_d_plus_one_images_and_affine_logits(world, tmp_path
 
 def test_handles_of_different_networks_are_refused(world, tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     mixed = spec_of(world["pair"], classifier=str(world["other"] / "classification"))
     with pytest.raises(models.NetworkError, match="'mixed'.*do not reproduce the model's logits"):
@@ -110,8 +102,6 @@ def test_handles_of_different_networks_are_refused(world, tmp_path):
 
 def test_class_count_must_match_the_dataset(world, tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     pair = tiny_hub_pair(tmp_path / "thousand", d=6, n_classes=N_CLASSES - 1)
     with pytest.raises(models.NetworkError, match=r"outputs 5 classes, the dataset has 6 .*1001"):
@@ -120,8 +110,6 @@ def test_class_count_must_match_the_dataset(world, tmp_path):
 
 def test_randomize_changes_every_variable_reproducibly_and_keeps_the_pair_consistent(world, tmp_path):
     from embmap import models
-    from embmap.extract import extract as extract_store
-    from embmap.models import hub
 
     def values(net):
         return {v.name: v.numpy().copy() for v in net.variables()}
@@ -156,7 +144,6 @@ def test_kernel_initialisation_has_the_variance_scaling_spread():
 
 def test_handles_that_do_not_answer_are_named(tmp_path, monkeypatch):
     from embmap import models
-    from embmap.extract import extract as extract_store
     from embmap.models import hub
 
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))

@@ -1,5 +1,6 @@
 """The workflow end to end through snakemake, in a temporary directory."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import yaml
 import zarr
 
 from conftest import ROOT, synthetic_stores
-from embmap.evaluate import closed_set, common
+from embmap.evaluate import closed_set
 
 pytestmark = pytest.mark.workflow
 
@@ -76,7 +77,7 @@ def test_disagreeing_ids_fail_naming_the_network_and_leave_no_tables(tmp_path):
     cfg = byo_config({**dirs, "c": other["c"]})
     r = snakemake(tmp_path, cfg, check=False)
     assert r.returncode != 0
-    log = (tmp_path / "results" / "byo" / "logs" / "cross_products" / "shard0.log").read_text()
+    log = (tmp_path / "results" / "byo" / "logs" / "cross_products_shard" / "0.log").read_text()
     assert "network 'c'" in log and "399 samples" in log
     assert not (tmp_path / "results" / "byo" / "fit" / "blocks.zarr").exists()
     assert not (tmp_path / "results" / "byo" / "tables").exists()
@@ -109,3 +110,29 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     assert store.attrs["source"] == "train" and store.attrs["split"] == "test"
     assert store["classifier/weight"].shape == (10, 128)
     assert (res / "models" / "cnn" / "feature_vector" / "saved_model.pb").exists()
+
+
+def _job_counts(out: str) -> dict:
+    """{rule: count} from the 'Job stats' table of a dry run."""
+    stats = out[out.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
+
+
+def test_a_named_configfile_replaces_the_demo_instead_of_joining_it(tmp_path):
+    """--configfile configs/imagenet.yaml from a folder holding the demo's config.yaml plans the paper only."""
+    (tmp_path / "data" / "ILSVRC2012" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "ILSVRC2012" / "val").mkdir()
+    (tmp_path / "data" / "models").mkdir()
+    (tmp_path / "data" / "models" / "inception_v4.ckpt").write_bytes(b"")
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")  # what the Snakefile's configfile: would read
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(ROOT / "configs" / "imagenet.yaml"), "--cores", "8", "-n", "--quiet", "rules"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _job_counts(r.stdout + r.stderr)
+    assert jobs["extract"] == 22 and jobs["fit_maps"] == 11 and jobs["cross_products_shard"] == 1, jobs
+    assert "train_network" not in jobs and jobs["prepare_split"] == 1, jobs
+    # without --configfile, the demo in config.yaml is the config
+    r = subprocess.run(cmd[:7] + ["--cores", "2", "-n", "--quiet", "rules"], capture_output=True, text=True)
+    jobs = _job_counts(r.stdout + r.stderr)
+    assert jobs["train_network"] == 8 and jobs["prepare_split"] == 2, jobs

@@ -26,7 +26,6 @@ and :mod:`embmap.models.arcface`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -9,7 +9,7 @@ preprocessing, which TF Hub's image models expect):
 3. keep the central ``crop_fraction`` of height and width (0.875 by default);
 4. resize to the network's ``input_size`` [height, width], bilinear;
 5. (the network rescales [0, 1] to its own ``input_range``, see
-   :class:`embmap.networks.Network`).
+   :class:`embmap.models.Model`).
 
 :func:`decode_file` reads one file and raises :class:`ImageError` naming it;
 :func:`batches` runs the same steps for many files in parallel with

@@ -64,7 +64,7 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
     Parameters
     ----------
     stores : dict network -> EmbeddingStore
-        Aligned stores of the evaluation split (see :func:`embmap.stores.open_aligned`),
+        Matched stores of the evaluation split (see :func:`embmap.stores.open_matched`),
         each with a classifier; their order is the table's order.
     maps : dict (source, target) -> LinearMap
         The ridge maps for every ordered pair of distinct networks.
