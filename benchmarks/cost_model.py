@@ -4,9 +4,10 @@
     python benchmarks/cost_model.py --shards 8 --alphas 7 --folds 5 --gflops32 100 --gflops64 50 --cores 32
 
 Counts follow the implementation (embmap.fit.gram, embmap.fit.ridge): the pass forms the upper
-blocks of the joint Gram (n D^2 flops, float32 or float64 products, float64
-sums); a fit job eigendecomposes its source's Gram once per fold and once for
-the whole split. Wall times divide those counts by per-core rates measured
+triangle of the joint Gram as row panels of GEMMs (n (D^2 + sum of panel heights^2) flops,
+float32 or float64 products, float64 sums); a fit job with one alpha solves one linear system
+per source for all targets (an LU, 2/3 d^3, and 2 d^2 (D - d) for the right-hand sides); with
+an alpha list it eigendecomposes its source's Gram once per fold and once for the whole split. Wall times divide those counts by per-core rates measured
 with benchmarks/ridge.py on this machine (give yours) and a number of cores;
 they are estimates, reading speed aside (see --read-gbs).
 """
@@ -19,7 +20,19 @@ from common import PAPER_DIMS
 
 N_IMAGENET = 1_281_167
 BLOCK_ROWS = 4096
+PANEL_ROWS = 768  # embmap.fit.gram.PANEL_ROWS: networks grouped into row panels of at least this height
 EIGH = 9.0  # flops of a symmetric eigendecomposition with vectors, per d^3 (LAPACK syevd, about)
+LU = 2.0 / 3.0  # flops of an LU factorisation, per d^3 (LAPACK gesv)
+
+
+def panel_heights(dims: list[int]) -> list[int]:
+    out, h = [], 0
+    for d in dims:
+        h += d
+        if h >= PANEL_ROWS:
+            out.append(h)
+            h = 0
+    return out + ([h] if h else [])
 
 
 def costs(dims: list[int], n: int, shards: int, folds: int, alphas: int) -> dict:
@@ -28,16 +41,20 @@ def costs(dims: list[int], n: int, shards: int, folds: int, alphas: int) -> dict
     acc = (D * D + sq) / 2 * 8  # upper blocks, float64
     per_shard_folds = 1 if (k == 1 or shards % k == 0) else k
     out = {"D": D, "features_GB": n * D * 4 / 1e9}
-    out["pass"] = {"flops": n * D * D / shards, "read": n * D * 4 / shards, "write": per_shard_folds * acc,
-                   "memory": per_shard_folds * acc + 3 * BLOCK_ROWS * D * 4}
+    # row panels: each computes its square diagonal part in full, so a little over the symmetric product
+    panels = panel_heights(dims)
+    acc = sum(h * (D - sum(panels[:i])) for i, h in enumerate(panels)) * 8  # the panels, float64
+    out["pass"] = {"flops": n * (D * D + sum(h * h for h in panels)) / shards, "read": n * D * 4 / shards,
+                   "write": per_shard_folds * acc, "memory": per_shard_folds * acc + 3 * BLOCK_ROWS * D * 4}
     out["reduce"] = {"flops": 0.0, "read": shards * per_shard_folds * acc, "write": (k + (k > 1)) * acc,
                      "memory": (k + 2) * max(dims) ** 2 * 8}
     fits = []
     for d in dims:
         rest = D - d
-        flops = EIGH * d**3 + 4 * d * d * rest
-        if k > 1:
-            flops += k * ((EIGH + 4) * d**3 + 5 * d * d * rest)
+        if k > 1:  # one eigh for the whole split and one per fold, shared by every target and alpha
+            flops = EIGH * d**3 + 4 * d * d * rest + k * ((EIGH + 4) * d**3 + 5 * d * d * rest)
+        else:  # one LU and one solve with every target's columns as right-hand sides
+            flops = LU * d**3 + 2 * d * d * rest
         fits.append({"d": d, "flops": flops, "read": (k + (k > 1)) * d * D * 8, "write": d * rest * 8,
                      "memory": (6 * d * d + 4 * d * max(dims)) * 8})
     out["fit"] = fits

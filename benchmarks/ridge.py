@@ -12,11 +12,18 @@ stores (chunked like the workflow's), then three things are timed:
       features in memory, float32 (what a user writes today);
   (c) the floor: one float32 product ``X.T @ X`` of the concatenated features
       of all networks, in memory (numpy hands it to BLAS syrk); and (c') the
-      same product summed over 4096-row blocks, which BLAS may run faster.
+      same product summed over 4096-row blocks, which BLAS may run faster;
+  (g) the machine's own GEMM rate: a square product of 4096 (float32, and
+      float64 with ``--precision float64``), best of five.
 
-Prints the three times and the ratios a/c (target <= 1.5) and b/a (target >= 4).
+Prints the times, the ratios a/c (target <= 1.5) and b/a (target >= 4), and
+``pass / GEMM``: the pass's effective rate (n D^2 per second, the flops of the
+symmetric product) over the GEMM rate of its precision (target >= 0.7), with
+reading and decompressing the stores included. ``--pools`` also times the fit
+stage in fresh processes with and without scipy's BLAS loaded and used first
+(two OpenBLAS thread pools in one process, as the pass once had).
 The jobs run in this process, one after another, each with ``--threads``
-BLAS/Dask threads; the stores sit in the page cache after being written.
+BLAS threads; the stores sit in the page cache after being written.
 """
 
 from __future__ import annotations
@@ -97,6 +104,56 @@ def floor_blocked(feats: dict, rows: int = 4096) -> float:
     return time.perf_counter() - start
 
 
+def gemm_rate(dtype, size: int = 4096, repeat: int = 5) -> float:
+    """FLOP/s of the best of ``repeat`` square products of ``size`` in ``dtype`` (numpy's BLAS)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    a @ b  # warm up the thread pool
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2.0 * size**3 / best
+
+
+def _timed(f) -> float:
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+
+POOLS_CHILD = """
+import sys, time, logging
+sys.path.insert(0, {workflow!r})
+logging.getLogger("embmap").setLevel(logging.WARNING)
+import numpy as np
+if {scipy_first}:
+    from scipy.linalg import blas  # scipy's own OpenBLAS: a second thread pool in the process
+    x = np.ones((2048, 2048), dtype=np.float32, order="F")
+    blas.sgemm(1.0, x, x)
+from embmap import steps
+steps.set_threads({threads})
+names = {names!r}
+start = time.perf_counter()
+for a in names:
+    steps.fit_maps({blocks!r}, a, [b for b in names if b != a], {alpha!r}, {out!r} + "/" + a, experiment="benchmark",
+                   fit_split="train")
+print("FIT", time.perf_counter() - start)
+"""
+
+
+def fit_in_fresh_process(blocks: str, names: list, alpha, out: str, threads: int, scipy_first: bool) -> float:
+    import subprocess
+    import sys
+
+    from common import ROOT
+
+    code = POOLS_CHILD.format(workflow=str(ROOT / "workflow"), scipy_first=scipy_first, threads=threads, names=names,
+                              blocks=blocks, alpha=alpha, out=out)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+    return float(r.stdout.split("FIT")[-1])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="samples (default 100,000)")
@@ -111,6 +168,8 @@ def main(argv=None) -> None:
     ap.add_argument("--folds", type=int, default=5, help="folds for --cv")
     ap.add_argument("--skip-sklearn", action="store_true", help="skip (b), the slowest part")
     ap.add_argument("--repeat", type=int, default=1, help="report the fastest of this many runs of (a) and (c)")
+    ap.add_argument("--pools", action="store_true",
+                    help="also time the fit stage with and without scipy's BLAS loaded first (fresh processes)")
     ap.add_argument("--workdir", default=None, help="folder for the stores (default a temporary one)")
     args = ap.parse_args(argv)
     logging.getLogger("embmap").setLevel(logging.WARNING)
@@ -130,6 +189,10 @@ def main(argv=None) -> None:
         stores = write_stores(work / "stores", feats)
         print(f"setup: features generated and written to stores in {time.perf_counter() - start:.1f} s")
 
+        g32 = gemm_rate(np.float32)
+        g = g32 if args.precision == "float32" else gemm_rate(np.float64)
+        print(f"(g) GEMM rate of this machine, square 4096, best of 5: float32 {g32 / 1e9:.0f} GFLOP/s"
+              + (f", float64 {g / 1e9:.0f} GFLOP/s" if args.precision == "float64" else ""))
         c = best(lambda: floor(feats), args.repeat)
         flops = args.n * sum(dims.values()) ** 2
         print(f"(c) floor, one float32 X.T @ X of all networks in memory: {c:8.2f} s  ({flops / c / 1e9:.0f} GFLOP/s)")
@@ -146,6 +209,17 @@ def main(argv=None) -> None:
                   f"{cv['pass']:.2f}, reduce {cv['reduce']:.2f}, fit {cv['fit']:.2f})")
         print(f"a/c = {a['total'] / c:.2f}   (target <= 1.5);  a/c' = {a['total'] / c2:.2f};  pass alone "
               f"{flops / a['pass'] / 1e9:.0f} GFLOP/s")
+        print(f"pass / GEMM = {flops / a['pass'] / g:.2f}   (target >= 0.7; {args.precision} pass against "
+              f"{args.precision} GEMM, reading and decompressing the stores included)")
+        if args.pools:
+            fit_dir = str(work / "fit" / "blocks.zarr")
+            names = list(stores)
+            both = min(fit_in_fresh_process(fit_dir, names, args.alpha, str(work / "pools_a"), args.threads, True)
+                       for _ in range(max(2, args.repeat)))
+            one = min(fit_in_fresh_process(fit_dir, names, args.alpha, str(work / "pools_b"), args.threads, False)
+                      for _ in range(max(2, args.repeat)))
+            print(f"fit stage, fresh process: with scipy's BLAS loaded and used first {both:.2f} s; numpy's BLAS "
+                  f"only (the workflow now) {one:.2f} s; ratio {both / one:.2f}")
         if not args.skip_sklearn:
             b = per_pair_sklearn(feats, args.alpha)
             print(f"(b) sklearn Ridge per ordered pair ({len(dims) * (len(dims) - 1)} fits), float32 in memory: "

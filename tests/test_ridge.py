@@ -207,9 +207,10 @@ def test_too_few_samples_for_the_folds_is_a_clear_error():
 
 def test_gram_of_a_block_is_the_symmetric_product():
     x = np.random.default_rng(0).standard_normal((33, 7))
-    acc = gram._Accumulator([3, 4], [np.zeros(3), np.zeros(4)])
-    acc.add([np.ascontiguousarray(x[:, :3]), np.ascontiguousarray(x[:, 3:])], np.float64)
-    assert np.abs(np.tril(acc.grams[0, 0], -1)).max() == 0  # syrk: upper triangle only
+    acc = gram._Accumulator([3, 4], np.zeros(7), panel_rows=2)
+    acc.add(np.ascontiguousarray(x))
+    assert [p.shape for p in acc.panels] == [(3, 7), (4, 4)]  # the upper triangle, as row panels
+    assert gram.panels_of([256, 256, 448, 512, 900, 10], 768) == [(0, 960), (960, 2372), (2372, 2382)]
     bl = acc.centred(["a", "b"], {})
     full = x - x.mean(0)
     np.testing.assert_allclose(bl.gram("a", "a"), full[:, :3].T @ full[:, :3], atol=1e-12)
@@ -268,3 +269,102 @@ def test_more_shards_than_row_blocks_leave_empty_partials_that_pool_away(tmp_pat
     assert back.n == 300
     np.testing.assert_allclose(stores.open_blocks(tmp_path / "blocks.zarr").gram("n0", "n1"), whole.gram("n0", "n1"),
                                rtol=1e-9, atol=1e-9)
+
+
+# -- the pass's reduction order and its prefix blocks ------------------------------------
+def _all_blocks(bl):
+    out = {"n": bl.n, **{f"mean/{a}": bl.means[a] for a in bl.names}}
+    out.update({f"gram/{a}/{b}": bl.read(a, b) for a, b in bl.pairs()})
+    for k, f in enumerate(bl.folds):
+        if f.n:
+            out.update({f"folds/{k}/gram/{a}/{b}": f.read(a, b) for a, b in f.pairs()})
+    for m, sub in bl.subsets.items():
+        out.update({f"subsets/{m}/gram/{a}/{b}": sub.read(a, b) for a, b in sub.pairs()})
+    return out
+
+
+def _pass(paths, tmp_path, tag, shards, folds=1, sizes=(), workers=2, blas_threads=None):
+    """The shard jobs and the reduce job, on disk, as the workflow runs them."""
+    from threadpoolctl import threadpool_limits
+
+    from embmap import steps
+
+    partials = [str(tmp_path / f"{tag}/shard{j}.zarr") for j in range(shards)]
+    with threadpool_limits(blas_threads):
+        for j, p in enumerate(partials):
+            steps.cross_products_shard(paths, "train", shards, folds, "float32", j, p, threads=workers,
+                                       sample_sizes=sizes)
+    steps.cross_products(partials, str(tmp_path / f"{tag}/blocks.zarr"), "train", paths)
+    return stores.open_blocks(tmp_path / f"{tag}/blocks.zarr")
+
+
+def test_pass_is_bit_identical_whatever_the_workers_and_blas_threads(tmp_path):
+    """Blocks are added in the order of the split, so how many threads read or multiply changes nothing."""
+    _, feats = latent_embeddings(n=3000, dims=(20, 16, 9), offset=5.0, seed=7)
+    paths = _stores(tmp_path, feats, chunk_rows=100)
+    runs = [_all_blocks(_pass(paths, tmp_path, tag, shards=3, folds=2, sizes=(250, 1300), workers=w,
+                              blas_threads=t))
+            for tag, w, t in (("a", 1, 1), ("b", 4, 2), ("c", 2, None), ("d", 2, None))]
+    assert len(runs[0]) > 20
+    for other in runs[1:]:
+        assert other.keys() == runs[0].keys()
+        for k in runs[0]:
+            np.testing.assert_array_equal(other[k], runs[0][k], err_msg=k)
+
+
+def test_shard_counts_agree_to_rounding(tmp_path):
+    """Across shard counts the sums are grouped differently: equal to float64 rounding, not bit for bit."""
+    _, feats = latent_embeddings(n=3000, dims=(20, 16, 9), offset=5.0, seed=7)
+    paths = _stores(tmp_path, feats, chunk_rows=100)
+    one, five = (_all_blocks(_pass(paths, tmp_path, f"s{s}", shards=s, sizes=(250, 1300))) for s in (1, 5))
+    assert one.keys() == five.keys()
+    for k in one:
+        np.testing.assert_allclose(five[k], one[k], rtol=1e-10, atol=1e-10 * np.abs(one[k]).max(), err_msg=k)
+
+
+@pytest.mark.parametrize("shards,folds", [(1, 1), (3, 1), (4, 2)])
+def test_prefix_blocks_equal_the_blocks_of_the_first_m_samples(tmp_path, shards, folds):
+    """Sample-efficiency blocks from the same pass: each equals a fresh computation on the prefix alone."""
+    _, feats = latent_embeddings(n=2100, dims=(11, 8, 5), offset=20.0, seed=3)
+    paths = _stores(tmp_path, feats, chunk_rows=100)
+    sizes = (150, 400, 1000, 2000)
+    bl = _pass(paths, tmp_path, "p", shards=shards, folds=folds, sizes=sizes)
+    assert sorted(bl.subsets) == list(sizes) and bl.attrs["sample_sizes"] == list(sizes)
+    for m in sizes:
+        sub = bl.subsets[m]
+        assert sub.n == m
+        for a, b in sub.pairs():
+            ref = _centred(feats[int(a[1])][:m]).T @ _centred(feats[int(b[1])][:m])
+            np.testing.assert_allclose(sub.gram(a, b), ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+        for k, a in enumerate(sub.names):
+            np.testing.assert_allclose(sub.means[a], feats[k][:m].mean(0, dtype=np.float64), rtol=1e-6)
+    whole = bl  # the whole split is unchanged by the cuts
+    for a, b in whole.pairs():
+        ref = _centred(feats[int(a[1])]).T @ _centred(feats[int(b[1])])
+        np.testing.assert_allclose(whole.gram(a, b), ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+
+
+def test_sample_sizes_outside_the_split_are_refused():
+    _, feats = latent_embeddings(n=300, dims=(4, 3))
+    with pytest.raises(FitError, match=r"sample sizes \[300\] must lie between 1 and the fit split's 300"):
+        gram.cross_products(_arrays(feats), sample_sizes=[300])
+
+
+def test_each_shard_checks_the_ids_of_its_own_blocks_only(tmp_path):
+    """Ids are compared block by block, each block by the shard that reads it: every id is read once."""
+    from embmap import steps
+
+    n = 10_000  # three row blocks of 4,000 (aligned to the stores' chunks of 1,000)
+    _, feats = latent_embeddings(n=n, dims=(4, 3), seed=2)
+    ids = [f"img/{i:05d}" for i in range(n)]
+    bad = list(ids)
+    bad[6500] = "img/intruder"
+    for name, x, i in (("a", feats[0], ids), ("b", feats[1], bad)):
+        stores.write_embeddings(tmp_path / f"{name}.zarr", x, i, np.zeros(n, int), chunk_rows=1000)
+    paths = {k: str(tmp_path / f"{k}.zarr") for k in ("a", "b")}
+    for shard in (0, 2):  # shards 0 and 2 of 3 never read row 6,500
+        _, lay = steps._open_shard(paths, 3, 1, shard)
+    assert lay.n_blocks == 3 and lay.span(1) == (4000, 8000)
+    with pytest.raises(stores.StoreError, match=r"network 'b': ids of .* disagree .* row 6500: 'img/intruder' vs "
+                                                r"'img/06500'"):
+        steps._open_shard(paths, 3, 1, 1)

@@ -269,14 +269,18 @@ def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
             if len(diff):
                 i = diff[0]
                 raise st.StoreError(f"network {name!r}: ids of {s.path} disagree with network {ref[0]!r}; first at "
-                                    f"row {lo + i}: {ids[i]!r} vs {ref_ids[i]!r}")
+                                    f"row {lo + i}: {str(ids[i])!r} vs {str(ref_ids[i])!r}")
     return arrays, lay
 
 
 @step()
 def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds: int, precision: str, shard,
-                         partial: str, threads: int = 1) -> None:
-    """One shard of the pass: centred cross products of all networks over this shard's row blocks."""
+                         partial: str, threads: int = 1, sample_sizes=()) -> None:
+    """One shard of the pass: centred cross products of all networks over this shard's row blocks.
+
+    The blocks of each sample-size prefix are written as soon as the pass is
+    past it, so they never add to the shard's memory more than one at a time.
+    """
     from . import stores as st
     from .fit import gram
 
@@ -288,8 +292,10 @@ def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds:
              sum(a.shape[1] for a in arrays.values()), lay.folds_of_shard(shard) if folds > 1 else "-", precision)
     if not len(mine):
         log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
-    bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, num_workers=threads)
-    st.write_blocks(partial, bl, full=False, split=split)
+    with st.atomic_group(partial) as g:
+        bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, num_workers=threads,
+                                 sample_sizes=sample_sizes, on_subset=lambda m, b: st.write_subset(g, m, b))
+        st.write_blocks_to(g, bl, full=False, split=split)
     log.info("wrote %s (%d samples)", partial, bl.n)
 
 

@@ -478,48 +478,79 @@ def sample_chunks(n: int, rows: int):
 
 # -- block stores (the pass's cross products) ---------------------------------------
 def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
-    """Store blocks one pair at a time (memory: a few blocks).
+    """Store blocks one pair at a time (memory: a few blocks); see :func:`write_blocks_to`."""
+    with atomic_group(path) as g:
+        write_blocks_to(g, blocks, full, **attrs)
+
+
+def write_blocks_to(g, blocks: Blocks, full: bool = True, **attrs) -> None:
+    """Write blocks into an open group.
 
     Layout: ``mean/{A}`` [d_A], ``gram/{A}/{B}`` [d_A, d_B] for A at or before
     B, ``sumsq/{A}`` [d_A] (the diagonal of ``gram/{A}/{A}``); with folds the
-    same under ``folds/{k}/`` for each fold with samples. ``full=False``
-    writes only the folds (shard partials, whose whole is their pool).
-    Gram blocks are stored uncompressed: float64 products do not compress.
+    same under ``folds/{k}/`` for each fold with samples; with sample sizes
+    the same under ``subsets/{m}/`` for the first m samples (those
+    :func:`write_subset` has not written already). ``full=False`` writes only
+    the folds (shard partials, whose whole is their pool). Gram blocks are
+    stored uncompressed: float64 products do not compress.
     """
     folds = blocks.folds
     parts = [f for f in folds if f.n > 0]
     full = (full or not folds) and blocks.n > 0  # an empty shard writes its attributes only
-    with atomic_group(path) as g:
-        if full:
-            for a, m in blocks.means.items():
-                g.create_array(f"mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+    if full:
+        for a, m in blocks.means.items():
+            g.create_array(f"mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+    for k, f in enumerate(folds):
+        for a, m in (f.means.items() if f.n else ()):
+            g.create_array(f"folds/{k}/mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+    for a, b in blocks.pairs():
+        dn = [f"{a}_feature", f"{b}_feature"]
+        grams = []
         for k, f in enumerate(folds):
-            for a, m in (f.means.items() if f.n else ()):
-                g.create_array(f"folds/{k}/mean/{a}", data=m, dimension_names=[f"{a}_feature"])
-        for a, b in blocks.pairs():
-            dn = [f"{a}_feature", f"{b}_feature"]
-            grams = []
-            for k, f in enumerate(folds):
-                if f.n:
-                    grams.append(f.read(a, b))
-                    g.create_array(f"folds/{k}/gram/{a}/{b}", data=grams[-1], dimension_names=dn, compressors=None)
-                    if a == b:
-                        g.create_array(f"folds/{k}/sumsq/{a}", data=np.diag(grams[-1]).copy(), dimension_names=dn[:1])
-            if full:
-                s = pool_block(parts, a, b, blocks.means, grams) if folds else blocks.read(a, b)
-                g.create_array(f"gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
+            if f.n:
+                grams.append(f.read(a, b))
+                g.create_array(f"folds/{k}/gram/{a}/{b}", data=grams[-1], dimension_names=dn, compressors=None)
                 if a == b:
-                    g.create_array(f"sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
-            del grams
-        alias = {"fold_rows": blocks.attrs["block_rows"]} if "block_rows" in blocks.attrs else {}
-        g.attrs.update({**blocks.attrs, **alias, "networks": list(blocks.names), "dims": list(blocks.dims), "n": int(blocks.n),
-                        "folds": max(1, len(folds)), "fold_n": [int(f.n) for f in folds], "created": now(),
-                        "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the samples, A at or "
-                                      "before B in the order of 'networks'",
-                        **({"fold_convention": "sample i (row of the fit split) is in fold (i // block_rows) % folds; "
-                                               "folds/k/ holds fold k's blocks centred on its own mean"}
-                           if folds else {}),
-                        **attrs})
+                    g.create_array(f"folds/{k}/sumsq/{a}", data=np.diag(grams[-1]).copy(), dimension_names=dn[:1])
+        if full:
+            s = pool_block(parts, a, b, blocks.means, grams) if folds else blocks.read(a, b)
+            g.create_array(f"gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
+            if a == b:
+                g.create_array(f"sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
+        del grams
+    written = {int(m) for m in g.attrs.get("subset_n", {})}
+    for m, sub in sorted(blocks.subsets.items()):
+        if int(m) not in written:
+            write_subset(g, m, sub)
+    alias = {"fold_rows": blocks.attrs["block_rows"]} if "block_rows" in blocks.attrs else {}
+    g.attrs.update({**blocks.attrs, **alias, "networks": list(blocks.names), "dims": list(blocks.dims),
+                    "n": int(blocks.n), "folds": max(1, len(folds)), "fold_n": [int(f.n) for f in folds],
+                    "subset_n": dict(g.attrs.get("subset_n", {})), "created": now(),
+                    "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the samples, A at or "
+                                  "before B in the order of 'networks'",
+                    **({"fold_convention": "sample i (row of the fit split) is in fold (i // block_rows) % folds; "
+                                           "folds/k/ holds fold k's blocks centred on its own mean"}
+                       if folds else {}),
+                    **({"subset_convention": "subsets/m/ holds the blocks of the first m samples of the fit split, "
+                                             "centred on their own mean"} if blocks.subsets else {}),
+                    **attrs})
+
+
+def write_subset(g, m: int, blocks: Blocks) -> None:
+    """Write the blocks of the first ``m`` samples under ``subsets/{m}/`` of an open group, one pair at a time.
+
+    A shard without rows below ``m`` writes no arrays; ``subset_n`` records
+    every subset's sample count either way.
+    """
+    for a, mean in (blocks.means.items() if blocks.n else ()):
+        g.create_array(f"subsets/{m}/mean/{a}", data=mean, dimension_names=[f"{a}_feature"])
+    for a, b in (blocks.pairs() if blocks.n else ()):
+        dn = [f"{a}_feature", f"{b}_feature"]
+        s = blocks.read(a, b)
+        g.create_array(f"subsets/{m}/gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
+        if a == b:
+            g.create_array(f"subsets/{m}/sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
+    g.attrs.update({"subset_n": {**dict(g.attrs.get("subset_n", {})), str(int(m)): int(blocks.n)}})
 
 
 def open_blocks(path) -> Blocks:
@@ -538,13 +569,16 @@ def open_blocks(path) -> Blocks:
 
     fold_n = [int(v) for v in attrs.get("fold_n", [])]
     folds = [stored(f"folds/{k}/", nk) for k, nk in enumerate(fold_n)]
+    subsets = {int(m): stored(f"subsets/{m}/", int(nm)) for m, nm in attrs.get("subset_n", {}).items()}
     if int(attrs["n"]) == 0:  # a shard with no rows
-        return Blocks(names, dims, 0, {}, lambda a, b: None, folds, attrs)
+        return Blocks(names, dims, 0, {}, lambda a, b: None, folds, attrs, subsets=subsets)
     if "gram" in g:
         whole = stored("", int(attrs["n"]))
-        whole.folds = folds
+        whole.folds, whole.subsets = folds, subsets
         return whole
-    return pool(folds, folds=folds, attrs=attrs)
+    out = pool(folds, folds=folds, attrs=attrs)
+    out.subsets = subsets
+    return out
 
 
 def write_map(path, m: LinearMap, **attrs) -> None:

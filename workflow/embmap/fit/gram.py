@@ -28,12 +28,10 @@ triangle of blocks is kept.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy.linalg import blas
 
 from . import FitError
 
@@ -44,17 +42,20 @@ PRECISIONS = ("float64", "float32")
 # -- how samples are cut into blocks, shards and folds ------------------------------------
 @dataclass(frozen=True)
 class Layout:
-    """Row blocks of the fit split, their shards and their cross-validation folds.
+    """Row blocks of the fit split, their shards, their cross-validation folds and the prefix cuts.
 
     Block ``b`` holds samples ``[b * block_rows, min(n, (b + 1) * block_rows))``;
     shard ``j`` of ``shards`` processes blocks ``b = j (mod shards)``; block
-    ``b`` lies in fold ``b mod folds``.
+    ``b`` lies in fold ``b mod folds``. ``sample_sizes`` (nested prefixes of
+    the split, for sample-efficiency curves) cut the blocks they fall in into
+    *pieces*, so that every piece lies wholly inside or outside each prefix.
     """
 
     n: int
     block_rows: int
     shards: int = 1
     folds: int = 1
+    sample_sizes: tuple = ()
 
     @property
     def n_blocks(self) -> int:
@@ -65,6 +66,16 @@ class Layout:
 
     def span(self, block: int) -> tuple[int, int]:
         return block * self.block_rows, min(self.n, (block + 1) * self.block_rows)
+
+    def pieces(self, shard: int) -> list[tuple[int, int, int]]:
+        """(lo, hi, fold) of the shard's rows in order: its blocks, cut at the sample sizes."""
+        out = []
+        for b in self.blocks(shard):
+            lo, hi = self.span(b)
+            cuts = [m for m in self.sample_sizes if lo < m < hi]
+            for a, z in zip([lo, *cuts], [*cuts, hi]):
+                out.append((a, z, self.fold(b)))
+        return out
 
     def fold(self, block: int) -> int:
         return block % self.folds
@@ -77,31 +88,38 @@ class Layout:
         return sorted({self.fold(b) for b in self.blocks(shard)})
 
 
-def layout(n: int, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS, chunk_rows: int = 1) -> Layout:
+def layout(n: int, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS, chunk_rows: int = 1,
+           sample_sizes=()) -> Layout:
     """The :class:`Layout` of ``n`` samples; every shard of a run computes the same one.
 
     With ``folds > 1`` blocks shrink (down to ``n // (4 folds)`` rows) so that
     every fold gets at least four blocks spread over the split. Blocks are
     rounded down to whole store chunks (``chunk_rows``) when they are at least
-    one chunk long, so each chunk is read by one block.
+    one chunk long, so each chunk is read by one block. ``sample_sizes`` must
+    lie in ``(0, n)``.
     """
     n, shards, folds, rows = int(n), int(shards), int(folds), int(block_rows)
     if shards < 1 or folds < 1 or rows < 1:
         raise FitError(f"shards ({shards}), folds ({folds}) and block_rows ({rows}) must be at least 1")
+    sizes = tuple(sorted({int(m) for m in sample_sizes}))
+    if sizes and not 0 < sizes[0] <= sizes[-1] < n:
+        raise FitError(f"sample sizes {list(sizes)} must lie between 1 and the fit split's {n} samples (exclusive)")
     if folds > 1:
         if n < 2 * folds:
             raise FitError(f"{n} samples cannot be cut into {folds} cross-validation folds of 2 or more")
         rows = min(rows, max(1, n // (4 * folds)))
     if chunk_rows > 1 and rows >= chunk_rows:
         rows -= rows % chunk_rows
-    return Layout(n, rows, shards, folds)
+    return Layout(n, rows, shards, folds, sizes)
 
 
-def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS) -> Layout:
+def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS,
+                sample_sizes=()) -> Layout:
     """The :func:`layout` of a pass over ``arrays``, aligned to the first array's stored chunks."""
     first = next(iter(arrays.values()))
     native = getattr(first, "chunks", None)
-    return layout(first.shape[0], shards, folds, block_rows, chunk_rows=int(native[0]) if native else 1)
+    return layout(first.shape[0], shards, folds, block_rows, chunk_rows=int(native[0]) if native else 1,
+                  sample_sizes=sample_sizes)
 
 
 # -- centred cross-product blocks -------------------------------------------------------
@@ -112,8 +130,10 @@ class Blocks:
     ``read(a, b)`` returns float64 [d_a, d_b] = (X_a - mean_a)^T (X_b - mean_b)
     for ``a`` at or before ``b`` in ``names`` order (:meth:`gram` takes either
     order). ``folds`` holds the same for each cross-validation fold (empty
-    without folds). Reads are lazy: stored blocks come from disk and pooled
-    blocks are combined when asked for, one block at a time.
+    without folds); ``subsets`` maps a sample size m to the blocks of the
+    first m samples (empty without sample sizes). Reads are lazy: stored
+    blocks come from disk and pooled blocks are combined when asked for, one
+    block at a time.
     """
 
     names: list
@@ -124,6 +144,7 @@ class Blocks:
     folds: list = field(default_factory=list)
     attrs: dict = field(default_factory=dict)
     diag: Callable | None = None
+    subsets: dict = field(default_factory=dict)
 
     def gram(self, a: str, b: str) -> np.ndarray:
         if self.names.index(a) <= self.names.index(b):
@@ -179,58 +200,126 @@ def empty_blocks(names, dims) -> Blocks:
 
 
 # -- the one pass ---------------------------------------------------------------------
+PANEL_ROWS = 768  # networks are grouped into row panels of at least this many features (large GEMMs)
+TILE_COLUMNS = 1024  # columns of one GEMM task: tasks run side by side, each on one BLAS thread
+
+
+def panels_of(dims: list[int], panel_rows: int = PANEL_ROWS) -> list[tuple[int, int]]:
+    """Row panels ``[r0, r1)`` of the joint feature axis: consecutive networks grouped to ``panel_rows`` or more.
+
+    Panel boundaries fall between networks, so every block (A, B) with A at
+    or before B lies inside the panel holding A's features.
+    """
+    out, r0, r = [], 0, 0
+    for d in dims:
+        r += int(d)
+        if r - r0 >= panel_rows:
+            out.append((r0, r))
+            r0 = r
+    if r > r0:
+        out.append((r0, r))
+    return out
+
+
 class _Accumulator:
-    """Shifted cross products of one fold, summed in float64: upper blocks, column sums, count."""
+    """Shifted cross products of one set of samples, summed in float64 in the order blocks are added.
 
-    def __init__(self, dims: list[int], shifts: list[np.ndarray]):
-        self.dims, self.shifts = dims, shifts
+    The upper triangle of the joint Gram matrix ``X^T X`` is kept as row
+    panels (:func:`panels_of`): panel ``[r0, r1)`` holds rows ``r0..r1`` and
+    columns ``r0..D``. Each added block costs GEMMs over the panels, cut into
+    tiles of :data:`TILE_COLUMNS` columns: large enough to run at the BLAS's
+    full rate, about ``1 + 1 / panels`` times the flops of the symmetric
+    product (a SYRK computes no more, but runs at well under half the GEMM's
+    rate). The tiles run side by side on ``workers`` threads, each tile on one
+    BLAS thread, so every entry is summed in the same order whatever the
+    number of threads: the result is bit-identical across thread counts
+    (OpenBLAS's own threading is not). All products use numpy's BLAS: a second
+    BLAS thread pool in the process, such as scipy's, slows both down
+    severalfold.
+    """
+
+    def __init__(self, dims: list[int], shifts: np.ndarray, panel_rows: int = PANEL_ROWS):
+        self.dims = [int(d) for d in dims]
+        self.offsets = np.concatenate([[0], np.cumsum(self.dims)]).astype(int)
+        self.shifts = shifts  # float64 [D], the shift of every feature (exactly representable in the dtype)
+        total = int(self.offsets[-1])
+        self.bounds = panels_of(self.dims, panel_rows)
         self.n = 0
-        self.sums = [np.zeros(d) for d in dims]
-        self.grams = {(i, j): np.zeros((dims[i], dims[j]), order="F")
-                      for i in range(len(dims)) for j in range(i, len(dims))}
+        self.sums = np.zeros(total)
+        self.panels = [np.zeros((r1 - r0, total - r0)) for r0, r1 in self.bounds]
+        self.tiles = [(p, c0, min(total, c0 + TILE_COLUMNS)) for p, (r0, _) in enumerate(self.bounds)
+                      for c0 in range(r0, total, TILE_COLUMNS)]
+        self.tiles.sort(key=lambda t: -(self.bounds[t[0]][1] - self.bounds[t[0]][0]) * (t[2] - t[1]))
 
-    def add(self, xs: list[np.ndarray], dtype) -> None:
-        """Add one block: ``xs[k]`` [rows, d_k] already shifted, C-ordered, in ``dtype``."""
-        self.n += len(xs[0])
-        for k, x in enumerate(xs):
-            self.sums[k] += x.sum(axis=0, dtype=np.float64)
-        double = dtype == np.float64
-        for (i, j), g in self.grams.items():
-            # x.T of a C-ordered [rows, d] block is Fortran-ordered: BLAS reads it without a copy
-            if i == j:
-                if double:
-                    self.grams[i, j] = blas.dsyrk(1.0, xs[i].T, beta=1.0, c=g, trans=0, lower=0, overwrite_c=1)
-                else:
-                    g += blas.ssyrk(1.0, xs[i].T, trans=0, lower=0)
-            elif double:
-                self.grams[i, j] = blas.dgemm(1.0, xs[i].T, xs[j].T, beta=1.0, c=g, trans_b=1, overwrite_c=1)
+    def add(self, x: np.ndarray, pool=None) -> None:
+        """Add one block ``x`` [rows, D], already shifted, C-ordered, in the products' dtype.
+
+        ``pool`` (a ``concurrent.futures`` executor) runs the tiles side by
+        side; without it they run one after another. Either way each tile is
+        one single-threaded GEMM, so the sums do not depend on the threads.
+        """
+        from threadpoolctl import threadpool_limits
+
+        self.n += len(x)
+        self.sums += x.sum(axis=0, dtype=np.float64)
+
+        def tile(t):
+            p, c0, c1 = t
+            r0, r1 = self.bounds[p]
+            self.panels[p][:, c0 - r0:c1 - r0] += x[:, r0:r1].T @ x[:, c0:c1]
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            if pool is None:
+                for t in self.tiles:
+                    tile(t)
             else:
-                g += blas.sgemm(1.0, xs[i].T, xs[j].T, trans_b=1)
+                for _ in pool.map(tile, self.tiles):
+                    pass
+
+    def copy(self) -> "_Accumulator":
+        out = _Accumulator.__new__(_Accumulator)
+        out.dims, out.offsets, out.shifts, out.bounds, out.n = self.dims, self.offsets, self.shifts, self.bounds, self.n
+        out.tiles = self.tiles
+        out.sums, out.panels = self.sums.copy(), [p.copy() for p in self.panels]
+        return out
+
+    def _block(self, panels: list, i: int, j: int) -> np.ndarray:
+        """Block (i, j), i <= j, as a view into its panel."""
+        off = self.offsets
+        p = next(k for k, (r0, r1) in enumerate(self.bounds) if r0 <= off[i] < r1)
+        r0 = self.bounds[p][0]
+        return panels[p][off[i] - r0:off[i + 1] - r0, off[j] - r0:off[j + 1] - r0]
 
     def centred(self, names: list[str], attrs: dict) -> Blocks:
-        """Means and blocks centred exactly on this fold's own mean."""
+        """Means and blocks centred exactly on this set's own mean (in place: the accumulator is spent)."""
         if self.n == 0:
             return empty_blocks(names, self.dims)
+        n, s, off = self.n, self.sums, self.offsets
+        panels, self.panels = self.panels, None
         for k, a in enumerate(names):
-            if not np.isfinite(self.sums[k]).all() or not np.isfinite(np.diag(self.grams[k, k])).all():
+            diag = np.diag(self._block(panels, k, k))
+            if not np.isfinite(s[off[k]:off[k + 1]]).all() or not np.isfinite(diag).all():
                 raise FitError(f"network {a!r}: non-finite values in its features (NaN or inf) over the fit split")
-        n, s = self.n, self.sums
-        means = {a: self.shifts[k] + s[k] / n for k, a in enumerate(names)}
-        blocks = {}
-        for (i, j), g in self.grams.items():  # in place: no second copy of the accumulator
-            g -= np.outer(s[i] / n, s[j])
-            if i == j:  # syrk fills the upper triangle only
-                lower = np.tril_indices(len(g), -1)
-                g[lower] = g.T[lower]
-            blocks[names[i], names[j]] = g
-        self.grams = None
-        for a in names:
-            spread = np.diag(blocks[a, a])
+        means = {a: self.shifts[off[k]:off[k + 1]] + s[off[k]:off[k + 1]] / n for k, a in enumerate(names)}
+        for (r0, r1), p in zip(self.bounds, panels):
+            p -= np.outer(s[r0:r1] / n, s[r0:])
+        for k, a in enumerate(names):
+            spread = np.diag(self._block(panels, k, k))
             scale = float(np.abs(means[a]).max()) ** 2 * n + 1e-300
             if not np.any(spread > 1e-12 * scale):
                 raise FitError(f"network {a!r}: every feature is constant over the fit split ({n} samples); "
                                "its embedding carries nothing to map")
-        return Blocks(list(names), list(self.dims), n, means, lambda a, b: blocks[a, b], attrs=attrs)
+        index = {a: k for k, a in enumerate(names)}
+        return Blocks(list(names), list(self.dims), n, means, lambda a, b: self._block(panels, index[a], index[b]),
+                      attrs=attrs)
+
+
+def _shifted(x: np.ndarray, shifts: np.ndarray, dtype) -> np.ndarray:
+    """Rows minus the shifts, in the products' dtype (float32 rows freshly read are shifted in place)."""
+    if dtype == np.float32:
+        x -= shifts.astype(np.float32)  # exact: the shifts hold float32 values
+        return x
+    return np.subtract(x, shifts, dtype=np.float64)
 
 
 def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
@@ -247,34 +336,47 @@ def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
     dims = [int(x.shape[1]) for x in xs]
     if len(xs[0]) == 0:
         return empty_blocks(names, dims)
-    shifts = [x[:BLOCK_ROWS].mean(axis=0, dtype=np.float64).astype(dtype) for x in xs]
-    acc = _Accumulator(dims, [sh.astype(np.float64) for sh in shifts])
-    acc.add([np.ascontiguousarray(np.subtract(x, sh, dtype=dtype)) for x, sh in zip(xs, shifts)], dtype)
+    x = np.concatenate([np.asarray(v, dtype=dtype) for v in xs], axis=1)
+    shifts = x[:BLOCK_ROWS].mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
+    acc = _Accumulator(dims, shifts)
+    acc.add(_shifted(x, shifts, dtype))
     return acc.centred(names, {"precision": precision})
 
 
 def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS,
-                   precision: str = "float64", num_workers: int | None = None) -> Blocks:
+                   precision: str = "float64", num_workers: int | None = None, sample_sizes=(),
+                   on_subset: Callable | None = None) -> Blocks:
     """Centred joint cross products of all networks over one shard of the samples, in one pass.
 
     Parameters
     ----------
     arrays : dict name -> array-like [n, d_name]
         Zarr arrays (or anything sliceable) with the same samples in the same
-        order; read through Dask one row block at a time, each block once.
+        order, each row block of each read once.
     shard, shards : int
         This job processes shard ``shard`` of ``shards`` (see :class:`Layout`).
     folds : int
         Cross-validation folds to keep blocks for (1 = none).
     block_rows : int
-        Samples per row block (a Dask task); smaller with folds, see :func:`layout`.
+        Samples per row block; smaller with folds, see :func:`layout`.
     precision : {"float64", "float32"}
         Arithmetic of the per-block products; sums over blocks are float64.
         ``float32`` halves the time; its rounding (about 1e-7 of each entry,
         relative to the shifted features) is amplified by the condition number
         of ``S_AA + alpha I`` in the coefficients.
     num_workers : int, optional
-        Dask threads (reading and decompressing overlap the products).
+        Threads multiplying each block (default 1); one more thread reads and
+        decompresses the next block meanwhile. They never change the
+        arithmetic: blocks are added in the order of the split and every
+        product entry is summed by one thread in a fixed order, so the result
+        is bit-identical whatever the number of threads.
+    sample_sizes : sequence of int
+        Nested prefixes of the split (each in ``(0, n)``) whose blocks are
+        kept too: sample-efficiency curves from the same pass.
+    on_subset : callable, optional
+        ``on_subset(m, blocks)`` receives the shard's blocks of its rows
+        below ``m`` as soon as the pass is past ``m`` (so a caller can write
+        them and let them go); without it they are returned in ``subsets``.
 
     Returns
     -------
@@ -283,7 +385,8 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     touch) and the shard's own blocks pool them lazily. ``attrs`` records the
     layout, the shifts and the precision.
     """
-    import dask
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
     if precision not in PRECISIONS:
         raise FitError(f"precision {precision!r}: use one of {PRECISIONS}")
@@ -294,61 +397,77 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
         if arrays[k].ndim != 2 or arrays[k].shape[0] != n:
             raise FitError(f"network {k!r}: features of shape {arrays[k].shape}, network {names[0]!r} has {n} samples")
     dims = [int(arrays[k].shape[1]) for k in names]
-    lay = pass_layout(arrays, shards, folds, block_rows)
+    lay = pass_layout(arrays, shards, folds, block_rows, sample_sizes)
     if not 0 <= shard < lay.shards:
         raise FitError(f"shard {shard} of {lay.shards} does not exist")
-    mine = list(lay.blocks(shard))
+    pieces = lay.pieces(shard)
     attrs = {"n_total": n, "block_rows": lay.block_rows, "folds": lay.folds, "shard": shard, "shards": lay.shards,
-             "precision": precision, "blocks_read": len(mine)}
-    if not mine:
-        return Blocks(names, dims, 0, {}, lambda a, b: None, [empty_blocks(names, dims)] * (folds if folds > 1 else 0),
-                      attrs)
+             "precision": precision, "blocks_read": len(lay.blocks(shard)), "sample_sizes": list(lay.sample_sizes),
+             "reduction": "blocks added in the order of the split, float64 sums"}
+    subsets: dict = {}
 
-    def shifted(block_rows: list[np.ndarray], shifts) -> list[np.ndarray]:
-        """Rows minus the shift in ``dtype``; float32 rows freshly read are shifted in place."""
-        out = []
-        for x, s in zip(block_rows, shifts):
-            if dtype == np.float32:
-                x -= s.astype(np.float32)  # exact: s holds float32 values
-                out.append(x)
-            else:
-                out.append(np.subtract(x, s, dtype=np.float64))
+    def emit(m: int, blocks: Blocks) -> None:
+        if on_subset is not None:
+            on_subset(m, blocks)
+        else:
+            subsets[m] = blocks
+
+    if not pieces:
+        for m in lay.sample_sizes:
+            emit(m, empty_blocks(names, dims))
+        return Blocks(names, dims, 0, {}, lambda a, b: None, [empty_blocks(names, dims)] * (folds if folds > 1 else 0),
+                      attrs, subsets=subsets)
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)`` of every network side by side, float32 [rows, D] owned by the caller."""
+        out = np.empty((hi - lo, sum(dims)), dtype=np.float32)
+        o = 0
+        for k, d in zip(names, dims):
+            out[:, o:o + d] = arrays[k][lo:hi]
+            o += d
         return out
 
-    # the shard's first block sets the shift and is accumulated at once: nothing is read twice
-    s0, e0 = lay.span(mine[0])
-    first = [_read_rows(arrays[k], s0, e0) for k in names]
-    # in the products' precision, so that the recorded shift is exactly the one subtracted
-    shifts = [x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64) for x in first]
-    attrs["shift_rows"] = [s0, e0]
-    acc = {f: _Accumulator(dims, shifts) for f in lay.folds_of_shard(shard)}
-    lock = threading.Lock()
-    acc[lay.fold(mine[0])].add(shifted(first, shifts), dtype)
-    del first
-
-    def add(block: int) -> None:
-        # one task reads its own block: at most num_workers blocks are in memory, whatever n
-        lo, hi = lay.span(block)
-        xs = shifted([_read_rows(arrays[k], lo, hi) for k in names], shifts)
-        with lock:  # BLAS is threaded itself; the lock serialises updates of the accumulators
-            acc[lay.fold(block)].add(xs, dtype)
-
-    if len(mine) > 1:
-        tasks = [dask.delayed(add, pure=False)(b) for b in mine[1:]]
-        dask.compute(*tasks, scheduler="threads", num_workers=num_workers)
-    attrs["shifts"] = {a: s.tolist() for a, s in zip(names, shifts)}
+    workers = max(1, int(num_workers or 1))
+    acc: dict[int, _Accumulator] = {}
+    pending = list(lay.sample_sizes)
+    shifts = None
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as compute:
+        upcoming = iter(pieces)
+        queue = deque([(*p, reader.submit(read, p[0], p[1])) for p in [next(upcoming)]])
+        while queue:  # the next piece is read while this one is multiplied: two pieces in memory at most
+            lo, hi, f, future = queue.popleft()
+            x = future.result()
+            nxt = next(upcoming, None)
+            if nxt is not None:
+                queue.append((*nxt, reader.submit(read, nxt[0], nxt[1])))
+            while pending and pending[0] <= lo:  # past a sample size: the blocks below it are complete
+                emit(pending.pop(0), _subset_blocks(acc, names, dims))
+            if shifts is None:  # the shard's first piece sets the shift, in the products' precision
+                shifts = x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
+                attrs["shift_rows"] = [lo, hi]
+                acc = {g: _Accumulator(dims, shifts) for g in lay.folds_of_shard(shard)}
+            acc[f].add(_shifted(x, shifts, dtype), compute if workers > 1 else None)
+            del x
+    for m in pending:
+        emit(m, _subset_blocks(acc, names, dims))
+    off = np.concatenate([[0], np.cumsum(dims)]).astype(int)
+    attrs["shifts"] = {a: shifts[off[k]:off[k + 1]].tolist() for k, a in enumerate(names)}
     if folds == 1:
-        return acc[0].centred(names, attrs)
-    per_fold = [acc[f].centred(names, {}) if f in acc else empty_blocks(names, dims) for f in range(lay.folds)]
-    return pool(per_fold, folds=per_fold, attrs=attrs)
+        out = acc[0].centred(names, attrs)
+        out.subsets = subsets
+        return out
+    per_fold = [acc[g].centred(names, {}) if g in acc else empty_blocks(names, dims) for g in range(lay.folds)]
+    out = pool(per_fold, folds=per_fold, attrs=attrs)
+    out.subsets = subsets
+    return out
 
 
-def _read_rows(array, lo: int, hi: int) -> np.ndarray:
-    """Rows ``[lo, hi)`` as a C-ordered float32 array owned by the caller (it is shifted in place)."""
-    x = array[lo:hi]
-    if isinstance(array, np.ndarray):  # a view into the caller's array: copy
-        return np.array(x, dtype=np.float32, order="C")
-    return np.ascontiguousarray(x, dtype=np.float32)  # zarr returns a fresh array
+def _subset_blocks(acc: dict, names: list[str], dims: list[int]) -> Blocks:
+    """The blocks of everything accumulated so far (all folds pooled), from copies of the accumulators."""
+    parts = [a.copy().centred(names, {}) for a in acc.values() if a.n > 0]
+    if not parts:
+        return empty_blocks(names, dims)
+    return parts[0] if len(parts) == 1 else pool(parts)
 
 
 def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
@@ -374,8 +493,17 @@ def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
     n = sum(p.n for p in parts)
     if n != int(a0["n_total"]):
         raise FitError(f"shard partials hold {n} samples, the fit split has {a0['n_total']}")
-    info = {k: a0[k] for k in ("block_rows", "shards", "precision", "n_total")}
+    info = {k: a0[k] for k in ("block_rows", "shards", "precision", "n_total", "sample_sizes", "reduction")
+            if k in a0}
     if int(a0["folds"]) > 1:
         folds = [pool([p.folds[k] for p in parts]) for k in range(int(a0["folds"]))]
-        return pool(folds, folds=folds, attrs=info)
-    return pool(parts, attrs=info)
+        merged = pool(folds, folds=folds, attrs=info)
+    else:
+        merged = pool(parts, attrs=info)
+    for m in a0.get("sample_sizes") or []:
+        m = int(m)
+        subset = pool([p.subsets[m] for p in parts if m in p.subsets and p.subsets[m].n > 0])
+        if subset.n != m:
+            raise FitError(f"shard partials hold {subset.n} samples below sample size {m}; re-run the pass")
+        merged.subsets[m] = subset
+    return merged

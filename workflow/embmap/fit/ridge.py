@@ -121,33 +121,61 @@ def choose_alpha(alphas: list[float], scores: np.ndarray) -> float:
 
 
 def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str, LinearMap]:
-    """Fit the ridge maps from ``source`` to each target, sharing one ``eigh`` of the source Gram.
+    """Fit the ridge maps from ``source`` to each target, sharing one factorisation of the source Gram.
 
-    ``alpha`` is a number, or a list chosen per target by K-fold
-    cross-validation on the blocks' folds (:func:`cross_validate`); the map
-    attributes then hold ``alphas``, ``cv_score`` (one per alpha), ``cv_folds``
-    and ``cv_metric`` beside the chosen ``alpha``.
+    With one penalty ``alpha > 0`` the system ``(S_AA + alpha I) M = S_AB`` is
+    solved once for all targets side by side (an LU of ``d_A x d_A``, about a
+    ninth of an ``eigh``); with ``alpha = 0`` (where singularity must be
+    detected) or a list of penalties, one ``eigh`` of ``S_AA`` serves every
+    target and penalty. A list is chosen per target by K-fold cross-validation
+    on the blocks' folds (:func:`cross_validate`); the map attributes then hold
+    ``alphas``, ``cv_score`` (one per alpha), ``cv_folds`` and ``cv_metric``
+    beside the chosen ``alpha``. ``fit_r2`` comes from the blocks alone.
     """
     alphas = alphas_of(alpha)
-    scores = cross_validate(blocks, source, targets, alphas) if len(alphas) > 1 else None
-    w, v = np.linalg.eigh(blocks.gram(source, source))
+    s_aa = blocks.gram(source, source)
     mu_a = blocks.means[source]
+    # with alpha above the singularity threshold for any eigenvalue (<= the trace), S_AA + alpha I is regular
+    if len(alphas) == 1 and alphas[0] > 1e-12 * max(float(np.trace(s_aa)), 1.0):
+        return _fit_one_alpha(blocks, source, targets, alphas[0], s_aa, mu_a)
+    scores = cross_validate(blocks, source, targets, alphas) if len(alphas) > 1 else None
+    w, v = np.linalg.eigh(s_aa)
     out = {}
     for b in targets:
         chosen = choose_alpha(alphas, scores[b]) if scores is not None else alphas[0]
         p = v.T @ blocks.gram(source, b)
         q = _solve_eig(w, p, chosen)
         m = v @ q
-        c = blocks.means[b] - mu_a @ m
-        s_bb_trace = float(blocks.sumsq(b).sum())
         # residual sum of squares on the fit split, from the blocks alone (in the eigenbasis of S_AA:
         # tr(M' S_AB) = sum(q * p), tr(M' S_AA M) = sum(w q^2))
-        rss = s_bb_trace - 2.0 * float(np.sum(q * p)) + float(np.sum(w[:, None] * q * q))
-        r2 = 1.0 - rss / s_bb_trace if s_bb_trace > 0 else float("nan")
-        attrs = {"source": source, "target": b, "alpha": float(chosen), "n": blocks.n, "method": "ridge",
-                 "fit_r2": r2}
+        rss_fit = float(np.sum(q * p)) * 2.0 - float(np.sum(w[:, None] * q * q))
+        attrs = {"alpha": float(chosen)}
         if scores is not None:
             attrs.update({"alphas": alphas, "cv_score": [None if not np.isfinite(s) else float(s) for s in scores[b]],
                           "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC})
-        out[b] = LinearMap(m, c, attrs)
+        out[b] = _ridge_map(blocks, source, b, m, mu_a, rss_fit, attrs)
     return out
+
+
+def _fit_one_alpha(blocks: Blocks, source: str, targets: list[str], alpha: float, s_aa, mu_a) -> dict:
+    """``(S_AA + alpha I) M = [S_AB ...]``: one solve for every target (numpy's LAPACK only)."""
+    cols = [blocks.gram(source, b) for b in targets]
+    rhs = np.concatenate(cols, axis=1) if cols else np.zeros((len(s_aa), 0))
+    m_all = np.linalg.solve(s_aa + alpha * np.eye(len(s_aa)), rhs)
+    out, start = {}, 0
+    for b, p in zip(targets, cols):
+        m = m_all[:, start:start + p.shape[1]]
+        start += p.shape[1]
+        # tss - rss = 2 tr(M' S_AB) - tr(M' S_AA M), and (S_AA + alpha I) M = S_AB makes the last term
+        # tr(M' S_AB) - alpha |M|^2
+        explained = float(np.sum(m * p)) + alpha * float(np.sum(m * m))
+        out[b] = _ridge_map(blocks, source, b, np.ascontiguousarray(m), mu_a, explained, {"alpha": float(alpha)})
+    return out
+
+
+def _ridge_map(blocks: Blocks, a: str, b: str, m, mu_a, explained: float, attrs: dict) -> LinearMap:
+    """The map ``a -> b`` with its intercept and fit R^2 (``explained`` = tss - rss on the fit split)."""
+    c = blocks.means[b] - mu_a @ m
+    tss = float(blocks.sumsq(b).sum())
+    r2 = 1.0 - (tss - explained) / tss if tss > 0 else float("nan")
+    return LinearMap(m, c, {"source": a, "target": b, **attrs, "n": blocks.n, "method": "ridge", "fit_r2": r2})
