@@ -100,12 +100,19 @@ def test_handles_of_different_networks_are_refused(world, tmp_path):
     assert not (tmp_path / "mixed-train.zarr").exists()
 
 
-def test_class_count_must_match_the_dataset(world, tmp_path):
+def test_a_head_without_background_gets_label_offset_one_and_other_counts_are_refused(world, tmp_path):
+    """ImageNet labels are 1..1000 with background 0: a 1,000-class head (Keras, ONNX) predicts label - 1."""
     from embmap import models
 
     pair = tiny_hub_pair(tmp_path / "thousand", d=6, n_classes=N_CLASSES - 1)
-    with pytest.raises(models.NetworkError, match=r"outputs 5 classes, the dataset has 6 .*1001"):
-        run_extract(world, spec_of(pair), tmp_path)
+    s, rows = run_extract(world, spec_of(pair), tmp_path, name="thousand")
+    assert s.label_offset == 1 and s.group["classifier"].attrs["classes"] == N_CLASSES - 1
+    s1001, _ = run_extract(world, spec_of(world["pair"]), tmp_path, name="with_background")
+    assert s1001.label_offset == 0
+    fewer = tiny_hub_pair(tmp_path / "fewer", d=6, n_classes=N_CLASSES - 2)
+    with pytest.raises(models.NetworkError, match=r"'fewer'.*outputs 4 classes, the dataset has 6 labels .*6 with "
+                                                  r"background or 5 without"):
+        run_extract(world, spec_of(fewer), tmp_path, name="fewer")
 
 
 def test_randomize_changes_every_variable_reproducibly_and_keeps_the_pair_consistent(world, tmp_path):

@@ -30,16 +30,21 @@ def model_fingerprint(handle: str | None) -> dict | None:
             "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
 
 
-def _classifier_from_first_batch(network, images, f, n_classes, lstsq_images):
-    """(weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill."""
+def _classifier_from_first_batch(network, images, f, dataset, lstsq_images):
+    """((weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill),
+    the logits, and the classifier's label offset in the dataset's labels (see :func:`stores.label_offset`)."""
+    from . import stores as st
+
     z = network.logits(images)
-    if n_classes is not None and z.shape[1] != n_classes:
-        raise NetworkError(f"network {network.name!r}: the classifier outputs {z.shape[1]} classes, the dataset "
-                           f"has {n_classes} (ImageNet models of TF Hub and TF-slim output 1001: 0 = background)")
     try:
-        return network.classifier(images, f, z), z
+        offset = st.label_offset(z.shape[1], getattr(dataset, "n_classes", None), getattr(dataset, "background", None),
+                                 f"network {network.name!r}")
+    except st.StoreError as e:
+        raise NetworkError(str(e)) from None
+    try:
+        return network.classifier(images, f, z), z, offset
     except classifiers.NotLocated:
-        return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z
+        return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z, offset
 
 
 def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | None, batch_size: int,
@@ -95,8 +100,7 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     if store.start:
         log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
     want_classifier = with_classifier and network.has_logits
-    n_classes = getattr(dataset, "n_classes", None)
-    probe = None
+    probe, offset = None, 0
     bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
                disable=not progress, mininterval=2.0)
     images = None
@@ -104,13 +108,13 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         f = network.features(images)
         z = None
         if want_classifier and not store.has_classifier and probe is None:
-            found, z = _classifier_from_first_batch(network, images, f, n_classes, lstsq_images)
+            found, z, offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
             if isinstance(found, classifiers.LeastSquares):
                 probe = found
                 log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C and b "
                     f"by least squares from {probe.want} images")
             else:
-                st.write_classifier(store.group, *found)
+                st.write_classifier(store.group, *found, label_offset=offset)
         if probe is not None and not probe.full:
             probe.add(f, network.logits(images) if z is None else z)
         if normalise:
@@ -122,12 +126,12 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         images = next(batches(dataset, ids[:1], 1, pre))[1]
         if want_classifier and not store.has_classifier:
             probe = None
-            found, _ = _classifier_from_first_batch(network, images, network.features(images), n_classes,
-                                                    lstsq_images)
+            found, _, offset = _classifier_from_first_batch(network, images, network.features(images), dataset,
+                                                            lstsq_images)
             if isinstance(found, classifiers.LeastSquares):
                 raise NetworkError(f"network {network.name!r}: resumed with every row on disk but no classifier; "
                                    f"remove {store.partial} and extract again to recover it by least squares")
-            st.write_classifier(store.group, *found)
+            st.write_classifier(store.group, *found, label_offset=offset)
     if probe is not None:
         try:
             w, b, info = probe.fit()
@@ -135,7 +139,7 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
             raise NetworkError(f"network {network.name!r}: {e}") from None
         log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
             f"{info['residual']:.3g}")
-        st.write_classifier(store.group, w, b, info)
+        st.write_classifier(store.group, w, b, info, label_offset=offset)
     if image_files:
         preprocessing_attrs = im.describe(pre["input_size"], pre["crop_fraction"], network.input_range)
     else:
