@@ -22,13 +22,56 @@ def test_similarity_transform_recovers_a_known_one():
     np.testing.assert_allclose(m, np.hstack([s * rot, t[:, None]]), atol=1e-10)
 
 
-def test_facenet_crop_is_the_square_around_the_box():
-    img = np.zeros((100, 120, 3), np.uint8)
-    img[30:50, 40:80] = 255  # a 40 x 20 box at x=40, y=30
-    c = faces.facenet_crop(img, (40, 30, 40, 20), size=50, margin=10)
-    assert c.shape == (50, 50, 3)
-    # side 50 around the centre (60, 40): the white band spans rows 15..35 and columns 5..45 of the crop
-    assert c[25, 25].min() > 200 and c[5, 25].max() < 50 and c[25, 2].max() < 50
+def test_facenet_crop_is_align_dataset_mtcnns_clipped_box_resized_without_keeping_the_aspect():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    # box x=5, y=10, w=40, h=20, margin 32: left max(5-16, 0)=0, top max(10-16, 0)=0, right min(45+16, 120)=61,
+    # bottom min(30+16, 100)=46 (worked by hand from facenet's script)
+    assert faces.facenet_box((5, 10, 40, 20), img.shape, 32) == (0, 0, 61, 46)
+    # fractional bounds are truncated as facenet's int32 array does: 50.5-16=34.5 -> 34, 80.7+16=96.7 -> 96
+    assert faces.facenet_box((50.5, 20.2, 30.2, 10.1), img.shape, 32) == (34, 4, 96, 46)
+    c = faces.facenet_crop(img, (5, 10, 40, 20), size=50, margin=32)
+    want = np.asarray(Image.fromarray(img[0:46, 0:61]).resize((50, 50), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(c, want)
+    # the aspect is not kept: a 61 x 46 region fills the whole 50 x 50 crop
+    band = np.zeros((100, 120, 3), np.uint8)
+    band[30:50, 40:80] = 255  # exactly the box, margin 0
+    assert faces.facenet_crop(band, (40, 30, 40, 20), size=32, margin=0).min() == 255
+
+
+def test_several_faces_are_chosen_as_facenet_chooses_them():
+    def face(x, y, w, h):
+        return {"box": [x, y, w, h], "confidence": 0.99, "keypoints": {}}
+
+    # 200 x 300 image, centre (150, 100). A large face off-centre: area 3600, centre (40, 40), offset^2 = 15700;
+    # a small centred face: area 900, offset 0. facenet scores area - 2 offset^2: the small centred one wins.
+    big, small = face(10, 10, 60, 60), face(135, 85, 30, 30)
+    assert faces.choose_face([big, small], (200, 300, 3)) is small
+    # near the centre, the larger face wins: centre offsets (5, 0) and (0, 0), areas 3600 and 900
+    near = face(125, 70, 60, 60)
+    assert faces.choose_face([small, near], (200, 300, 3)) is near
+    assert faces.choose_face([], (200, 300, 3)) is None
+
+
+@pytest.mark.parametrize("scale,angle", [(0.5, 0.0), (0.8, 0.3), (1.0, 0.0), (1.7, -0.2), (3.0, 0.1)])
+def test_warp_samples_the_image_where_the_transform_says(scale, angle):
+    """Crop pixel c shows image position A^-1 (c - t), pixel centres at integer indices (OpenCV's convention)."""
+    yy, xx = np.mgrid[0:40, 0:40]
+    img = np.repeat((2 * xx + 3 * yy)[..., None], 3, axis=2).astype(np.uint8)  # a ramp: bilinear is exact on it
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    a = scale * rot
+    t = np.array([20.0, 20.0]) - a @ np.array([19.5, 19.5])  # the image centre onto crop position (20, 20)
+    crop = faces._warp(img, np.hstack([a, t[:, None]]), 40)
+    ci, cj = np.mgrid[0:40, 0:40]
+    c = np.stack([cj.ravel(), ci.ravel()], 1).astype(float)  # (x, y) of every crop pixel
+    p = (c - t) @ np.linalg.inv(a).T  # where it comes from in the image
+    inside = ((p >= 1) & (p <= 38)).all(1)
+    assert inside.sum() > 100
+    want = 2 * p[inside, 0] + 3 * p[inside, 1]
+    got = crop[..., 0].ravel()[inside].astype(float)
+    assert np.abs(got - want).max() <= 1.01  # uint8 rounding of the interpolated value
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +170,19 @@ def test_an_arcface_checkpoint_is_restored_with_identical_outputs(tmp_path):
     np.testing.assert_array_equal(got, want)
     with pytest.raises(models.NetworkError, match="'bad': no checkpoint"):
         models.open_model("bad", {"source": "arcface", "checkpoint": str(tmp_path / "nowhere")})
+
+
+def test_an_arcface_checkpoint_without_some_variables_is_refused(tmp_path):
+    """A checkpoint of the backbone alone restores 'successfully' in TF; the missing head must be an error."""
+    import tf_keras as k
+
+    model = arcface.arcface_model("MobileNetV2", 32, 8)
+    backbone_only = k.Model(model.inputs, model.layers[1](model.inputs[0]))
+    backbone_only.save_weights(str(tmp_path / "ckpt" / "b.ckpt"))
+    with pytest.raises(models.NetworkError, match=r"'partial': checkpoint .* leaves 10 variables of arcface "
+                                                  r"MobileNetV2 \(embedding 8\) unrestored, e\.g\. .*(dense|batch_norm)"):
+        models.open_model("partial", {"source": "arcface", "backbone": "MobileNetV2", "embedding": 8,
+                                      "input_size": [32, 32], "checkpoint": str(tmp_path / "ckpt" / "b.ckpt")})
 
 
 def random_frozen_graph(path, size, dim, seed):

@@ -50,12 +50,15 @@ def _classifier_from_first_batch(network, images, f, dataset, lstsq_images):
 def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | None, batch_size: int,
             with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
             normalise: bool = False, log=None, preprocessing: dict | None = None,
-            lstsq_images: int | None = None) -> None:
+            lstsq_images: int | None = None, flip: bool = False) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
 
     ``chunk_rows`` (None: about 8 MB of rows) and ``batch_size`` are the
     experiment's ``store`` options. ``normalise`` scales every embedding to unit L2 norm before it is stored
-    (face networks compare embeddings on the unit hypersphere). Image-file
+    (face networks compare embeddings on the unit hypersphere). ``flip`` adds
+    the embedding of each image mirrored left to right before that, the
+    test-time flip of the reference face evaluations (arcface-tf2's
+    ``is_flip``). Image-file
     datasets are decoded, cropped and resized by ``preprocessing``
     (``input_size``, ``crop_fraction``) in a parallel pipeline.
 
@@ -91,8 +94,9 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     fingerprint = {
         "network": network.name, "model": model_fingerprint(network.handle),
         "classifier": model_fingerprint(network.classifier_handle) if with_classifier else None,
-        "input_size": network.input_size, "channels": network.channels, "input_range": network.input_range,
-        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "attrs": attrs,
+        "input_size": network.input_size, "channels": network.channels, "input": network.input_attrs(),
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "flip": bool(flip),
+        "attrs": attrs,
         "preprocessing": pre or None, "randomized": network.randomized,
     }
     store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
@@ -117,6 +121,8 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
                 st.write_classifier(store.group, *found, label_offset=offset)
         if probe is not None and not probe.full:
             probe.add(f, network.logits(images) if z is None else z)
+        if flip:
+            f = f + network.features(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
         if normalise:
             f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         store.append(f)
@@ -141,13 +147,12 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
             f"{info['residual']:.3g}")
         st.write_classifier(store.group, w, b, info, label_offset=offset)
     if image_files:
-        preprocessing_attrs = im.describe(pre["input_size"], pre["crop_fraction"], network.input_range)
+        preprocessing_attrs = {**im.describe(pre["input_size"], pre["crop_fraction"]), **network.input_attrs()}
     else:
-        preprocessing_attrs = {"input_range": list(network.input_range), "resize": "bilinear",
-                               "channels": network.channels}
+        preprocessing_attrs = {**network.input_attrs(), "resize": "bilinear", "channels": network.channels}
     store.finish({
         "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
         "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
         "preprocessing": preprocessing_attrs, "parameters": network.parameters(), "randomized": network.randomized,
-        "l2_normalised": bool(normalise), "created": st.now(), "versions": st.versions(), **(attrs or {}),
+        "l2_normalised": bool(normalise), "flip": bool(flip), "created": st.now(), "versions": st.versions(), **(attrs or {}),
     })

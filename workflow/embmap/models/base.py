@@ -60,6 +60,8 @@ class Source:
         The source can give the network's classifier (task closed_set).
     trains : bool
         The workflow trains the network first (rule ``train_network``).
+    sized : bool
+        The model file states its input size, so the config need not.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Source:
     check: Callable = _no_check
     classifier: bool = True
     trains: bool = False
+    sized: bool = False
 
 
 class Model:
@@ -86,6 +89,12 @@ class Model:
         Greyscale images are repeated to this many channels.
     input_range : (float, float), default (0, 1)
         Pixel values in [0, 1] are rescaled linearly to this range.
+    standardize : None or "per_image"
+        ``per_image``: each image minus its mean, over its standard deviation
+        (at least 1 / sqrt(pixels)): facenet's ``prewhiten``, which the
+        InceptionResNetV1 Keras ports expect (after ``input_range``).
+    mean, std : per-channel values, optional
+        Then ``(x - mean) / std`` per channel (PyTorch's normalisation).
     features_layer, logits_layer : callables, optional
         Keras layers or models (with ``.weights``) computing the embedding
         and the logits from preprocessed images. Subclasses that compute
@@ -93,12 +102,16 @@ class Model:
     """
 
     def __init__(self, name, handle, classifier_handle=None, input_size=None, channels=None,
-                 input_range=(0.0, 1.0), features_layer=None, logits_layer=None):
+                 input_range=(0.0, 1.0), features_layer=None, logits_layer=None, standardize=None, mean=None,
+                 std=None):
         self.name = name
         self.handle, self.classifier_handle = handle, classifier_handle
         self.input_size = tuple(int(v) for v in input_size) if input_size else None
         self.channels = channels
         self.input_range = tuple(float(v) for v in input_range)
+        self.standardize = standardize
+        self.mean = [float(v) for v in mean] if mean is not None else None
+        self.std = [float(v) for v in std] if std is not None else None
         self.features_layer, self.logits_layer = features_layer, logits_layer
         self.randomized: dict | None = None  # set by randomize(): seed and counts
 
@@ -116,7 +129,20 @@ class Model:
         lo, hi = self.input_range
         if (lo, hi) != (0.0, 1.0):
             x = x * (hi - lo) + lo
+        if self.standardize == "per_image":
+            x = t.image.per_image_standardization(x)
+        if self.mean is not None or self.std is not None:
+            x = (x - (self.mean or 0.0)) / (self.std or 1.0)
         return x
+
+    def input_attrs(self) -> dict:
+        """What the network does to pixels in [0, 1] beyond resizing, for the store's ``preprocessing`` attribute."""
+        out = {"input_range": list(self.input_range)}
+        if self.standardize:
+            out["standardize"] = self.standardize
+        if self.mean is not None or self.std is not None:
+            out.update({"mean": self.mean, "std": self.std})
+        return out
 
     def features(self, images):
         """float32 [batch, feature]: the embedding of each image."""
@@ -151,12 +177,18 @@ class Model:
         """Parameters of the whole network (batch-norm moving statistics excluded); None without variables."""
         import numpy as np
 
-        weights = [v for v in self.variables() if "moving_" not in v.name]
+        from .randomize import variable_name
+
+        weights = [v for v in self.variables() if "moving_" not in variable_name(v)]
         return int(sum(np.prod(v.shape) for v in weights)) if weights else None
 
-    def randomize(self, seed: int) -> dict:
-        """Re-initialise every variable (the random control); see :mod:`embmap.models.randomize`."""
-        from .randomize import pairing_key, randomize, variable_key
+    def randomize(self, seed: int, initializer: str = "auto") -> dict:
+        """Re-initialise every variable (the random control); see :mod:`embmap.models.randomize`.
+
+        ``initializer`` names the kernels' initialiser (``auto``: NASNet and
+        PNASNet handles get TF-slim's ``fan_out``, others ``fan_in``).
+        """
+        from .randomize import pairing_key, randomize, resolve_initializer, variable_key
 
         key = None
         if self.logits_layer is not None and self.logits_layer is not self.features_layer:
@@ -165,7 +197,9 @@ class Model:
                 raise NetworkError(f"network {self.name!r}: the variables of {self.handle!r} are not found under "
                                    f"the same names in {self.classifier_handle!r}, so a re-initialisation could "
                                    "not keep the two models alike")
-        self.randomized = {"seed": int(seed), **randomize(self.variables(), seed, key=key or variable_key)}
+        chosen = resolve_initializer(initializer, self.handle)
+        self.randomized = {"seed": int(seed), "requested": initializer,
+                           **randomize(self.variables(), seed, key=key or variable_key, initializer=chosen)}
         return self.randomized
 
     def classifier(self, images, features=None, logits=None, rtol: float | None = None):
