@@ -35,7 +35,7 @@ def test_demo_config_is_valid():
 
 @pytest.mark.parametrize("path,value,message", [
     (("experiments", "digits", "mapping", "aplha"), 1.0, r"experiments\.digits\.mapping\.aplha: unknown key"),
-    (("experiments", "digits", "networks", "mlp", "source"), "onnx", r"networks\.mlp\.source: 'onnx' is not one"),
+    (("experiments", "digits", "networks", "mlp", "source"), "caffe", r"networks\.mlp\.source: 'caffe' is not one"),
     (("experiments", "digits", "networks", "cnn", "train", "epoks"), 3, r"networks\.cnn\.train\.epoks: unknown"),
     (("experiments", "digits", "mapping", "alpha"), -1, r"mapping\.alpha: -1 is less than the minimum"),
     (("experiments", "digits", "dataset", "kind"), "mnist", r"dataset\.kind: 'mnist'"),

@@ -188,3 +188,20 @@ def test_pairing_of_feature_and_classifier_variables_by_name():
     key = pairing_key(feats, prefixed)
     assert key("fv/conv/kernel:0") == key("cls/conv/kernel:0") == "conv/kernel"
     assert pairing_key(feats, [V(name="other/kernel:0")]) is None
+
+
+def test_nasnet_controls_draw_kernels_as_tf_slims_fan_out_variance_scaling(world):
+    from embmap import models
+    from embmap.models.randomize import initial_value, resolve_initializer
+
+    # tf.contrib.layers.variance_scaling_initializer(factor=2.0, mode='FAN_OUT'): fan_out = 3 * 3 * 128, a truncated
+    # normal of parameter sqrt(1.3 * 2 / fan_out), whose standard deviation is 0.8796 times that
+    w = initial_value("cell_0/sep/kernel:0", (3, 3, 64, 128), seed=0, initializer="fan_out")
+    param = np.sqrt(1.3 * 2.0 / (3 * 3 * 128))
+    assert abs(w.std() - 0.87962566 * param) < 0.02 * param and np.abs(w).max() <= 2 * param + 1e-7
+    assert resolve_initializer("auto", "https://tfhub.dev/google/imagenet/pnasnet_large/feature_vector/5") == "fan_out"
+    assert resolve_initializer("auto", "https://tfhub.dev/google/imagenet/nasnet_large/feature_vector/5") == "fan_out"
+    assert resolve_initializer("auto", "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5") == "fan_in"
+    net = models.open_model("c", spec_of(world["pair"], randomize=True, seed=5, initializer="fan_out"))
+    assert net.randomized["initializer"] == "fan_out" and "FAN_OUT" in net.randomized["kernels"]
+    assert models.open_model("d", spec_of(world["pair"], randomize=True)).randomized["initializer"] == "fan_in"

@@ -68,6 +68,20 @@ def application(name: str, app: str, weights):
     return model, preprocess, f"keras.applications.{app}"
 
 
+def pass_through(layer) -> bool:
+    """A layer without weights that may follow a classifier (its activation, a Flatten, a Dropout)."""
+    k = _keras()
+    return isinstance(layer, (k.layers.Activation, k.layers.Softmax, k.layers.Flatten, k.layers.Reshape,
+                              k.layers.Dropout))
+
+
+def linear(layer) -> bool:
+    """A Dense layer, or a 1 x 1 convolution (MobileNetV3's head) read as one."""
+    k = _keras()
+    return isinstance(layer, k.layers.Dense) or (isinstance(layer, k.layers.Conv2D)
+                                                 and tuple(layer.kernel_size) == (1, 1))
+
+
 def load_file(name: str, path: str, safe_mode: bool):
     k = _keras()
     try:
@@ -118,10 +132,13 @@ class KerasModel(Model):
         head = None
         if spec.get("classifier") != NONE:
             head = layer("classifier") if spec.get("classifier") else model.layers[-1]
-            if not isinstance(head, k.layers.Dense):
+            while not spec.get("classifier") and pass_through(head):  # a final Activation, Flatten...
+                head = head.input._keras_history[0]
+            if not linear(head):
                 raise NetworkError(f"network {name!r}: the classifier layer {head.name!r} of {handle} is a "
-                                   f"{type(head).__name__}, not a Dense layer; name the Dense layer giving the logits "
-                                   "(classifier: LAYER), or classifier: none for a network without one")
+                                   f"{type(head).__name__}, not a Dense layer (or 1 x 1 convolution); name the layer "
+                                   "giving the logits (classifier: LAYER), or classifier: none for a network without "
+                                   "one")
         if spec.get("features"):
             feats = layer("features").output
         elif head is not None:
@@ -151,19 +168,23 @@ class KerasModel(Model):
         x = self.preprocess(images)
         if self.preprocess_input is not None:
             x = self.preprocess_input(x)
-        out = self.net(x, training=False)
+        out = self.net([x], training=False)
         out = out if isinstance(out, (list, tuple)) else [out]
         f = np.asarray(out[0])
+        if f.ndim == 4 and f.shape[1:3] == (1, 1):  # the input of a 1 x 1 convolution head
+            f = f.reshape(len(f), -1)
         if f.ndim != 2:
             raise NetworkError(f"network {self.name!r}: the feature layer gives shape {f.shape[1:]} per image; "
                                "expected a vector (name a pooled or flattened layer as features)")
-        return f.astype(np.float32), (np.asarray(out[1], np.float64) if len(out) > 1 else None)
+        z = np.asarray(out[1], np.float64).reshape(len(f), -1) if len(out) > 1 else None
+        return f.astype(np.float32), z
 
     def _head(self):
         import numpy as np
 
-        kernel = np.asarray(self.head.kernel, np.float64)
-        bias = np.asarray(self.head.bias, np.float64) if self.head.use_bias else np.zeros(kernel.shape[1])
+        kernel = np.asarray(self.head.kernel.numpy(), np.float64)
+        kernel = kernel.reshape(-1, kernel.shape[-1])  # a 1 x 1 convolution's [1, 1, in, out]
+        bias = np.asarray(self.head.bias.numpy(), np.float64) if self.head.use_bias else np.zeros(kernel.shape[1])
         return kernel, bias
 
     def features(self, images):
