@@ -223,7 +223,7 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
         "identification": {"folds": 2},
         "networks": {
             "fn": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "fn.pb", 32, 6, 0),
-                   "input_size": [32, 32], "align": {"style": "facenet", "size": 32, "margin": 8}},
+                   "input_size": [32, 32], "align": {"style": "facenet", "size": 32, "margin": 8}, "flip": True},
             "af": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "af.pb", 24, 6, 1),
                    "input_size": [24, 24], "input_range": [0, 1], "align": {"style": "arcface", "size": 24}},
         }}}}
@@ -238,6 +238,7 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     assert meta["networks"]["fn"]["alignment"]["fallbacks"] == fallbacks
     assert meta["networks"]["af"]["alignment"]["style"] == "arcface"
     assert meta["networks"]["fn"]["l2_normalised"] is True
+    assert meta["networks"]["fn"]["flip"] is True and meta["networks"]["af"]["flip"] is False
     crops = faces.AlignedImages(res / "aligned" / "facenet32m8.zarr")
     assert crops.images(pairs.images()[:2]).shape == (2, 32, 32, 3)
     assert (res / "aligned" / "arcface24.zarr").exists()
@@ -246,3 +247,27 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     t = pd.read_csv(res / "tables" / "open_set.csv")
     assert len(t[t.method == "ridge"]) == 2 and len(t[t.method == "identity"]) == 2
     assert (res / "figures" / "identification_heatmap.png").exists()
+
+
+def test_test_time_flip_adds_the_mirrored_crops_embedding_before_normalising(tmp_path):
+    from embmap import stores
+    from embmap.extract import extract
+
+    class Crops:
+        def __init__(self, x):
+            self.x = x
+
+        def images(self, ids):
+            return self.x[[int(i) for i in ids]]
+
+    x = np.random.default_rng(4).random((5, 24, 24, 3)).astype(np.float32)
+    net = models.open_model("f", {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "g.pb", 24, 6, 2),
+                                  "input_size": [24, 24]})
+    ids = np.array([str(i) for i in range(5)])
+    extract(net, Crops(x), ids, np.zeros(5, int), tmp_path / "s.zarr", chunk_rows=None, batch_size=2,
+            with_classifier=False, normalise=True, progress=False, flip=True)
+    s = stores.open_embeddings(tmp_path / "s.zarr")
+    want = net.features(x) + net.features(x[:, :, ::-1].copy())  # arcface-tf2's is_flip: the two embeddings added
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(s.embeddings[:], want, rtol=1e-5, atol=1e-6)
+    assert s.attrs["flip"] is True

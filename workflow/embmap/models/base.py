@@ -40,6 +40,17 @@ def _no_check(where, spec, ctx) -> None:
     return None
 
 
+def config_networks(config_path, source: str) -> list[dict]:
+    """The network blocks of one source in a config file (for ``python -m embmap fetch``)."""
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    return [spec for exp in (config.get("experiments") or {}).values()
+            for spec in (exp.get("networks") or {}).values() if spec.get("source") == source]
+
+
 @dataclass(frozen=True)
 class Source:
     """A network source (the value of a network's ``source:``).

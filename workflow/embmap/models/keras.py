@@ -24,7 +24,7 @@ Standard library only at import time (the source registry imports it).
 from __future__ import annotations
 
 from ..config import ConfigError
-from .base import Model, NetworkError, Source
+from .base import Model, NetworkError, Source, config_networks
 
 NONE = "none"
 
@@ -238,6 +238,21 @@ def check(where: str, spec: dict, ctx) -> None:
     weights = spec.get("weights")
     if weights not in (None, "imagenet") and ctx.check_paths and not ctx.path(weights).exists():
         raise ConfigError(f"{where}.weights: nothing at {ctx.path(weights)} (imagenet, a file, or null)")
+
+
+def fetch(config_path) -> list[tuple[str, str]]:
+    """Download the ImageNet weights of every Keras application of a config into ``KERAS_HOME``.
+
+    Returns (application, the folder Keras keeps its weights in) pairs.
+    """
+    import os
+
+    apps = [spec["application"] for spec in config_networks(config_path, "keras")
+            if spec.get("application") and spec.get("weights", "imagenet") == "imagenet"]
+    home = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+    for app in dict.fromkeys(apps):
+        application(app, app, "imagenet")
+    return [(f"keras.applications.{app}", home) for app in dict.fromkeys(apps)]
 
 
 def open_keras(name: str, spec: dict, preprocessing: dict, model_dir=None) -> Model:
