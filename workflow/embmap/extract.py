@@ -154,5 +154,6 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
         "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
         "preprocessing": preprocessing_attrs, "parameters": network.parameters(), "randomized": network.randomized,
-        "l2_normalised": bool(normalise), "flip": bool(flip), "created": st.now(), "versions": st.versions(), **(attrs or {}),
+        "l2_normalised": bool(normalise), "flip": bool(flip), "created": st.now(), "versions": st.versions(),
+        **(attrs or {}),
     })

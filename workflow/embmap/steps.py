@@ -129,7 +129,7 @@ def write_pairs(dataset: dict, pairs: str) -> None:
 
 @step()
 def detect_faces(dataset: dict, manifest: str, faces: str, threads: int = 1) -> None:
-    """MTCNN over every image of the pairs split: one face's box and landmarks (facenet's choice), one CSV row per image."""
+    """MTCNN over every image of the pairs split: one face's box and landmarks (facenet's choice), one row each."""
     import pandas as pd
 
     from . import data
@@ -208,8 +208,9 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
     rows = read_manifest(manifest, split)
     net = models.open_model(network, spec, preprocessing, model_dir=model)
     if net.randomized:
-        log.info("%s: re-initialised %d variables (%d parameters) with seed %d", network,
-                 net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"])
+        log.info("%s: re-initialised %d variables (%d parameters) with seed %d, kernels %s", network,
+                 net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"],
+                 net.randomized["kernels"])
     images, extra = data.get(dataset), {}
     if aligned:  # cached face crops instead of the raw images
         from .data.faces import AlignedImages

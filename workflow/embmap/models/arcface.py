@@ -59,8 +59,9 @@ class ArcFaceModel(Model):
 
             missing = re.findall(r"tf\.Variable '([^']+)'", str(e))
             count = re.search(r"Found (\d+) Python objects", str(e))
+            n = count.group(1) if count else len(missing)
             raise NetworkError(
-                f"network {name!r}: checkpoint {prefix} leaves {count.group(1) if count else len(missing)} variables of "
+                f"network {name!r}: checkpoint {prefix} leaves {n} variables of "
                 f"arcface {backbone} (embedding {embedding}) unrestored, e.g. {', '.join(missing[:6])}; it is not a "
                 "checkpoint of this backbone and embedding size") from None
         status.expect_partial()  # values only training needs (ArcHead, optimizer slots) may stay unused

@@ -40,6 +40,26 @@ def _no_check(where, spec, ctx) -> None:
     return None
 
 
+NONE = "none"  # classifier: none, a network without a classifier (open_set)
+
+
+def listing(names: list[str], last: int = 40) -> str:
+    """Names for an error message: all of them, or the last ``last`` (those nearest the output) and a count."""
+    if len(names) <= last:
+        return ", ".join(names)
+    return f"{', '.join(names[-last:])} (and {len(names) - last} earlier ones)"
+
+
+def check_model_file(where: str, spec: dict, ctx) -> None:
+    """The config check shared by sources reading one model file (``model:``) with an optional classifier."""
+    from ..config import ConfigError
+
+    if ctx.task == "closed_set" and spec.get("classifier") == NONE:
+        raise ConfigError(f"{where}.classifier: closed_set reads the network's classifier; 'none' is for open_set")
+    if spec.get("model") and ctx.check_paths and not ctx.path(spec["model"]).exists():
+        raise ConfigError(f"{where}.model: nothing at {ctx.path(spec['model'])}")
+
+
 def config_networks(config_path, source: str) -> list[dict]:
     """The network blocks of one source in a config file (for ``python -m embmap fetch``)."""
     from pathlib import Path
@@ -200,6 +220,10 @@ class Model:
         PNASNet handles get TF-slim's ``fan_out``, others ``fan_in``).
         """
         from .randomize import pairing_key, randomize, resolve_initializer, variable_key
+
+        if not self.variables():
+            raise NetworkError(f"network {self.name!r}: {self.handle} has no variables to re-initialise (randomize "
+                               "is for sources whose weights are variables)")
 
         key = None
         if self.logits_layer is not None and self.logits_layer is not self.features_layer:

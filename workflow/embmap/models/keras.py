@@ -24,22 +24,13 @@ Standard library only at import time (the source registry imports it).
 from __future__ import annotations
 
 from ..config import ConfigError
-from .base import Model, NetworkError, Source, config_networks
-
-NONE = "none"
+from .base import NONE, Model, NetworkError, Source, check_model_file, config_networks, listing
 
 
 def _keras():
     import keras
 
     return keras
-
-
-def listing(names: list[str], last: int = 40) -> str:
-    """Names for an error message: all of them, or the last ``last`` (those nearest the output) and a count."""
-    if len(names) <= last:
-        return ", ".join(names)
-    return f"{', '.join(names[-last:])} (and {len(names) - last} earlier ones)"
 
 
 def application(name: str, app: str, weights):
@@ -63,7 +54,8 @@ def application(name: str, app: str, weights):
         try:
             model.load_weights(str(weights))
         except Exception as e:  # keras raises many kinds
-            raise NetworkError(f"network {name!r}: weights {weights} do not fit keras.applications.{app}: {e}") from None
+            raise NetworkError(f"network {name!r}: weights {weights} do not fit keras.applications.{app}: {e}") \
+                from None
     preprocess = importlib.import_module(fn.__module__).preprocess_input
     return model, preprocess, f"keras.applications.{app}"
 
@@ -225,14 +217,11 @@ class KerasModel(Model):
 
 
 def check(where: str, spec: dict, ctx) -> None:
-    if ctx.task == "closed_set" and spec.get("classifier") == NONE:
-        raise ConfigError(f"{where}.classifier: closed_set reads the network's classifier; 'none' is for open_set")
+    check_model_file(where, spec, ctx)
     if spec.get("model"):
         if spec.get("input_range") is None and spec.get("standardize", "none") == "none":
             raise ConfigError(f"{where}.input_range: a model file does not say what pixel values it expects; give "
                               "input_range (e.g. [0, 255] or [-1, 1]) or standardize: per_image")
-        if ctx.check_paths and not ctx.path(spec["model"]).exists():
-            raise ConfigError(f"{where}.model: nothing at {ctx.path(spec['model'])}")
     elif spec.get("input_range") is not None or spec.get("mean") is not None:
         raise ConfigError(f"{where}.input_range: an application preprocesses with its own preprocess_input")
     weights = spec.get("weights")

@@ -28,9 +28,7 @@ Standard library only at import time (the source registry imports it).
 
 from __future__ import annotations
 
-from ..config import ConfigError
-from .base import Model, NetworkError, Source
-from .keras import NONE, listing
+from .base import NONE, Model, NetworkError, Source, check_model_file, listing
 
 LINEAR = ("Gemm", "MatMul", "Add")
 
@@ -66,7 +64,8 @@ class ONNXModel(Model):
                 self.stored[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         feeds = [i for i in g.input if i.name not in self.stored]
         if len(feeds) != 1:
-            raise NetworkError(f"network {name!r}: {path} has inputs {[i.name for i in feeds]}; expected one image input")
+            raise NetworkError(f"network {name!r}: {path} has inputs {[i.name for i in feeds]}; expected one image "
+                               "input")
         del g.input[:]
         g.input.extend(feeds)  # initialisers listed as inputs are constants: let the runtime fold them
         dims = [d.dim_value if d.HasField("dim_value") else None for d in feeds[0].type.tensor_type.shape.dim]
@@ -215,19 +214,9 @@ class ONNXModel(Model):
     def parameters(self) -> int | None:
         return self.n_parameters or None
 
-    def randomize(self, seed: int, initializer: str = "auto") -> dict:
-        raise NetworkError(f"network {self.name!r}: randomize is for sources with variables, not ONNX initialisers")
-
-
-def check(where: str, spec: dict, ctx) -> None:
-    if ctx.task == "closed_set" and spec.get("classifier") == NONE:
-        raise ConfigError(f"{where}.classifier: closed_set reads the network's classifier; 'none' is for open_set")
-    if ctx.check_paths and not ctx.path(spec["model"]).exists():
-        raise ConfigError(f"{where}.model: nothing at {ctx.path(spec['model'])}")
-
 
 def open_onnx(name: str, spec: dict, preprocessing: dict, model_dir=None) -> Model:
     return ONNXModel(name, spec, preprocessing)
 
 
-SOURCE = Source("onnx", open_onnx, check, sized=True)
+SOURCE = Source("onnx", open_onnx, check_model_file, sized=True)

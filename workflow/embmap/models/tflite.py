@@ -21,9 +21,7 @@ Standard library only at import time (the source registry imports it).
 
 from __future__ import annotations
 
-from ..config import ConfigError
-from .base import Model, NetworkError, Source, tf
-from .keras import NONE, listing
+from .base import NONE, Model, NetworkError, Source, check_model_file, listing, tf
 
 FULLY_CONNECTED = "FULLY_CONNECTED"
 
@@ -36,7 +34,8 @@ def _quant(detail: dict):
     scales = np.asarray(q.get("scales", []), np.float64)
     if not len(scales) or not scales.any():
         return None
-    return scales, np.asarray(q.get("zero_points", np.zeros(len(scales))), np.float64), int(q.get("quantized_dimension", 0))
+    zeros = np.asarray(q.get("zero_points", np.zeros(len(scales))), np.float64)
+    return scales, zeros, int(q.get("quantized_dimension", 0))
 
 
 def dequantize(values, detail: dict):
@@ -85,8 +84,9 @@ class TFLiteModel(Model):
             raise NetworkError(f"network {name!r}: cannot read the TFLite model {path}: {e}") from None
         inputs = it.get_input_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4:
-            raise NetworkError(f"network {name!r}: {path} has inputs {[(d['name'], list(d['shape'])) for d in inputs]}; "
-                               "expected one image input [1, height, width, channels]")
+            shapes = [(d["name"], list(d["shape"])) for d in inputs]
+            raise NetworkError(f"network {name!r}: {path} has inputs {shapes}; expected one image input "
+                               "[1, height, width, channels]")
         self.input = inputs[0]
         own = tuple(int(v) for v in self.input["shape"][1:3])
         size = preprocessing.get("input_size")
@@ -147,7 +147,8 @@ class TFLiteModel(Model):
         out = super().input_attrs()
         out["input_dtype"] = str(self.input["dtype"].__name__)
         if self.input_quant is not None:
-            out["input_quantisation"] = {"scale": float(self.input_quant[0][0]), "zero_point": float(self.input_quant[1][0])}
+            scale, zero = self.input_quant[0][0], self.input_quant[1][0]
+            out["input_quantisation"] = {"scale": float(scale), "zero_point": float(zero)}
         return out
 
     def _feed(self, x):
@@ -238,20 +239,9 @@ class TFLiteModel(Model):
 
         return int(sum(np.prod(self.details[i]["shape"]) for i in self.constants)) or None
 
-    def randomize(self, seed: int, initializer: str = "auto") -> dict:
-        raise NetworkError(f"network {self.name!r}: a TFLite model's weights are constants of the file; "
-                           "randomize is for sources with variables")
-
-
-def check(where: str, spec: dict, ctx) -> None:
-    if ctx.task == "closed_set" and spec.get("classifier") == NONE:
-        raise ConfigError(f"{where}.classifier: closed_set reads the network's classifier; 'none' is for open_set")
-    if ctx.check_paths and not ctx.path(spec["model"]).exists():
-        raise ConfigError(f"{where}.model: nothing at {ctx.path(spec['model'])}")
-
 
 def open_tflite(name: str, spec: dict, preprocessing: dict, model_dir=None) -> Model:
     return TFLiteModel(name, spec, preprocessing)
 
 
-SOURCE = Source("tflite", open_tflite, check, sized=True)
+SOURCE = Source("tflite", open_tflite, check_model_file, sized=True)
