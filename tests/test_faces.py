@@ -272,3 +272,18 @@ def test_test_time_flip_adds_the_mirrored_crops_embedding_before_normalising(tmp
     want /= np.linalg.norm(want, axis=1, keepdims=True)
     np.testing.assert_allclose(s.embeddings[:], want, rtol=1e-5, atol=1e-6)
     assert s.attrs["flip"] is True
+
+
+def test_per_image_standardization_is_facenets_prewhiten(tmp_path):
+    """standardize: per_image (the Keras FaceNet ports expect it): (x - mean) / max(std, 1 / sqrt(pixels))."""
+    net = models.open_model("pw", {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "g.pb", 8, 4, 0),
+                                   "input_size": [8, 8], "standardize": "per_image"})
+    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    got = net.preprocess(x).numpy()
+    y = (255 * x - 127.5) / 128  # the frozen graph's input_range first; prewhitening does not depend on it
+    want = (y - y.mean(axis=(1, 2, 3), keepdims=True)) / np.maximum(y.std(axis=(1, 2, 3), keepdims=True),
+                                                                     1 / np.sqrt(8 * 8 * 3))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert net.input_attrs()["standardize"] == "per_image"
+    flat = np.full((1, 8, 8, 3), 0.5, np.float32)  # a constant image: the 1 / sqrt(pixels) floor keeps it finite
+    assert np.isfinite(net.preprocess(flat).numpy()).all()

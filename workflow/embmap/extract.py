@@ -19,10 +19,13 @@ from .models import Model, NetworkError, classifiers
 
 
 def model_fingerprint(handle: str | None) -> dict | None:
-    """What identifies a model's weights: for a local directory its files' names, sizes and times; else the handle."""
+    """What identifies a model's weights: the names, sizes and times of a local file or directory's files, or the
+    handle."""
     if not handle:
         return None
     root = Path(handle)
+    if root.is_file():  # a model file (keras, tflite, onnx, a frozen graph)
+        return {"handle": str(root.resolve()), "files": [[root.name, root.stat().st_size, root.stat().st_mtime_ns]]}
     if not root.is_dir():
         return {"handle": handle}
     files = sorted(p for p in root.rglob("*") if p.is_file())

@@ -55,6 +55,9 @@ def open_model(name: str, spec: dict, preprocessing: dict | None = None, model_d
     pre = {k: spec[k] for k in ("input_size", "input_range") if spec.get(k) is not None}
     pre.update(preprocessing or {})
     model = source.open(name, spec, pre, model_dir)
+    if spec.get("standardize", "none") != "none" or spec.get("mean") is not None or spec.get("std") is not None:
+        model.normalise_input(None if spec.get("standardize", "none") == "none" else spec["standardize"],
+                              spec.get("mean"), spec.get("std"))
     if spec.get("randomize"):
         model.randomize(int(spec["seed"]), spec["initializer"])
     return model

@@ -120,12 +120,6 @@ class Model:
         Greyscale images are repeated to this many channels.
     input_range : (float, float), default (0, 1)
         Pixel values in [0, 1] are rescaled linearly to this range.
-    standardize : None or "per_image"
-        ``per_image``: each image minus its mean, over its standard deviation
-        (at least 1 / sqrt(pixels)): facenet's ``prewhiten``, which the
-        InceptionResNetV1 Keras ports expect (after ``input_range``).
-    mean, std : per-channel values, optional
-        Then ``(x - mean) / std`` per channel (PyTorch's normalisation).
     features_layer, logits_layer : callables, optional
         Keras layers or models (with ``.weights``) computing the embedding
         and the logits from preprocessed images. Subclasses that compute
@@ -133,16 +127,13 @@ class Model:
     """
 
     def __init__(self, name, handle, classifier_handle=None, input_size=None, channels=None,
-                 input_range=(0.0, 1.0), features_layer=None, logits_layer=None, standardize=None, mean=None,
-                 std=None):
+                 input_range=(0.0, 1.0), features_layer=None, logits_layer=None):
         self.name = name
         self.handle, self.classifier_handle = handle, classifier_handle
         self.input_size = tuple(int(v) for v in input_size) if input_size else None
         self.channels = channels
         self.input_range = tuple(float(v) for v in input_range)
-        self.standardize = standardize
-        self.mean = [float(v) for v in mean] if mean is not None else None
-        self.std = [float(v) for v in std] if std is not None else None
+        self.standardize, self.mean, self.std = None, None, None
         self.features_layer, self.logits_layer = features_layer, logits_layer
         self.randomized: dict | None = None  # set by randomize(): seed and counts
 
@@ -165,6 +156,18 @@ class Model:
         if self.mean is not None or self.std is not None:
             x = (x - (self.mean or 0.0)) / (self.std or 1.0)
         return x
+
+    def normalise_input(self, standardize: str | None = None, mean=None, std=None) -> None:
+        """What follows ``input_range`` (the config's ``standardize``, ``mean``, ``std``).
+
+        ``standardize="per_image"``: each image minus its mean, over its
+        standard deviation (at least 1 / sqrt(pixels)), facenet's
+        ``prewhiten``, which the InceptionResNetV1 Keras ports expect;
+        ``mean``, ``std``: then ``(x - mean) / std`` per channel (PyTorch's).
+        """
+        self.standardize = standardize
+        self.mean = [float(v) for v in mean] if mean is not None else None
+        self.std = [float(v) for v in std] if std is not None else None
 
     def input_attrs(self) -> dict:
         """What the network does to pixels in [0, 1] beyond resizing, for the store's ``preprocessing`` attribute."""

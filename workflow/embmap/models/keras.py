@@ -137,9 +137,7 @@ class KerasModel(Model):
             feats = head.input
         else:
             feats = model.outputs[0]
-        super().__init__(name, handle, handle if head is not None else None, size, 3, input_range,
-                         standardize=None if spec.get("standardize", "none") == "none" else spec["standardize"],
-                         mean=spec.get("mean"), std=spec.get("std"))
+        super().__init__(name, handle, handle if head is not None else None, size, 3, input_range)
         self.model, self.head = model, head
         self.net = k.Model(model.inputs, [feats] + ([head.output] if head is not None else []))
         self.features_layer = model  # its weights are every variable (randomize, parameters)

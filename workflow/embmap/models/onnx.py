@@ -82,9 +82,7 @@ class ONNXModel(Model):
         if not size:
             raise NetworkError(f"network {name!r}: {path} accepts any image size; give input_size")
         channels = dims[1] if self.channels_first else dims[3]
-        super().__init__(name, path, None, size, channels, preprocessing["input_range"],
-                         standardize=None if spec.get("standardize", "none") == "none" else spec["standardize"],
-                         mean=spec.get("mean"), std=spec.get("std"))
+        super().__init__(name, path, None, size, channels, preprocessing["input_range"])
         self.bgr = spec.get("channel_order") == "bgr"
         self.batch_one = dims[0] == 1
         producer = {out: node for node in g.node for out in node.output}

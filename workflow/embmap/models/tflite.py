@@ -102,8 +102,7 @@ class TFLiteModel(Model):
                 input_range = (scale * (lo - zero), scale * (hi - zero))
             else:
                 input_range = (0.0, 1.0)
-        super().__init__(name, path, None, own, int(self.input["shape"][3]), input_range,
-                         standardize=None if spec.get("standardize", "none") == "none" else spec["standardize"])
+        super().__init__(name, path, None, own, int(self.input["shape"][3]), input_range)
         self.interpreter, self.inspector = it, inspect
         self.details = {d["index"]: d for d in inspect.get_tensor_details()}
         ops = inspect._get_ops_details()  # the only listing of a model's ops the interpreter offers
