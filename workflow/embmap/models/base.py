@@ -267,3 +267,27 @@ class Model:
             raise NetworkError(f"network {self.name!r}: {e}") from None
         return weight.astype(np.float32), bias.astype(np.float32), {
             "method": "variables", "kernel": kname, "bias": bname, "max_logit_error": err, "n_images": len(f)}
+
+
+class FileModel(Model):
+    """A network read from one model file (keras, tflite, onnx): one forward pass, :meth:`_forward`, gives the
+    embedding and, when the network has a classifier (``head``), that classifier's own output."""
+
+    head = None
+
+    @property
+    def has_logits(self) -> bool:
+        return self.head is not None
+
+    def _forward(self, images):
+        """(features float32 [n, feature], the classifier's output float64 [n, class] or None)."""
+        raise NotImplementedError
+
+    def features(self, images):
+        return self._forward(images)[0]
+
+    def logits(self, images):
+        """float64 [batch, class]: the classifier's own output (before any activation that follows it)."""
+        if self.head is None:
+            raise NetworkError(f"network {self.name!r}: classifier: none")
+        return self._forward(images)[1]

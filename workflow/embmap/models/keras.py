@@ -24,7 +24,8 @@ Standard library only at import time (the source registry imports it).
 from __future__ import annotations
 
 from ..config import ConfigError
-from .base import NONE, Model, NetworkError, Source, check_model_file, config_networks, listing
+from .base import (NONE, FileModel, Model, NetworkError, Source, check_model_file, config_networks,
+                   listing)
 
 
 def _keras():
@@ -91,7 +92,7 @@ def load_file(name: str, path: str, safe_mode: bool):
             from None
 
 
-class KerasModel(Model):
+class KerasModel(FileModel):
     """A Keras 3 model: one forward pass gives the embedding and the classifier layer's output."""
 
     def __init__(self, name: str, spec: dict, preprocessing: dict):
@@ -142,10 +143,6 @@ class KerasModel(Model):
         self.net = k.Model(model.inputs, [feats] + ([head.output] if head is not None else []))
         self.features_layer = model  # its weights are every variable (randomize, parameters)
 
-    @property
-    def has_logits(self) -> bool:
-        return self.head is not None
-
     def input_attrs(self) -> dict:
         out = super().input_attrs()
         if self.preprocess_input is not None:
@@ -176,9 +173,6 @@ class KerasModel(Model):
         kernel = kernel.reshape(-1, kernel.shape[-1])  # a 1 x 1 convolution's [1, 1, in, out]
         bias = np.asarray(self.head.bias.numpy(), np.float64) if self.head.use_bias else np.zeros(kernel.shape[1])
         return kernel, bias
-
-    def features(self, images):
-        return self._forward(images)[0]
 
     def logits(self, images):
         """float64 [batch, class]: the classifier layer before its activation, C f + b."""

@@ -28,7 +28,7 @@ Standard library only at import time (the source registry imports it).
 
 from __future__ import annotations
 
-from .base import NONE, Model, NetworkError, Source, check_model_file, listing
+from .base import NONE, FileModel, Model, NetworkError, Source, check_model_file, listing
 
 LINEAR = ("Gemm", "MatMul", "Add")
 
@@ -43,7 +43,7 @@ def _import(name: str):
                            f"({name} is missing)") from None
 
 
-class ONNXModel(Model):
+class ONNXModel(FileModel):
     """An ONNX graph with its embedding (and its classifier's output) exposed as outputs of one session."""
 
     def __init__(self, name: str, spec: dict, preprocessing: dict):
@@ -157,10 +157,6 @@ class ONNXModel(Model):
                            "not a linear layer (Gemm, MatMul, MatMul + Add); name the linear layer's output "
                            "(classifier: TENSOR), or classifier: none for a network without a classifier")
 
-    @property
-    def has_logits(self) -> bool:
-        return self.head is not None
-
     def input_attrs(self) -> dict:
         return {**super().input_attrs(), "channel_order": "bgr" if self.bgr else "rgb",
                 "layout": "NCHW" if self.channels_first else "NHWC"}
@@ -179,15 +175,6 @@ class ONNXModel(Model):
         f = np.concatenate([o[0].reshape(len(r), -1) for o, r in zip(outs, runs)])
         z = np.concatenate([o[1].reshape(len(r), -1) for o, r in zip(outs, runs)]) if self.head is not None else None
         return f.astype(np.float32), (None if z is None else z.astype(np.float64))
-
-    def features(self, images):
-        return self._forward(images)[0]
-
-    def logits(self, images):
-        """float64 [batch, class]: the linear node's own output."""
-        if self.head is None:
-            raise NetworkError(f"network {self.name!r}: classifier: none")
-        return self._forward(images)[1]
 
     def classifier(self, images, features=None, logits=None, rtol: float | None = None):
         import numpy as np

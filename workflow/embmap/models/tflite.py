@@ -21,7 +21,7 @@ Standard library only at import time (the source registry imports it).
 
 from __future__ import annotations
 
-from .base import NONE, Model, NetworkError, Source, check_model_file, listing, tf
+from .base import NONE, FileModel, Model, NetworkError, Source, check_model_file, listing, tf
 
 FULLY_CONNECTED = "FULLY_CONNECTED"
 
@@ -60,7 +60,7 @@ def type_span(dtype) -> tuple[int, int]:
     return int(info.min), int(info.max)
 
 
-class TFLiteModel(Model):
+class TFLiteModel(FileModel):
     """A TFLite interpreter with every intermediate tensor kept, so the embedding and the logits can be read."""
 
     def __init__(self, name: str, spec: dict, preprocessing: dict):
@@ -138,10 +138,6 @@ class TFLiteModel(Model):
                           if i not in produced and i != self.input["index"]]
         self.produced = produced
 
-    @property
-    def has_logits(self) -> bool:
-        return self.head is not None
-
     def input_attrs(self) -> dict:
         out = super().input_attrs()
         out["input_dtype"] = str(self.input["dtype"].__name__)
@@ -175,15 +171,6 @@ class TFLiteModel(Model):
                 out = int(self.head["outputs"][0])
                 logits.append(dequantize(it.get_tensor(out), self.details[out]).reshape(-1))
         return np.stack(feats).astype(np.float32), (np.stack(logits) if logits else None)
-
-    def features(self, images):
-        return self._forward(images)[0]
-
-    def logits(self, images):
-        """float64 [batch, class]: the classifier op's own output, dequantised."""
-        if self.head is None:
-            raise NetworkError(f"network {self.name!r}: classifier: none")
-        return self._forward(images)[1]
 
     def _weights(self):
         """C [class, feature] and b [class] of the head op, dequantised."""
