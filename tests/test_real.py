@@ -141,6 +141,7 @@ def test_mtcnn_finds_the_faces_and_each_network_puts_a_persons_photos_closer_tha
     from sklearn.metrics import roc_auc_score
 
     w = faces_world
+    print(f"\nMTCNN found a face in {w['detected'].sum()} of {len(w['detected'])} photos")
     assert w["detected"].mean() > 0.95, f"MTCNN found faces in {w['detected'].mean():.0%} of the photos"
     for key in ("facenet", "sface"):
         s = stores.open_embeddings(w["stores"][(key, "held_out")])
