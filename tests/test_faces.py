@@ -22,13 +22,56 @@ def test_similarity_transform_recovers_a_known_one():
     np.testing.assert_allclose(m, np.hstack([s * rot, t[:, None]]), atol=1e-10)
 
 
-def test_facenet_crop_is_the_square_around_the_box():
-    img = np.zeros((100, 120, 3), np.uint8)
-    img[30:50, 40:80] = 255  # a 40 x 20 box at x=40, y=30
-    c = faces.facenet_crop(img, (40, 30, 40, 20), size=50, margin=10)
-    assert c.shape == (50, 50, 3)
-    # side 50 around the centre (60, 40): the white band spans rows 15..35 and columns 5..45 of the crop
-    assert c[25, 25].min() > 200 and c[5, 25].max() < 50 and c[25, 2].max() < 50
+def test_facenet_crop_is_align_dataset_mtcnns_clipped_box_resized_without_keeping_the_aspect():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    # box x=5, y=10, w=40, h=20, margin 32: left max(5-16, 0)=0, top max(10-16, 0)=0, right min(45+16, 120)=61,
+    # bottom min(30+16, 100)=46 (worked by hand from facenet's script)
+    assert faces.facenet_box((5, 10, 40, 20), img.shape, 32) == (0, 0, 61, 46)
+    # fractional bounds are truncated as facenet's int32 array does: 50.5-16=34.5 -> 34, 80.7+16=96.7 -> 96
+    assert faces.facenet_box((50.5, 20.2, 30.2, 10.1), img.shape, 32) == (34, 4, 96, 46)
+    c = faces.facenet_crop(img, (5, 10, 40, 20), size=50, margin=32)
+    want = np.asarray(Image.fromarray(img[0:46, 0:61]).resize((50, 50), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(c, want)
+    # the aspect is not kept: a 61 x 46 region fills the whole 50 x 50 crop
+    band = np.zeros((100, 120, 3), np.uint8)
+    band[30:50, 40:80] = 255  # exactly the box, margin 0
+    assert faces.facenet_crop(band, (40, 30, 40, 20), size=32, margin=0).min() == 255
+
+
+def test_several_faces_are_chosen_as_facenet_chooses_them():
+    def face(x, y, w, h):
+        return {"box": [x, y, w, h], "confidence": 0.99, "keypoints": {}}
+
+    # 200 x 300 image, centre (150, 100). A large face off-centre: area 3600, centre (40, 40), offset^2 = 15700;
+    # a small centred face: area 900, offset 0. facenet scores area - 2 offset^2: the small centred one wins.
+    big, small = face(10, 10, 60, 60), face(135, 85, 30, 30)
+    assert faces.choose_face([big, small], (200, 300, 3)) is small
+    # near the centre, the larger face wins: centre offsets (5, 0) and (0, 0), areas 3600 and 900
+    near = face(125, 70, 60, 60)
+    assert faces.choose_face([small, near], (200, 300, 3)) is near
+    assert faces.choose_face([], (200, 300, 3)) is None
+
+
+@pytest.mark.parametrize("scale,angle", [(0.5, 0.0), (0.8, 0.3), (1.0, 0.0), (1.7, -0.2), (3.0, 0.1)])
+def test_warp_samples_the_image_where_the_transform_says(scale, angle):
+    """Crop pixel c shows image position A^-1 (c - t), pixel centres at integer indices (OpenCV's convention)."""
+    yy, xx = np.mgrid[0:40, 0:40]
+    img = np.repeat((2 * xx + 3 * yy)[..., None], 3, axis=2).astype(np.uint8)  # a ramp: bilinear is exact on it
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    a = scale * rot
+    t = np.array([20.0, 20.0]) - a @ np.array([19.5, 19.5])  # the image centre onto crop position (20, 20)
+    crop = faces._warp(img, np.hstack([a, t[:, None]]), 40)
+    ci, cj = np.mgrid[0:40, 0:40]
+    c = np.stack([cj.ravel(), ci.ravel()], 1).astype(float)  # (x, y) of every crop pixel
+    p = (c - t) @ np.linalg.inv(a).T  # where it comes from in the image
+    inside = ((p >= 1) & (p <= 38)).all(1)
+    assert inside.sum() > 100
+    want = 2 * p[inside, 0] + 3 * p[inside, 1]
+    got = crop[..., 0].ravel()[inside].astype(float)
+    assert np.abs(got - want).max() <= 1.01  # uint8 rounding of the interpolated value
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +172,20 @@ def test_an_arcface_checkpoint_is_restored_with_identical_outputs(tmp_path):
         models.open_model("bad", {"source": "arcface", "checkpoint": str(tmp_path / "nowhere")})
 
 
+def test_an_arcface_checkpoint_without_some_variables_is_refused(tmp_path):
+    """A checkpoint of the backbone alone restores 'successfully' in TF; the missing head must be an error."""
+    import tf_keras as k
+
+    model = arcface.arcface_model("MobileNetV2", 32, 8)
+    backbone_only = k.Model(model.inputs, model.layers[1](model.inputs[0]))
+    backbone_only.save_weights(str(tmp_path / "ckpt" / "b.ckpt"))
+    with pytest.raises(models.NetworkError, match=r"'partial': checkpoint .* leaves 10 variables of arcface "
+                                                  r"MobileNetV2 \(embedding 8\) unrestored, "
+                                                  r"e\.g\. .*(dense|batch_norm)"):
+        models.open_model("partial", {"source": "arcface", "backbone": "MobileNetV2", "embedding": 8,
+                                      "input_size": [32, 32], "checkpoint": str(tmp_path / "ckpt" / "b.ckpt")})
+
+
 def random_frozen_graph(path, size, dim, seed):
     """A facenet-like frozen graph: input:0, phase_train:0, embeddings:0; a fixed random projection."""
     import tensorflow as tf
@@ -167,7 +224,7 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
         "identification": {"folds": 2},
         "networks": {
             "fn": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "fn.pb", 32, 6, 0),
-                   "input_size": [32, 32], "align": {"style": "facenet", "size": 32, "margin": 8}},
+                   "input_size": [32, 32], "align": {"style": "facenet", "size": 32, "margin": 8}, "flip": True},
             "af": {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "af.pb", 24, 6, 1),
                    "input_size": [24, 24], "input_range": [0, 1], "align": {"style": "arcface", "size": 24}},
         }}}}
@@ -182,6 +239,7 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     assert meta["networks"]["fn"]["alignment"]["fallbacks"] == fallbacks
     assert meta["networks"]["af"]["alignment"]["style"] == "arcface"
     assert meta["networks"]["fn"]["l2_normalised"] is True
+    assert meta["networks"]["fn"]["flip"] is True and meta["networks"]["af"]["flip"] is False
     crops = faces.AlignedImages(res / "aligned" / "facenet32m8.zarr")
     assert crops.images(pairs.images()[:2]).shape == (2, 32, 32, 3)
     assert (res / "aligned" / "arcface24.zarr").exists()
@@ -190,3 +248,42 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     t = pd.read_csv(res / "tables" / "open_set.csv")
     assert len(t[t.method == "ridge"]) == 2 and len(t[t.method == "identity"]) == 2
     assert (res / "figures" / "identification_heatmap.png").exists()
+
+
+def test_test_time_flip_adds_the_mirrored_crops_embedding_before_normalising(tmp_path):
+    from embmap import stores
+    from embmap.extract import extract
+
+    class Crops:
+        def __init__(self, x):
+            self.x = x
+
+        def images(self, ids):
+            return self.x[[int(i) for i in ids]]
+
+    x = np.random.default_rng(4).random((5, 24, 24, 3)).astype(np.float32)
+    net = models.open_model("f", {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "g.pb", 24, 6, 2),
+                                  "input_size": [24, 24]})
+    ids = np.array([str(i) for i in range(5)])
+    extract(net, Crops(x), ids, np.zeros(5, int), tmp_path / "s.zarr", chunk_rows=None, batch_size=2,
+            with_classifier=False, normalise=True, progress=False, flip=True)
+    s = stores.open_embeddings(tmp_path / "s.zarr")
+    want = net.features(x) + net.features(x[:, :, ::-1].copy())  # arcface-tf2's is_flip: the two embeddings added
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(s.embeddings[:], want, rtol=1e-5, atol=1e-6)
+    assert s.attrs["flip"] is True
+
+
+def test_per_image_standardization_is_facenets_prewhiten(tmp_path):
+    """standardize: per_image (the Keras FaceNet ports expect it): (x - mean) / max(std, 1 / sqrt(pixels))."""
+    net = models.open_model("pw", {"source": "frozen_graph", "graph": random_frozen_graph(tmp_path / "g.pb", 8, 4, 0),
+                                   "input_size": [8, 8], "standardize": "per_image"})
+    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    got = net.preprocess(x).numpy()
+    y = (255 * x - 127.5) / 128  # the frozen graph's input_range first; prewhitening does not depend on it
+    want = (y - y.mean(axis=(1, 2, 3), keepdims=True)) / np.maximum(y.std(axis=(1, 2, 3), keepdims=True),
+                                                                     1 / np.sqrt(8 * 8 * 3))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert net.input_attrs()["standardize"] == "per_image"
+    flat = np.full((1, 8, 8, 3), 0.5, np.float32)  # a constant image: the 1 / sqrt(pixels) floor keeps it finite
+    assert np.isfinite(net.preprocess(flat).numpy()).all()

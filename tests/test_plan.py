@@ -35,7 +35,7 @@ def test_demo_config_is_valid():
 
 @pytest.mark.parametrize("path,value,message", [
     (("experiments", "digits", "mapping", "aplha"), 1.0, r"experiments\.digits\.mapping\.aplha: unknown key"),
-    (("experiments", "digits", "networks", "mlp", "source"), "onnx", r"networks\.mlp\.source: 'onnx' is not one"),
+    (("experiments", "digits", "networks", "mlp", "source"), "caffe", r"networks\.mlp\.source: 'caffe' is not one"),
     (("experiments", "digits", "networks", "cnn", "train", "epoks"), 3, r"networks\.cnn\.train\.epoks: unknown"),
     (("experiments", "digits", "mapping", "alpha"), -1, r"mapping\.alpha: -1 is less than the minimum"),
     (("experiments", "digits", "dataset", "kind"), "mnist", r"dataset\.kind: 'mnist'"),
@@ -133,7 +133,7 @@ def test_the_plan_imports_the_standard_library_only(tmp_path):
         f"sys.path.insert(0, {str(ROOT / 'workflow')!r})\n"
         "import yaml\n"
         "from embmap.plan import Plan\n"
-        "for name in ('config.yaml', 'configs/imagenet.yaml', 'configs/lfw.yaml'):\n"
+        "for name in ('config.yaml', 'configs/imagenet.yaml', 'configs/lfw.yaml', 'configs/modern.yaml'):\n"
         f"    p = Plan(yaml.safe_load(open({str(ROOT)!r} + '/' + name)), check_paths=False)\n"
         "    assert p.targets()\n"
         "print('ok')\n"
@@ -199,3 +199,46 @@ def test_every_rule_job_of_the_demo_is_answered_by_the_plan():
                 assert isinstance(job, dict), rule
                 if hasattr(p, f"_inputs_{rule}"):
                     assert isinstance(p.inputs(rule)(wc), dict), rule
+
+
+def _image_list_experiment(tmp_path, networks, task="closed_set"):
+    (tmp_path / "list.csv").write_text("path,label\n")
+    return {"experiments": {"e": {"task": task, "dataset": {"kind": "image_list", "path": str(tmp_path / "list.csv")},
+                                  "networks": networks}}}
+
+
+@pytest.mark.parametrize("network,message", [
+    ({"source": "keras", "model": "nowhere.keras", "input_range": [0, 1]}, r"networks\.a\.model: nothing at .*nowhere"),
+    ({"source": "keras", "model": "m.keras"}, r"networks\.a\.input_range: a model file does not say"),
+    ({"source": "keras", "application": "ConvNeXtTiny", "input_range": [0, 1]},
+     r"networks\.a\.input_range: an application preprocesses with its own preprocess_input"),
+    ({"source": "keras", "application": "ConvNeXtTiny", "model": "m.keras"}, r"networks\.a: give either application"),
+    ({"source": "keras", "model": "m.keras", "weights": "w.h5", "input_range": [0, 1]},
+     r"networks\.a\.weights: weights go with application"),
+    ({"source": "onnx", "model": "m.onnx", "input_range": [0, 255], "classifier": "none"},
+     r"networks\.a\.classifier: closed_set reads the network's classifier"),
+    ({"source": "onnx", "model": "m.onnx"}, r"networks\.a: 'input_range' is a required property"),
+    ({"source": "tflite", "model": "m.tflite", "flip": True}, r"networks\.a\.flip: the test-time flip"),
+    ({"source": "tflite", "model": "m.tflite", "randomize": True}, r"networks\.a\.randomize: unknown key"),
+])
+def test_keras_tflite_and_onnx_blocks_are_checked_before_any_job(tmp_path, network, message):
+    for f in ("m.keras", "m.onnx", "m.tflite"):
+        (tmp_path / f).write_bytes(b"")
+    cfg = _image_list_experiment(tmp_path, {"a": network, "b": {"source": "tflite", "model": "m.tflite"}})
+    with pytest.raises(ConfigError, match=message):
+        plan.Plan(cfg, tmp_path)
+
+
+def test_file_sources_need_no_input_size_in_the_config(tmp_path):
+    """keras, tflite and onnx read their input size from the model, so image-file experiments plan without it."""
+    for f in ("m.keras", "m.onnx", "m.tflite"):
+        (tmp_path / f).write_bytes(b"")
+    cfg = _image_list_experiment(tmp_path, {
+        "k": {"source": "keras", "model": "m.keras", "input_range": [0, 255]},
+        "t": {"source": "tflite", "model": "m.tflite"},
+        "o": {"source": "onnx", "model": "m.onnx", "input_range": [0, 1], "mean": [0.485, 0.456, 0.406],
+              "std": [0.229, 0.224, 0.225]},
+        "app": {"source": "keras", "application": "EfficientNetV2B0"}})
+    p = plan.Plan(cfg, tmp_path)
+    assert p.preprocessing("e", "t") == {"crop_fraction": 0.875}
+    assert p.experiments["e"].networks["app"].spec["weights"] == "imagenet"

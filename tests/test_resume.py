@@ -203,3 +203,18 @@ def test_real_extraction_killed_mid_run_resumes_to_identical_store(tmp_path):
     np.testing.assert_array_equal(got.embeddings[:], ref.embeddings[:])
     np.testing.assert_array_equal(got.ids, ref.ids)
     np.testing.assert_array_equal(got.classifier()[0], ref.classifier()[0])
+
+
+def test_a_model_file_that_changes_changes_the_fingerprint(tmp_path):
+    """keras, tflite and onnx networks are single files: new weights under the same name must not resume."""
+    import os
+
+    from embmap.extract import model_fingerprint
+
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"weights one")
+    before = model_fingerprint(str(f))
+    assert before["files"][0][:2] == ["m.onnx", 11]
+    f.write_bytes(b"weights two!")
+    os.utime(f, ns=(1, 1))
+    assert model_fingerprint(str(f)) != before

@@ -100,12 +100,19 @@ def test_handles_of_different_networks_are_refused(world, tmp_path):
     assert not (tmp_path / "mixed-train.zarr").exists()
 
 
-def test_class_count_must_match_the_dataset(world, tmp_path):
+def test_a_head_without_background_gets_label_offset_one_and_other_counts_are_refused(world, tmp_path):
+    """ImageNet labels are 1..1000 with background 0: a 1,000-class head (Keras, ONNX) predicts label - 1."""
     from embmap import models
 
     pair = tiny_hub_pair(tmp_path / "thousand", d=6, n_classes=N_CLASSES - 1)
-    with pytest.raises(models.NetworkError, match=r"outputs 5 classes, the dataset has 6 .*1001"):
-        run_extract(world, spec_of(pair), tmp_path)
+    s, rows = run_extract(world, spec_of(pair), tmp_path, name="thousand")
+    assert s.label_offset == 1 and s.group["classifier"].attrs["classes"] == N_CLASSES - 1
+    s1001, _ = run_extract(world, spec_of(world["pair"]), tmp_path, name="with_background")
+    assert s1001.label_offset == 0
+    fewer = tiny_hub_pair(tmp_path / "fewer", d=6, n_classes=N_CLASSES - 2)
+    with pytest.raises(models.NetworkError, match=r"'fewer'.*outputs 4 classes, the dataset has 6 labels .*6 with "
+                                                  r"background or 5 without"):
+        run_extract(world, spec_of(fewer), tmp_path, name="fewer")
 
 
 def test_randomize_changes_every_variable_reproducibly_and_keeps_the_pair_consistent(world, tmp_path):
@@ -181,3 +188,20 @@ def test_pairing_of_feature_and_classifier_variables_by_name():
     key = pairing_key(feats, prefixed)
     assert key("fv/conv/kernel:0") == key("cls/conv/kernel:0") == "conv/kernel"
     assert pairing_key(feats, [V(name="other/kernel:0")]) is None
+
+
+def test_nasnet_controls_draw_kernels_as_tf_slims_fan_out_variance_scaling(world):
+    from embmap import models
+    from embmap.models.randomize import initial_value, resolve_initializer
+
+    # tf.contrib.layers.variance_scaling_initializer(factor=2.0, mode='FAN_OUT'): fan_out = 3 * 3 * 128, a truncated
+    # normal of parameter sqrt(1.3 * 2 / fan_out), whose standard deviation is 0.8796 times that
+    w = initial_value("cell_0/sep/kernel:0", (3, 3, 64, 128), seed=0, initializer="fan_out")
+    param = np.sqrt(1.3 * 2.0 / (3 * 3 * 128))
+    assert abs(w.std() - 0.87962566 * param) < 0.02 * param and np.abs(w).max() <= 2 * param + 1e-7
+    assert resolve_initializer("auto", "https://tfhub.dev/google/imagenet/pnasnet_large/feature_vector/5") == "fan_out"
+    assert resolve_initializer("auto", "https://tfhub.dev/google/imagenet/nasnet_large/feature_vector/5") == "fan_out"
+    assert resolve_initializer("auto", "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5") == "fan_in"
+    net = models.open_model("c", spec_of(world["pair"], randomize=True, seed=5, initializer="fan_out"))
+    assert net.randomized["initializer"] == "fan_out" and "FAN_OUT" in net.randomized["kernels"]
+    assert models.open_model("d", spec_of(world["pair"], randomize=True)).randomized["initializer"] == "fan_in"

@@ -136,3 +136,17 @@ def test_a_named_configfile_replaces_the_demo_instead_of_joining_it(tmp_path):
     r = subprocess.run(cmd[:7] + ["--cores", "2", "-n", "--quiet", "rules"], capture_output=True, text=True)
     jobs = _job_counts(r.stdout + r.stderr)
     assert jobs["train_network"] == 8 and jobs["prepare_split"] == 2, jobs
+
+
+def test_the_modern_config_plans_keras_and_tf_hub_networks_and_lints_clean(tmp_path):
+    """configs/modern.yaml: a dry run plans one extraction per network and split, and snakemake --lint is clean."""
+    (tmp_path / "data" / "ILSVRC2012" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "ILSVRC2012" / "val").mkdir()
+    base = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(ROOT / "configs" / "modern.yaml")]
+    r = subprocess.run(base + ["--cores", "8", "-n", "--quiet", "rules"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _job_counts(r.stdout + r.stderr)
+    assert jobs["extract"] == 2 * 11 and jobs["fit_maps"] == 11 and jobs["prepare_split"] == 1, jobs
+    r = subprocess.run(base + ["--lint"], capture_output=True, text=True)
+    assert r.returncode == 0 and "Lints for" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]

@@ -14,16 +14,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pair", action="store_true",
                    help="PATH is a map store (maps/SOURCE/TARGET.zarr): show provenance and fit quality")
     p.add_argument("--no-stats", action="store_true", help="skip value statistics (no data read)")
-    f = sub.add_parser("fetch", help="download every TF Hub model of a config into TFHUB_CACHE_DIR (needs network)")
+    f = sub.add_parser("fetch", help="download every TF Hub model of a config into TFHUB_CACHE_DIR and the ImageNet "
+                                     "weights of its Keras applications into KERAS_HOME (needs network)")
     f.add_argument("config", help="a config file, e.g. configs/imagenet.yaml")
     args = parser.parse_args(argv)
 
     if args.command == "fetch":
-        from .models import NetworkError
-        from .models.hub import fetch
+        from .models import NetworkError, hub, keras
 
         try:
-            for handle, path in fetch(args.config):
+            for handle, path in hub.fetch(args.config) + keras.fetch(args.config):
                 print(f"{handle} -> {path}")
         except NetworkError as e:
             print(f"embmap fetch: {e}", file=sys.stderr)

@@ -19,10 +19,13 @@ from .models import Model, NetworkError, classifiers
 
 
 def model_fingerprint(handle: str | None) -> dict | None:
-    """What identifies a model's weights: for a local directory its files' names, sizes and times; else the handle."""
+    """What identifies a model's weights: the names, sizes and times of a local file or directory's files, or the
+    handle."""
     if not handle:
         return None
     root = Path(handle)
+    if root.is_file():  # a model file (keras, tflite, onnx, a frozen graph)
+        return {"handle": str(root.resolve()), "files": [[root.name, root.stat().st_size, root.stat().st_mtime_ns]]}
     if not root.is_dir():
         return {"handle": handle}
     files = sorted(p for p in root.rglob("*") if p.is_file())
@@ -30,27 +33,35 @@ def model_fingerprint(handle: str | None) -> dict | None:
             "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
 
 
-def _classifier_from_first_batch(network, images, f, n_classes, lstsq_images):
-    """(weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill."""
+def _classifier_from_first_batch(network, images, f, dataset, lstsq_images):
+    """((weight, bias, info) located and verified on the first batch, or a LeastSquares collector to fill),
+    the logits, and the classifier's label offset in the dataset's labels (see :func:`stores.label_offset`)."""
+    from . import stores as st
+
     z = network.logits(images)
-    if n_classes is not None and z.shape[1] != n_classes:
-        raise NetworkError(f"network {network.name!r}: the classifier outputs {z.shape[1]} classes, the dataset "
-                           f"has {n_classes} (ImageNet models of TF Hub and TF-slim output 1001: 0 = background)")
     try:
-        return network.classifier(images, f, z), z
+        offset = st.label_offset(z.shape[1], getattr(dataset, "n_classes", None), getattr(dataset, "background", None),
+                                 f"network {network.name!r}")
+    except st.StoreError as e:
+        raise NetworkError(str(e)) from None
+    try:
+        return network.classifier(images, f, z), z, offset
     except classifiers.NotLocated:
-        return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z
+        return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z, offset
 
 
 def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | None, batch_size: int,
             with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
             normalise: bool = False, log=None, preprocessing: dict | None = None,
-            lstsq_images: int | None = None) -> None:
+            lstsq_images: int | None = None, flip: bool = False) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
 
     ``chunk_rows`` (None: about 8 MB of rows) and ``batch_size`` are the
     experiment's ``store`` options. ``normalise`` scales every embedding to unit L2 norm before it is stored
-    (face networks compare embeddings on the unit hypersphere). Image-file
+    (face networks compare embeddings on the unit hypersphere). ``flip`` adds
+    the embedding of each image mirrored left to right before that, the
+    test-time flip of the reference face evaluations (arcface-tf2's
+    ``is_flip``). Image-file
     datasets are decoded, cropped and resized by ``preprocessing``
     (``input_size``, ``crop_fraction``) in a parallel pipeline.
 
@@ -86,8 +97,9 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     fingerprint = {
         "network": network.name, "model": model_fingerprint(network.handle),
         "classifier": model_fingerprint(network.classifier_handle) if with_classifier else None,
-        "input_size": network.input_size, "channels": network.channels, "input_range": network.input_range,
-        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "attrs": attrs,
+        "input_size": network.input_size, "channels": network.channels, "input": network.input_attrs(),
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "flip": bool(flip),
+        "attrs": attrs,
         "preprocessing": pre or None, "randomized": network.randomized,
     }
     store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
@@ -95,8 +107,7 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     if store.start:
         log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
     want_classifier = with_classifier and network.has_logits
-    n_classes = getattr(dataset, "n_classes", None)
-    probe = None
+    probe, offset = None, 0
     bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
                disable=not progress, mininterval=2.0)
     images = None
@@ -104,15 +115,17 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         f = network.features(images)
         z = None
         if want_classifier and not store.has_classifier and probe is None:
-            found, z = _classifier_from_first_batch(network, images, f, n_classes, lstsq_images)
+            found, z, offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
             if isinstance(found, classifiers.LeastSquares):
                 probe = found
                 log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C and b "
                     f"by least squares from {probe.want} images")
             else:
-                st.write_classifier(store.group, *found)
+                st.write_classifier(store.group, *found, label_offset=offset)
         if probe is not None and not probe.full:
             probe.add(f, network.logits(images) if z is None else z)
+        if flip:
+            f = f + network.features(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
         if normalise:
             f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         store.append(f)
@@ -122,12 +135,12 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         images = next(batches(dataset, ids[:1], 1, pre))[1]
         if want_classifier and not store.has_classifier:
             probe = None
-            found, _ = _classifier_from_first_batch(network, images, network.features(images), n_classes,
-                                                    lstsq_images)
+            found, _, offset = _classifier_from_first_batch(network, images, network.features(images), dataset,
+                                                            lstsq_images)
             if isinstance(found, classifiers.LeastSquares):
                 raise NetworkError(f"network {network.name!r}: resumed with every row on disk but no classifier; "
                                    f"remove {store.partial} and extract again to recover it by least squares")
-            st.write_classifier(store.group, *found)
+            st.write_classifier(store.group, *found, label_offset=offset)
     if probe is not None:
         try:
             w, b, info = probe.fit()
@@ -135,15 +148,15 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
             raise NetworkError(f"network {network.name!r}: {e}") from None
         log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
             f"{info['residual']:.3g}")
-        st.write_classifier(store.group, w, b, info)
+        st.write_classifier(store.group, w, b, info, label_offset=offset)
     if image_files:
-        preprocessing_attrs = im.describe(pre["input_size"], pre["crop_fraction"], network.input_range)
+        preprocessing_attrs = {**im.describe(pre["input_size"], pre["crop_fraction"]), **network.input_attrs()}
     else:
-        preprocessing_attrs = {"input_range": list(network.input_range), "resize": "bilinear",
-                               "channels": network.channels}
+        preprocessing_attrs = {**network.input_attrs(), "resize": "bilinear", "channels": network.channels}
     store.finish({
         "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
         "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
         "preprocessing": preprocessing_attrs, "parameters": network.parameters(), "randomized": network.randomized,
-        "l2_normalised": bool(normalise), "created": st.now(), "versions": st.versions(), **(attrs or {}),
+        "l2_normalised": bool(normalise), "flip": bool(flip), "created": st.now(), "versions": st.versions(),
+        **(attrs or {}),
     })

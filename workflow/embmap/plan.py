@@ -269,9 +269,13 @@ class Plan:
         if source.trains and not kind.trains:
             raise ConfigError(f"{where}.source: 'train' trains the demo architectures on digits only; dataset kind "
                               f"{kind.name!r} {kind.train_hint}")
-        if kind.image_files and source.open is not None and not resolve_preprocessing(spec, exp).get("input_size"):
+        if (kind.image_files and source.open is not None and not source.sized
+                and not resolve_preprocessing(spec, exp).get("input_size")):
             raise ConfigError(f"{where}.input_size: networks reading image files need their input size "
                               "(or the experiment's preprocessing.input_size)")
+        if spec.get("flip") and exp.task != "open_set":
+            raise ConfigError(f"{where}.flip: the test-time flip adds a mirrored crop's embedding for face "
+                              "verification (task open_set); a closed_set classifier reads the network's own features")
         if "align" in spec and not kind.faces:
             raise ConfigError(f"{where}.align: face alignment needs photographs of faces (dataset kind lfw), "
                               f"not {kind.name!r}")

@@ -129,7 +129,7 @@ def write_pairs(dataset: dict, pairs: str) -> None:
 
 @step()
 def detect_faces(dataset: dict, manifest: str, faces: str, threads: int = 1) -> None:
-    """MTCNN over every image of the pairs split: the largest face's box and landmarks, one CSV row per image."""
+    """MTCNN over every image of the pairs split: one face's box and landmarks (facenet's choice), one row each."""
     import pandas as pd
 
     from . import data
@@ -208,8 +208,9 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
     rows = read_manifest(manifest, split)
     net = models.open_model(network, spec, preprocessing, model_dir=model)
     if net.randomized:
-        log.info("%s: re-initialised %d variables (%d parameters) with seed %d", network,
-                 net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"])
+        log.info("%s: re-initialised %d variables (%d parameters) with seed %d, kernels %s", network,
+                 net.randomized["reinitialised"], net.randomized["parameters"], net.randomized["seed"],
+                 net.randomized["kernels"])
     images, extra = data.get(dataset), {}
     if aligned:  # cached face crops instead of the raw images
         from .data.faces import AlignedImages
@@ -223,7 +224,7 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
     run_extraction(
         net, images, rows["id"].to_numpy(), rows["label"].to_numpy(), store, chunk_rows=chunk_rows,
         batch_size=batch_size, with_classifier=with_classifier, normalise=normalise, log=log.info,
-        preprocessing=preprocessing, lstsq_images=lstsq_images,
+        preprocessing=preprocessing, lstsq_images=lstsq_images, flip=bool(spec.get("flip", False)),
         attrs={"experiment": experiment, "source": spec["source"], "source_kind": spec["source"], "dataset": dataset,
                "split": split, "seed": seed, "spec": spec, "manifest": str(manifest),
                "skipped": skipped_ids(manifest, split), "tf_threads": n_threads, **extra},
@@ -400,7 +401,8 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
             "alpha_selection": "inner cross-validation over the other folds" if isinstance(alpha, list) else "fixed",
             "precision": precision,
             "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
-                             "l2_normalised": a.get("l2_normalised"), "alignment": a.get("alignment")}
+                             "l2_normalised": a.get("l2_normalised"), "flip": bool(a.get("flip", False)),
+                             "alignment": a.get("alignment")}
                          for k, a in attrs.items()}}
     Path(meta).write_text(json.dumps(info, indent=1, default=str))
     for r in t.itertuples():

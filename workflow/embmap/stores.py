@@ -8,7 +8,9 @@ a Zarr v3 group:
 - ``ids``         str [sample], the image identifiers (paths relative to the
   dataset root, or dataset-specific names);
 - ``classifier/weight`` float32 [class, feature] and ``classifier/bias``
-  float32 [class] when the network has a classifier (logits = W f + b);
+  float32 [class] when the network has a classifier (logits = W f + b); the
+  group's ``label_offset`` attribute is the dataset label of class 0 (1 for
+  a 1,000-class ImageNet head on labels whose 0 is the background class);
 - attributes: provenance (network, source_kind, handle, input_size,
   preprocessing, dataset, split, seed, versions, created) and
   ``complete: true``, written last. ``source`` is the older name of
@@ -216,8 +218,13 @@ def write_index(group, ids, labels, chunk_rows: int) -> None:
     b[:] = np.asarray(labels, dtype=np.int64)
 
 
-def write_classifier(group, weight: np.ndarray, bias: np.ndarray, attrs: dict | None = None) -> None:
-    """Store a classifier as ``classifier/weight`` [class, feature] and ``classifier/bias`` [class]."""
+def write_classifier(group, weight: np.ndarray, bias: np.ndarray, attrs: dict | None = None,
+                     label_offset: int = 0) -> None:
+    """Store a classifier as ``classifier/weight`` [class, feature] and ``classifier/bias`` [class].
+
+    ``label_offset`` is the dataset label of the classifier's class 0: class
+    k predicts dataset label k + label_offset (see :func:`label_offset`).
+    """
     weight = np.asarray(weight, dtype=np.float32)
     bias = np.asarray(bias, dtype=np.float32)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
@@ -225,7 +232,25 @@ def write_classifier(group, weight: np.ndarray, bias: np.ndarray, attrs: dict | 
     c = group.create_group("classifier", overwrite=True)
     c.create_array("weight", data=weight, dimension_names=["class", "feature"])
     c.create_array("bias", data=bias, dimension_names=["class"])
-    c.attrs.update({"convention": "logits = weight @ f + bias", **(attrs or {})})
+    c.attrs.update({"convention": "logits = weight @ f + bias", **(attrs or {}), "classes": int(weight.shape[0]),
+                    "label_offset": int(label_offset)})
+
+
+def label_offset(classes: int, n_labels: int | None, background: int | None, name: str = "network") -> int:
+    """The dataset label of a classifier's class 0, from its class count and the dataset's labels.
+
+    Equal counts share the labels (offset 0). A classifier with one class fewer
+    than a dataset whose label 0 is a background class (ImageNet: 1,000 synsets
+    as 1..1000) has no background class: its class k is label k + 1. Anything
+    else cannot be matched to the labels.
+    """
+    if n_labels is None or classes == n_labels:
+        return 0
+    if background == 0 and classes == n_labels - 1:
+        return 1
+    raise StoreError(f"{name}: the classifier outputs {classes} classes, the dataset has {n_labels} labels"
+                     + (f" ({n_labels - 1} classes and background 0: a network outputs {n_labels} with background "
+                        f"or {n_labels - 1} without)" if background == 0 else ""))
 
 
 class ResumableStore:
@@ -356,8 +381,14 @@ class ResumableStore:
         (self.path / self.PROGRESS).unlink(missing_ok=True)
 
 
-def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=None, **attrs) -> None:
-    """Write a whole in-memory embedding store (tests, bring-your-own conversions)."""
+def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=None, label_offset: int = 0,
+                     **attrs) -> None:
+    """Write a whole in-memory embedding store (tests, bring-your-own conversions).
+
+    ``classifier`` is (weight [class, feature], bias [class]); ``label_offset``
+    the label of its class 0 (1 for a 1,000-class ImageNet head beside labels
+    1..1000 with background 0).
+    """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     rows = chunk_rows_for(embeddings.shape[1], requested=chunk_rows)
     with atomic_group(path) as g:
@@ -365,7 +396,7 @@ def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=
         w.append(embeddings)
         w.close()
         if classifier is not None:
-            write_classifier(g, *classifier)
+            write_classifier(g, *classifier, label_offset=label_offset)
         g.attrs.update({"created": now(), "versions": versions(), **attrs})
 
 
@@ -410,6 +441,11 @@ class EmbeddingStore:
             raise StoreError(f"store {self.path}: has no classifier/weight and classifier/bias")
         c = self.group["classifier"]
         return np.asarray(c["weight"][:], dtype=np.float64), np.asarray(c["bias"][:], dtype=np.float64)
+
+    @property
+    def label_offset(self) -> int:
+        """The dataset label of the classifier's class 0 (0 for stores written before label spaces were recorded)."""
+        return int(self.group["classifier"].attrs.get("label_offset", 0)) if self.has_classifier else 0
 
 
 def open_embeddings(path) -> EmbeddingStore:

@@ -2,10 +2,14 @@
 
 Alignment (MTCNN from the ``mtcnn`` package, whose weights ship in its wheel):
 
-- detections are computed once per dataset (:func:`detect`, the largest face
-  of each image: box and five landmarks) and cached as a table;
-- ``facenet`` style: a square around the box centre, side = the box's longer
-  side + ``margin`` pixels, resized to ``size`` (facenet: 160, margin 32);
+- detections are computed once per dataset (:func:`detect`: box and five
+  landmarks of one face per image, chosen as facenet's
+  ``align_dataset_mtcnn.py`` chooses, :func:`choose_face`) and cached as a
+  table;
+- ``facenet`` style, as facenet's ``align_dataset_mtcnn.py`` crops: the box
+  grown by ``margin / 2`` pixels on each side, clipped to the image, resized
+  (bilinear) to ``size`` x ``size`` without keeping the aspect (facenet's
+  LFW evaluation: 160, margin 32);
 - ``arcface`` style: the similarity transform (Umeyama, no reflection) taking
   the five landmarks onto the standard ArcFace template, warped to
   ``size`` x ``size`` (112);
@@ -74,20 +78,30 @@ class Detection:
     detected: bool
 
 
-def largest_face(faces: list[dict]) -> dict | None:
-    """The face with the largest box among ``mtcnn`` results, or None."""
+def choose_face(faces: list[dict], image_shape) -> dict | None:
+    """The face facenet's ``align_dataset_mtcnn.py`` keeps among ``mtcnn`` results, or None.
+
+    With several faces, the one with the largest box area minus twice the
+    squared distance of the box centre from the image centre (in pixels).
+    """
     if not faces:
         return None
-    return max(faces, key=lambda f: f["box"][2] * f["box"][3])
+    h, w = image_shape[:2]
+
+    def score(face):
+        x, y, bw, bh = (float(v) for v in face["box"])
+        return bw * bh - 2.0 * ((x + bw / 2 - w / 2) ** 2 + (y + bh / 2 - h / 2) ** 2)
+
+    return max(faces, key=score)
 
 
 def detect(images, detector=None) -> list[dict | None]:
-    """The largest face of each uint8 RGB image (``mtcnn.MTCNN`` results), None where there is none."""
+    """One face of each uint8 RGB image (``mtcnn.MTCNN`` results, :func:`choose_face`), None where there is none."""
     if detector is None:
         from mtcnn import MTCNN
 
         detector = MTCNN()
-    return [largest_face(detector.detect_faces(np.asarray(im))) for im in images]
+    return [choose_face(detector.detect_faces(np.asarray(im)), np.shape(im)) for im in images]
 
 
 def detection_row(id_: str, image_shape, face: dict | None) -> dict:
@@ -136,11 +150,18 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def _warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    """Apply the 2x3 map ``m`` (image -> crop coordinates) to get a size x size crop; outside is black."""
+    """Apply the 2x3 map ``m`` (image -> crop pixel indices) to get a size x size crop; outside is black.
+
+    ``m`` works on pixel indices (pixel centres at integers, as OpenCV's
+    ``warpAffine`` and the reference alignments); PIL's coordinates put pixel
+    centres at +0.5, so with c = A p + t on indices, c + h = A (p + h) + t - A h + h
+    for h = (0.5, 0.5).
+    """
     from PIL import Image
 
     a = m[:, :2]
-    t = m[:, 2] + a @ [0.5, 0.5] - 0.5  # pixel indices -> PIL's continuous coordinates (centres at +0.5)
+    h = np.array([0.5, 0.5])
+    t = m[:, 2] - a @ h + h  # the same map in PIL's continuous coordinates
     inv = np.linalg.inv(a)
     coeffs = np.hstack([inv, (-inv @ t)[:, None]]).ravel()  # crop (x, y) -> image (x, y)
     im = Image.fromarray(np.asarray(image, np.uint8))
@@ -148,14 +169,33 @@ def _warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def facenet_crop(image: np.ndarray, box, size: int = 160, margin: int = 32) -> np.ndarray:
-    """Square around the box centre, side = longer box side + ``margin`` pixels, resized to ``size``."""
+def facenet_box(box, image_shape, margin: int = 32) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of facenet's crop: the box grown by ``margin / 2`` on each side, clipped.
+
+    As ``align_dataset_mtcnn.py``: the bounds are stored in an int32 array,
+    which truncates them (they are never negative after the clipping).
+    """
     x, y, w, h = (float(v) for v in box)
-    side = max(w, h) + margin
-    cx, cy = x + w / 2.0, y + h / 2.0
-    scale = size / side
-    m = np.array([[scale, 0.0, -(cx - side / 2.0) * scale], [0.0, scale, -(cy - side / 2.0) * scale]])
-    return _warp(image, m, size)
+    height, width = image_shape[:2]
+    left, top = max(x - margin / 2, 0.0), max(y - margin / 2, 0.0)
+    right, bottom = min(x + w + margin / 2, float(width)), min(y + h + margin / 2, float(height))
+    return int(left), int(top), int(right), int(bottom)
+
+
+def facenet_crop(image: np.ndarray, box, size: int = 160, margin: int = 32) -> np.ndarray:
+    """facenet's aligned face: :func:`facenet_box` of the image resized to ``size`` x ``size``, bilinear.
+
+    The resize is PIL's bilinear ``resize`` (what ``scipy.misc.imresize(...,
+    interp='bilinear')`` called in facenet's alignment script); the aspect is
+    not kept.
+    """
+    from PIL import Image
+
+    left, top, right, bottom = facenet_box(box, np.shape(image), margin)
+    if right <= left or bottom <= top:
+        raise AlignmentError(f"face box {list(box)} lies outside the {np.shape(image)[1]} x {np.shape(image)[0]} image")
+    patch = Image.fromarray(np.ascontiguousarray(np.asarray(image, np.uint8)[top:bottom, left:right]))
+    return np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR))
 
 
 def arcface_crop(image: np.ndarray, landmarks, size: int = 112) -> np.ndarray:

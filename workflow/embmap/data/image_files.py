@@ -17,6 +17,7 @@ class ImageFiles:
 
     kind = "images"
     n_classes: int | None = None
+    background: int | None = None  # the label of a background class, if the labels have one
 
     def __init__(self, root):
         self.root = config.expand(root)

@@ -100,6 +100,8 @@ class ImageNet(ImageFiles):
             self._labels = {w: i + 1 for i, w in enumerate(self.synset_list()[0])}
         return self._labels
 
+    background = 0  # 1,001-class networks predict it; 1,000-class ones predict synsets only (label - 1)
+
     @property
     def n_classes(self) -> int:
         return len(self.synset_list()[0]) + 1

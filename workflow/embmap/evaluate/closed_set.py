@@ -6,7 +6,8 @@ evaluation split are mapped into B's space and fed to B's classifier:
 - ``native``   A = B, no map: the network's own accuracy (the diagonal);
 - ``ridge``    the fitted ridge map (paper eq. 5);
 - ``analytic`` Theorem 3.2: ``pinv(C_B) (C_A f_A + b_A - b_B)``; equals A's own
-  accuracy whenever ``C_B`` has full row rank;
+  accuracy whenever ``C_B`` has full row rank (across label spaces see
+  :func:`analytic_map`);
 - ``identity`` ``f_A`` unchanged, wherever the dimensions agree (a control).
 
 Table columns (``tables/closed_set.csv``, one row per source, target, method):
@@ -17,6 +18,12 @@ the variance of ``f_B`` explained by the mapped features on the evaluation
 split (pooled over features), ``cosine`` the mean cosine between mapped and
 true ``f_B``, and ``agreement`` the share of samples where the mapped network
 predicts the class B itself predicts.
+
+Label spaces: a classifier's class k predicts dataset label k +
+``label_offset`` (the store records it: 0 where the classifier has the
+dataset's classes, 1 for a 1,000-class ImageNet head beside 1,001 labels
+whose 0 is the background), so networks of both conventions are compared on
+the dataset's labels in one table.
 """
 
 from __future__ import annotations
@@ -41,20 +48,34 @@ class _Tally:
         self.cos = self.sse = 0.0
 
 
-def analytic_map(cls_a: tuple, cls_b: tuple) -> LinearMap:
+def analytic_map(cls_a: tuple, cls_b: tuple, offset_a: int = 0, offset_b: int = 0) -> LinearMap:
     """The paper's Theorem 3.2 map: ``f_B = pinv(C_B) (C_A f_A + b_A - b_B)``.
 
     ``cls_a`` and ``cls_b`` are (weight [class, feature], bias [class]). When
     ``C_B`` has full row rank the mapped features give exactly the source
     network's logits under B's classifier.
+
+    Across label spaces (``offset_*``: the dataset label of each classifier's
+    class 0) the map targets A's logits on the labels both classifiers have;
+    a class of B that A lacks (the background of a 1,001-class B beside a
+    1,000-class A) is given the mean of those logits, which never exceeds
+    their maximum, so B predicts what A predicts among the shared labels.
+    That equals A's own prediction unless A predicts a class B lacks.
     """
     ca, ba = (np.asarray(t, dtype=np.float64) for t in cls_a)
     cb, bb = (np.asarray(t, dtype=np.float64) for t in cls_b)
-    if ca.shape[0] != cb.shape[0]:
-        raise FitError(f"classifiers have {ca.shape[0]} and {cb.shape[0]} classes; the analytic map needs equal")
+    lo, hi = max(offset_a, offset_b), min(ca.shape[0] + offset_a, cb.shape[0] + offset_b)
+    if hi <= lo:
+        raise FitError(f"classifiers of {ca.shape[0]} classes (labels from {offset_a}) and {cb.shape[0]} classes "
+                       f"(labels from {offset_b}) share no label; the analytic map needs shared classes")
+    rows_a, rows_b = np.arange(lo, hi) - offset_a, np.arange(lo, hi) - offset_b
+    target_w = np.repeat(ca[rows_a].mean(axis=0)[None], cb.shape[0], axis=0)  # B's logits as a function of f_A
+    target_b = np.full(cb.shape[0], ba[rows_a].mean())
+    target_w[rows_b], target_b[rows_b] = ca[rows_a], ba[rows_a]
     pinv_b = np.linalg.pinv(cb)
     full_rank = np.linalg.matrix_rank(cb) == cb.shape[0]
-    return LinearMap(ca.T @ pinv_b.T, pinv_b @ (ba - bb), {"method": "analytic", "exact": bool(full_rank)})
+    return LinearMap(target_w.T @ pinv_b.T, pinv_b @ (target_b - bb),
+                     {"method": "analytic", "exact": bool(full_rank), "shared_labels": int(hi - lo)})
 
 
 def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
@@ -81,6 +102,7 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
     if (labels < 0).all():
         raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
     cls = {k: s.classifier() for k, s in stores.items()}
+    offset = {k: s.label_offset for k, s in stores.items()}
     for (a, b) in [(a, b) for a in names for b in names if a != b]:
         if (a, b) not in maps:
             raise KeyError(f"no ridge map from {a!r} to {b!r}")
@@ -91,8 +113,10 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             if a == b:
                 continue
             methods[(a, b, RIDGE)] = maps[(a, b)]
-            if cls[a][0].shape[0] == cls[b][0].shape[0]:
-                methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b])
+            try:
+                methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b], offset[a], offset[b])
+            except FitError:  # no label in common: the theorem has nothing to say
+                pass
             if stores[a].dim == stores[b].dim:
                 methods[(a, b, IDENTITY)] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
                                                       {"method": IDENTITY})
@@ -109,14 +133,14 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
                 raise st.StoreError(f"network {k!r}: non-finite embedding at row {row} of {stores[k].path}")
         y = labels[start:stop]
         mask = known[start:stop]
-        native_pred = {k: np.argmax(f @ cls[k][0].T + cls[k][1], axis=1) for k, f in feats.items()}
+        native_pred = {k: np.argmax(f @ cls[k][0].T + cls[k][1], axis=1) + offset[k] for k, f in feats.items()}
         for b in names:
             ysum[b] += feats[b].sum(axis=0)
             ysq[b] += float(np.sum(feats[b] ** 2))
         n_total += stop - start
         for (a, b, method), m in methods.items():
             mapped = feats[a] if m is None else m(feats[a])
-            pred = np.argmax(mapped @ cls[b][0].T + cls[b][1], axis=1)
+            pred = np.argmax(mapped @ cls[b][0].T + cls[b][1], axis=1) + offset[b]
             t = tallies[(a, b, method)]
             t.correct += int(np.sum(pred[mask] == y[mask]))
             t.n += int(mask.sum())

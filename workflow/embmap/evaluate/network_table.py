@@ -8,7 +8,8 @@ input_size, crop_fraction, input_range, classifier, top1, n, randomized``
 
 where ``input_size`` reads ``HxW``, ``classifier`` says how C and b were
 obtained (``variables`` or ``least_squares``), and ``top1`` is the share of
-labelled evaluation images whose argmax of ``C f + b`` equals the label,
+labelled evaluation images whose argmax of ``C f + b`` (plus the
+classifier's ``label_offset``) equals the label,
 computed chunk by chunk from the store.
 """
 
@@ -26,12 +27,13 @@ COLUMNS = ["network", "label", "handle", "classifier_handle", "feature_dim", "pa
 def top1(store: st.EmbeddingStore, block_rows: int = 4096) -> tuple[float, int]:
     """(accuracy of the store's own classifier on its labelled samples, their number)."""
     w, b = store.classifier()
+    offset = store.label_offset
     labels = store.labels
     correct = n = 0
     for start, stop in st.sample_chunks(store.n, block_rows):
         y = labels[start:stop]
         known = y >= 0
-        pred = np.argmax(np.asarray(store.embeddings[start:stop], np.float64) @ w.T + b, axis=1)
+        pred = np.argmax(np.asarray(store.embeddings[start:stop], np.float64) @ w.T + b, axis=1) + offset
         correct += int(np.sum(pred[known] == y[known]))
         n += int(known.sum())
     return (correct / n if n else float("nan")), n

@@ -5,6 +5,9 @@
 - :mod:`.demo`: ``train`` (the demo architectures, trained by the workflow);
 - :mod:`.frozen_graph`: ``frozen_graph`` (facenet's face networks);
 - :mod:`.arcface`: ``arcface`` (arcface-tf2's face networks);
+- :mod:`.keras`: ``keras`` (Keras Applications by name, or a saved Keras model file);
+- :mod:`.tflite`: ``tflite`` (TensorFlow Lite flat buffers, quantised or float);
+- :mod:`.onnx`: ``onnx`` (ONNX models through onnxruntime, the optional extra ``embmap[onnx]``);
 - :mod:`.byo`: ``zarr`` (bring your own stores; no model runs).
 
 Shared: :mod:`.base` (:class:`~.base.Model`, :class:`~.base.Source`),
@@ -24,10 +27,10 @@ from .base import Model, NetworkError, Source
 
 
 def _sources() -> dict[str, Source]:
-    from . import arcface, byo, checkpoint, demo, frozen_graph, hub
+    from . import arcface, byo, checkpoint, demo, frozen_graph, hub, keras, onnx, tflite
 
     out = {}
-    for module in (hub, checkpoint, demo, frozen_graph, arcface, byo):
+    for module in (hub, checkpoint, demo, frozen_graph, arcface, keras, tflite, onnx, byo):
         for source in getattr(module, "SOURCES", None) or [module.SOURCE]:
             out[source.name] = source
     return out
@@ -52,8 +55,11 @@ def open_model(name: str, spec: dict, preprocessing: dict | None = None, model_d
     pre = {k: spec[k] for k in ("input_size", "input_range") if spec.get(k) is not None}
     pre.update(preprocessing or {})
     model = source.open(name, spec, pre, model_dir)
+    if spec.get("standardize", "none") != "none" or spec.get("mean") is not None or spec.get("std") is not None:
+        model.normalise_input(None if spec.get("standardize", "none") == "none" else spec["standardize"],
+                              spec.get("mean"), spec.get("std"))
     if spec.get("randomize"):
-        model.randomize(int(spec["seed"]))
+        model.randomize(int(spec["seed"]), spec["initializer"])
     return model
 
 

@@ -2,8 +2,11 @@
 
 The inference architecture: a Keras application backbone (``ResNet50`` or
 ``MobileNetV2``), then BatchNorm, Dropout, Flatten, Dense(``embedding``),
-BatchNorm; input RGB in [0, 1] at 112 x 112. Face networks have no
-classifier: task open_set only. Standard library only at import time.
+BatchNorm; input RGB in [0, 1] at 112 x 112. Every variable of that
+model must be restored from the checkpoint (a partial restore is an error
+naming the variables left out); values only training uses are ignored.
+Face networks have no classifier: task open_set only. Standard library only
+at import time.
 """
 
 from __future__ import annotations
@@ -46,9 +49,22 @@ class ArcFaceModel(Model):
                                "directory with a 'checkpoint' file)")
         self.model = arcface_model(backbone, self.input_size[0], embedding)
         try:
-            self.model.load_weights(prefix).expect_partial()
+            status = self.model.load_weights(prefix)
         except Exception as e:  # tf raises many kinds
             raise NetworkError(f"network {name!r}: checkpoint {prefix} does not fit arcface {backbone}: {e}") from e
+        try:  # every variable of the inference model must come from the checkpoint
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            import re
+
+            missing = re.findall(r"tf\.Variable '([^']+)'", str(e))
+            count = re.search(r"Found (\d+) Python objects", str(e))
+            n = count.group(1) if count else len(missing)
+            raise NetworkError(
+                f"network {name!r}: checkpoint {prefix} leaves {n} variables of "
+                f"arcface {backbone} (embedding {embedding}) unrestored, e.g. {', '.join(missing[:6])}; it is not a "
+                "checkpoint of this backbone and embedding size") from None
+        status.expect_partial()  # values only training needs (ArcHead, optimizer slots) may stay unused
         self.features_layer = self.model
 
     def features(self, images):

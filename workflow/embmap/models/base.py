@@ -40,6 +40,37 @@ def _no_check(where, spec, ctx) -> None:
     return None
 
 
+NONE = "none"  # classifier: none, a network without a classifier (open_set)
+
+
+def listing(names: list[str], last: int = 40) -> str:
+    """Names for an error message: all of them, or the last ``last`` (those nearest the output) and a count."""
+    if len(names) <= last:
+        return ", ".join(names)
+    return f"{', '.join(names[-last:])} (and {len(names) - last} earlier ones)"
+
+
+def check_model_file(where: str, spec: dict, ctx) -> None:
+    """The config check shared by sources reading one model file (``model:``) with an optional classifier."""
+    from ..config import ConfigError
+
+    if ctx.task == "closed_set" and spec.get("classifier") == NONE:
+        raise ConfigError(f"{where}.classifier: closed_set reads the network's classifier; 'none' is for open_set")
+    if spec.get("model") and ctx.check_paths and not ctx.path(spec["model"]).exists():
+        raise ConfigError(f"{where}.model: nothing at {ctx.path(spec['model'])}")
+
+
+def config_networks(config_path, source: str) -> list[dict]:
+    """The network blocks of one source in a config file (for ``python -m embmap fetch``)."""
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    return [spec for exp in (config.get("experiments") or {}).values()
+            for spec in (exp.get("networks") or {}).values() if spec.get("source") == source]
+
+
 @dataclass(frozen=True)
 class Source:
     """A network source (the value of a network's ``source:``).
@@ -60,6 +91,8 @@ class Source:
         The source can give the network's classifier (task closed_set).
     trains : bool
         The workflow trains the network first (rule ``train_network``).
+    sized : bool
+        The model file states its input size, so the config need not.
     """
 
     name: str
@@ -67,6 +100,7 @@ class Source:
     check: Callable = _no_check
     classifier: bool = True
     trains: bool = False
+    sized: bool = False
 
 
 class Model:
@@ -99,6 +133,7 @@ class Model:
         self.input_size = tuple(int(v) for v in input_size) if input_size else None
         self.channels = channels
         self.input_range = tuple(float(v) for v in input_range)
+        self.standardize, self.mean, self.std = None, None, None
         self.features_layer, self.logits_layer = features_layer, logits_layer
         self.randomized: dict | None = None  # set by randomize(): seed and counts
 
@@ -116,7 +151,32 @@ class Model:
         lo, hi = self.input_range
         if (lo, hi) != (0.0, 1.0):
             x = x * (hi - lo) + lo
+        if self.standardize == "per_image":
+            x = t.image.per_image_standardization(x)
+        if self.mean is not None or self.std is not None:
+            x = (x - (self.mean or 0.0)) / (self.std or 1.0)
         return x
+
+    def normalise_input(self, standardize: str | None = None, mean=None, std=None) -> None:
+        """What follows ``input_range`` (the config's ``standardize``, ``mean``, ``std``).
+
+        ``standardize="per_image"``: each image minus its mean, over its
+        standard deviation (at least 1 / sqrt(pixels)), facenet's
+        ``prewhiten``, which the InceptionResNetV1 Keras ports expect;
+        ``mean``, ``std``: then ``(x - mean) / std`` per channel (PyTorch's).
+        """
+        self.standardize = standardize
+        self.mean = [float(v) for v in mean] if mean is not None else None
+        self.std = [float(v) for v in std] if std is not None else None
+
+    def input_attrs(self) -> dict:
+        """What the network does to pixels in [0, 1] beyond resizing, for the store's ``preprocessing`` attribute."""
+        out = {"input_range": list(self.input_range)}
+        if self.standardize:
+            out["standardize"] = self.standardize
+        if self.mean is not None or self.std is not None:
+            out.update({"mean": self.mean, "std": self.std})
+        return out
 
     def features(self, images):
         """float32 [batch, feature]: the embedding of each image."""
@@ -151,12 +211,22 @@ class Model:
         """Parameters of the whole network (batch-norm moving statistics excluded); None without variables."""
         import numpy as np
 
-        weights = [v for v in self.variables() if "moving_" not in v.name]
+        from .randomize import variable_name
+
+        weights = [v for v in self.variables() if "moving_" not in variable_name(v)]
         return int(sum(np.prod(v.shape) for v in weights)) if weights else None
 
-    def randomize(self, seed: int) -> dict:
-        """Re-initialise every variable (the random control); see :mod:`embmap.models.randomize`."""
-        from .randomize import pairing_key, randomize, variable_key
+    def randomize(self, seed: int, initializer: str = "auto") -> dict:
+        """Re-initialise every variable (the random control); see :mod:`embmap.models.randomize`.
+
+        ``initializer`` names the kernels' initialiser (``auto``: NASNet and
+        PNASNet handles get TF-slim's ``fan_out``, others ``fan_in``).
+        """
+        from .randomize import pairing_key, randomize, resolve_initializer, variable_key
+
+        if not self.variables():
+            raise NetworkError(f"network {self.name!r}: {self.handle} has no variables to re-initialise (randomize "
+                               "is for sources whose weights are variables)")
 
         key = None
         if self.logits_layer is not None and self.logits_layer is not self.features_layer:
@@ -165,7 +235,9 @@ class Model:
                 raise NetworkError(f"network {self.name!r}: the variables of {self.handle!r} are not found under "
                                    f"the same names in {self.classifier_handle!r}, so a re-initialisation could "
                                    "not keep the two models alike")
-        self.randomized = {"seed": int(seed), **randomize(self.variables(), seed, key=key or variable_key)}
+        chosen = resolve_initializer(initializer, self.handle)
+        self.randomized = {"seed": int(seed), "requested": initializer,
+                           **randomize(self.variables(), seed, key=key or variable_key, initializer=chosen)}
         return self.randomized
 
     def classifier(self, images, features=None, logits=None, rtol: float | None = None):
@@ -195,3 +267,27 @@ class Model:
             raise NetworkError(f"network {self.name!r}: {e}") from None
         return weight.astype(np.float32), bias.astype(np.float32), {
             "method": "variables", "kernel": kname, "bias": bname, "max_logit_error": err, "n_images": len(f)}
+
+
+class FileModel(Model):
+    """A network read from one model file (keras, tflite, onnx): one forward pass, :meth:`_forward`, gives the
+    embedding and, when the network has a classifier (``head``), that classifier's own output."""
+
+    head = None
+
+    @property
+    def has_logits(self) -> bool:
+        return self.head is not None
+
+    def _forward(self, images):
+        """(features float32 [n, feature], the classifier's output float64 [n, class] or None)."""
+        raise NotImplementedError
+
+    def features(self, images):
+        return self._forward(images)[0]
+
+    def logits(self, images):
+        """float64 [batch, class]: the classifier's own output (before any activation that follows it)."""
+        if self.head is None:
+            raise NetworkError(f"network {self.name!r}: classifier: none")
+        return self._forward(images)[1]

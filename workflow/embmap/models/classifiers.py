@@ -61,6 +61,27 @@ def verify(f: np.ndarray, z: np.ndarray, weight: np.ndarray, bias: np.ndarray, w
     return err
 
 
+def verify_outputs(predicted: np.ndarray, outputs: np.ndarray, what: str, rtol: float = RTOL,
+                   atol: float | None = None, tolerance: str = "") -> float:
+    """Check what C, b predict (through the head's activation, if any) against the model's own ``outputs``.
+
+    The tolerance is ``atol`` where given (a quantised model: its output
+    step, described by ``tolerance``), else ``rtol`` (max |outputs| + 1).
+    Returns the max error; raises :class:`ClassifierError` naming ``what``.
+    """
+    predicted, outputs = np.asarray(predicted, np.float64), np.asarray(outputs, np.float64)
+    if predicted.shape != outputs.shape:
+        raise ClassifierError(f"{what} predict {predicted.shape[1:]} values per image, the model outputs "
+                              f"{outputs.shape[1:]}")
+    err = float(np.abs(predicted - outputs).max())
+    tol = atol if atol is not None else rtol * (float(np.abs(outputs).max()) + 1.0)
+    if err > tol:
+        raise ClassifierError(f"{what} do not reproduce the model's outputs: max error {err:.3g} on {len(outputs)} "
+                              f"images, tolerance {tol:.3g}{' (' + tolerance + ')' if tolerance else ''}; the features "
+                              "are not the classifier's input, or the classifier is not this layer")
+    return err
+
+
 class LeastSquares:
     """Collect (features, logits) of up to ``want`` images and fit ``z = C f + b`` by least squares.
 

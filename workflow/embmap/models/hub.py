@@ -13,10 +13,9 @@ Standard library only at import time (the source registry imports it).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..config import ConfigError
-from .base import Model, NetworkError, Source
+from .base import Model, NetworkError, Source, config_networks
 
 TFHUB = "https://tfhub.dev/"
 
@@ -63,14 +62,9 @@ def fetch(config_path) -> list[tuple[str, str]]:
     ``TFHUB_CACHE_DIR``. Returns (handle, local folder) pairs.
     """
     import tensorflow_hub as hub
-    import yaml
 
-    config = yaml.safe_load(Path(config_path).read_text())
-    handles = []
-    for exp in (config.get("experiments") or {}).values():
-        for spec in (exp.get("networks") or {}).values():
-            if spec.get("source") == "tfhub":
-                handles += [hub_handle(spec[k]) for k in ("handle", "classifier") if spec.get(k)]
+    handles = [hub_handle(spec[k]) for spec in config_networks(config_path, "tfhub")
+               for k in ("handle", "classifier") if spec.get(k)]
     out = []
     for h in dict.fromkeys(handles):
         try:
