@@ -63,3 +63,18 @@ def test_every_rule_names_an_existing_env_and_a_log():
         assert "    log:" in body, f"rule {name} has no log:"
         env = re.search(r'conda:\n\s+"\.\./\.\./envs/([\w.]+)"', body)
         assert env and (ROOT / "envs" / env.group(1)).exists(), f"rule {name}: conda env missing"
+
+
+def test_a_built_wheel_holds_every_subpackage(tmp_path):
+    """`pip install .` (not only the editable install) gets data/, models/, fit/ and evaluate/."""
+    import subprocess
+    import sys
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("embmap-*.whl"))).namelist()
+    for module in ("embmap/plan.py", "embmap/data/manifest.py", "embmap/models/base.py", "embmap/fit/gram.py",
+                   "embmap/evaluate/closed_set.py"):
+        assert module in names, module
