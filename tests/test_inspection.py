@@ -56,7 +56,7 @@ def test_inspect_pair_shows_provenance_and_fit_quality(tmp_path, capsys):
 def test_inspect_missing_path_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "embmap", "inspect", str(tmp_path / "nope.zarr")],
                        capture_output=True, text=True, cwd=ROOT / "workflow")
-    assert r.returncode == 2 and "nope.zarr: not a Zarr store" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "nope.zarr: does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from . import contract
 from . import stores as st
 
 
@@ -76,6 +77,7 @@ def describe(path: str | Path, stats: bool = True) -> str:
     """A human-readable account of the Zarr group at ``path`` (complete or not)."""
     path = Path(path)
     if not (path / "zarr.json").exists():
+        contract.metadata(path)  # raises, saying what it is instead (missing, a file, Zarr v2, no store)
         raise st.StoreError(f"{path}: not a Zarr store (no zarr.json)")
     g = zarr.open_group(str(path), mode="r")
     attrs = dict(g.attrs)
@@ -117,6 +119,12 @@ def _groups(group: zarr.Group, prefix: str = ""):
 
 def describe_map(path: str | Path) -> str:
     """Provenance and fit quality of a map store (``maps/{source}/{target}.zarr``)."""
+    g = st.open_group(path, "map store")
+    if "weight" not in g or "intercept" not in g:
+        kind = ("an embedding store" if "embeddings" in g else "a block store" if "networks" in g.attrs
+                else "not a map store")
+        raise st.StoreError(f"{path}: is {kind}, not a map store (maps/SOURCE/TARGET.zarr, with weight and "
+                            "intercept); --pair describes maps only: inspect it without --pair")
     m = st.read_map(path)
     a = m.attrs
     w = np.asarray(m.weight, dtype=np.float64)

@@ -231,6 +231,28 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
     log.info("wrote %s (%d images)", store, len(rows))
 
 
+@step()
+def check_stores(stores: dict, task: str, fit_split: str | None, eval_split: str | None, checked: str,
+                 fingerprints: dict | None = None) -> None:
+    """Hold an experiment's stores to each other before anything reads them (:func:`embmap.contract.check_experiment`).
+
+    Ids unique and equal across networks, labels equal across networks and
+    within every classifier's classes, the fit and evaluation splits
+    disjoint; ``checked`` records what was checked.
+    """
+    import json
+
+    from .contract import check_experiment
+
+    summary = check_experiment(stores, task, fit_split, eval_split, log=log.info)
+    summary["fingerprints"] = fingerprints or {}
+    Path(checked).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{checked}.partial"
+    Path(tmp).write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, checked)
+    log.info("stores agree: %s", ", ".join(f"{s} ({len(v)} networks)" for s, v in summary["splits"].items()))
+
+
 # -- fitting ------------------------------------------------------------------------
 def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
     """Open the fit stores and check, before any heavy work, that they hold the same samples.
