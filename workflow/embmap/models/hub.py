@@ -13,7 +13,6 @@ Standard library only at import time (the source registry imports it).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..config import ConfigError
 from .base import Model, NetworkError, Source
@@ -63,9 +62,10 @@ def fetch(config_path) -> list[tuple[str, str]]:
     ``TFHUB_CACHE_DIR``. Returns (handle, local folder) pairs.
     """
     import tensorflow_hub as hub
-    import yaml
 
-    config = yaml.safe_load(Path(config_path).read_text())
+    from ..config import read_file
+
+    config = read_file(config_path)
     handles = []
     for exp in (config.get("experiments") or {}).values():
         for spec in (exp.get("networks") or {}).values():
