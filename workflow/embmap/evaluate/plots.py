@@ -25,7 +25,8 @@ def short_label(name: str) -> str:
 
 
 def fit_texts(fig, title=None, max_rounds: int = 6) -> None:
-    """Lay ``fig`` out so every text lies inside it: wrap ``title`` (a suptitle) to its width, grow it if needed."""
+    """Make every text of ``fig`` (constrained layout) lie inside it: wrap ``title`` (a suptitle) to its width, grow
+    the figure while anything sticks out."""
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
@@ -40,8 +41,7 @@ def fit_texts(fig, title=None, max_rounds: int = 6) -> None:
             if width > room:
                 chars = max(8, int(len(raw) * room / width))
                 title.set_text(textwrap.fill(raw, chars, break_long_words=True, break_on_hyphens=True))
-        fig.tight_layout()
-        fig.canvas.draw()
+        fig.canvas.draw()  # the constrained layout places axes, colorbar and title afresh
         boxes = [t.get_window_extent(renderer) for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
         box = Bbox.union(boxes)
         over_x = max(0.0, -box.x0) + max(0.0, box.x1 - fig.bbox.width)
@@ -91,7 +91,7 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
     cmap = plt.get_cmap("Reds")
     norm = Normalize(0, vmax)
     k = len(keys)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 0.9 * k + 1.8))
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 0.9 * k + 1.8), layout="constrained")
     for i in range(k):
         for j in range(k):
             if is_ctrl[i] or is_ctrl[j]:
