@@ -81,3 +81,11 @@ def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
         mp = xr.open_zarr(tmp_path / "b.zarr")
         np.testing.assert_array_equal(mp["weight"].values, m.weight)
         assert mp.attrs["source"] == "a" and mp.attrs["fit_r2"] == 0.5
+
+
+def test_inspect_pair_on_a_store_that_is_no_map_says_what_it_is(tmp_path):
+    _store(tmp_path / "s.zarr")
+    r = subprocess.run([sys.executable, "-m", "embmap", "inspect", "--pair", str(tmp_path / "s.zarr")],
+                       capture_output=True, text=True, cwd=ROOT / "workflow")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "s.zarr: is an embedding store, not a map store" in r.stderr and "inspect it without --pair" in r.stderr
