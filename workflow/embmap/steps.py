@@ -34,10 +34,23 @@ def step(*rules):
     return register
 
 
+FILE_OUTPUTS = (".csv", ".json", ".txt", ".png", ".svg")  # written whole by a step; stores are atomic themselves
+
+
 def run(smk) -> None:
-    """Run the step of Snakemake job ``smk`` (the ``snakemake`` object of a script) with its log."""
+    """Run the step of Snakemake job ``smk`` (the ``snakemake`` object of a script) with its log.
+
+    Output files (tables, figures, metadata) are written under temporary
+    names beside their paths and renamed into place only when the step has
+    succeeded, so a job killed mid-write never leaves a truncated file that
+    looks finished (to a later run from another working directory, which
+    cannot see Snakemake's incomplete markers of this one).
+    """
     fn = STEPS[smk.rule]
-    pools = [dict(smk.params.items()).get("job", {}), dict(smk.output.items()), dict(smk.input.items()),
+    outputs = dict(smk.output.items())
+    staged = {name: _staging(path) for name, path in outputs.items()
+              if isinstance(path, str) and path.endswith(FILE_OUTPUTS)}
+    pools = [dict(smk.params.items()).get("job", {}), {**outputs, **staged}, dict(smk.input.items()),
              dict(smk.wildcards.items()), {"threads": smk.threads}]
     kwargs = {}
     for name, p in inspect.signature(fn).parameters.items():
@@ -50,7 +63,21 @@ def run(smk) -> None:
                 raise TypeError(f"rule {smk.rule}: its step {fn.__name__} needs {name!r}, which the rule does not give")
     with logged(smk.log[0] if smk.log else None):
         set_threads(smk.threads)
-        fn(**kwargs)
+        try:
+            fn(**kwargs)
+        except BaseException:
+            for tmp in staged.values():
+                Path(tmp).unlink(missing_ok=True)
+            raise
+        for name, tmp in staged.items():
+            if Path(tmp).exists():
+                os.replace(tmp, outputs[name])
+
+
+def _staging(path: str) -> str:
+    """Where output file ``path`` is written until its step succeeds: ``.NAME.partial.EXT`` beside it."""
+    p = Path(path)
+    return str(p.with_name(f".{p.stem}.partial{p.suffix}"))
 
 
 @contextmanager
