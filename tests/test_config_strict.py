@@ -120,3 +120,28 @@ def test_snakemake_refuses_bad_configs_before_any_job(tmp_path):
     out = run(text, "--config", "results=")
     assert "results: must name a folder" in out
     assert not list(tmp_path.glob("byo/*.zarr*"))  # nothing outside the results either
+
+
+def test_two_networks_on_the_same_stores_or_with_one_label_are_refused(tmp_path):
+    dirs = synthetic_stores(tmp_path / "byo", names=("a", "b"), dims=(4, 3), n_train=30, n_test=12)
+    nets = {"a": {"source": "zarr", "path": dirs["a"]}, "b": {"source": "zarr", "path": f"{dirs['a']}/../a/"}}
+    c = {"experiments": {"x": {"task": "closed_set", "dataset": {"kind": "embeddings"}, "networks": nets}}}
+    with pytest.raises(ConfigError, match=r"^experiments\.x\.networks\.b\.path: network 'a' reads the same stores"):
+        plan.Plan(c, tmp_path)
+    nets["b"] = {"source": "zarr", "path": dirs["b"], "label": "a"}
+    with pytest.raises(ConfigError, match=r"^experiments\.x\.networks\.b\.label: 'a' is also the label of network 'a'"):
+        plan.Plan(c, tmp_path)
+
+
+def test_results_naming_a_file_and_seeds_out_of_range_are_refused(tmp_path):
+    (tmp_path / "out").write_text("")
+    with pytest.raises(ConfigError, match=r"^results: .*out is a file"):
+        plan.Plan({**copy.deepcopy(DEMO), "results": str(tmp_path / "out")}, ROOT)
+    for path, value in ((("dataset", "seed"), -1), (("networks", "cnn", "train", "seed"), 2**32)):
+        c = copy.deepcopy(DEMO)
+        node = c["experiments"]["digits"]
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        with pytest.raises(ConfigError, match=r"^experiments\.digits\." + r"\.".join(path) + ": "):
+            check_config(c)

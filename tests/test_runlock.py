@@ -223,3 +223,20 @@ def test_after_kill_9_the_next_run_explains_the_stale_lock_takes_it_over_and_fin
     assert "ended without releasing its lock (killed with SIGKILL" in r.stderr
     assert not (results / "byo" / LOCK_NAME).exists()
     assert len(pd.read_csv(results / "byo" / "tables" / "closed_set.csv"))
+
+
+@pytest.mark.workflow
+def test_ctrl_c_releases_the_lock(tmp_path):
+    cfg, fifo, real = _blocking_store(tmp_path)
+    results = tmp_path / "shared" / "results"
+    one = _start(tmp_path / "one", cfg)
+    fd = _reader_opened(fifo, one)
+    os.killpg(one.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: to Snakemake and its job
+    # the job's read of the chunk runs in a worker thread, which a signal does not interrupt: let it finish
+    _feed(fifo, fd, real)
+    assert one.wait(timeout=600) != 0
+    assert "SIGINT" in (tmp_path / "one" / "run.log").read_text(), "the run was not interrupted by Ctrl-C"
+    assert not (results / "byo" / LOCK_NAME).exists(), (tmp_path / "one" / "run.log").read_text()[-3000:]
+    (tmp_path / "two").mkdir()
+    r = snakemake(tmp_path / "two", cfg)
+    assert "took over" not in r.stderr and len(pd.read_csv(results / "byo" / "tables" / "closed_set.csv"))

@@ -245,9 +245,28 @@ class Plan:
                     else:
                         owner = shared[0]
                 exp.networks[key] = NetworkPlan(key, nspec, owner)
+            self._check_distinct(exp)
             self.experiments[name] = exp
+        if check_paths and Path(self.results).exists() and not Path(self.results).is_dir():
+            raise ConfigError(f"results: {self.results} is a file; results must name a folder")
 
     # -- checks -----------------------------------------------------------------
+    def _check_distinct(self, exp: Experiment) -> None:
+        """Two networks of an experiment may share neither a display label nor their stores (a copy-paste slip)."""
+        labels, paths = {}, {}
+        for key, net in exp.networks.items():
+            where = f"experiments.{exp.name}.networks.{key}"
+            if net.label in labels:
+                raise ConfigError(f"{where}.label: {net.label!r} is also the label of network {labels[net.label]!r}; "
+                                  "tables and figures would not tell them apart")
+            labels[net.label] = key
+            if not net.extracted_here:
+                folder = self.path_of(net.spec["path"]).resolve()
+                if folder in paths:
+                    raise ConfigError(f"{where}.path: network {paths[folder]!r} reads the same stores ({folder}); "
+                                      "each network brings its own")
+                paths[folder] = key
+
     def _check_experiment(self, exp: Experiment, ctx: CheckContext) -> None:
         where = f"experiments.{exp.name}"
         kind = exp.kind
