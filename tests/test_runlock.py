@@ -156,6 +156,13 @@ def _reader_opened(fifo, proc, limit=600):
         time.sleep(0.05)
 
 
+def _first_run_inside_its_first_job(tmp_path):
+    """Start run one (folder ``one``) and return once its check_stores job waits on the FIFO, holding the lock."""
+    cfg, fifo, real = _blocking_store(tmp_path)
+    one = _start(tmp_path / "one", cfg)
+    return cfg, fifo, real, tmp_path / "shared" / "results", one, _reader_opened(fifo, one)
+
+
 def _files(folder):
     return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
 
@@ -176,10 +183,7 @@ def _feed(fifo, fd, real):
 
 @pytest.mark.workflow
 def test_a_second_run_elsewhere_on_the_same_results_stops_before_any_job_and_deletes_nothing(tmp_path):
-    cfg, fifo, real = _blocking_store(tmp_path)
-    results = tmp_path / "shared" / "results"
-    one = _start(tmp_path / "one", cfg)
-    fd = _reader_opened(fifo, one)
+    cfg, fifo, real, results, one, fd = _first_run_inside_its_first_job(tmp_path)
     try:
         before = _files(results)
         assert (results / "byo" / LOCK_NAME).exists()
@@ -206,10 +210,7 @@ def test_a_second_run_elsewhere_on_the_same_results_stops_before_any_job_and_del
 
 @pytest.mark.workflow
 def test_after_kill_9_the_next_run_explains_the_stale_lock_takes_it_over_and_finishes(tmp_path):
-    cfg, fifo, real = _blocking_store(tmp_path)
-    results = tmp_path / "shared" / "results"
-    one = _start(tmp_path / "one", cfg)
-    fd = _reader_opened(fifo, one)
+    cfg, fifo, real, results, one, fd = _first_run_inside_its_first_job(tmp_path)
     os.killpg(one.pid, signal.SIGKILL)  # Snakemake and its job, as a pre-empted node or an OOM killer would
     one.wait()
     os.close(fd)
@@ -227,10 +228,7 @@ def test_after_kill_9_the_next_run_explains_the_stale_lock_takes_it_over_and_fin
 
 @pytest.mark.workflow
 def test_ctrl_c_releases_the_lock(tmp_path):
-    cfg, fifo, real = _blocking_store(tmp_path)
-    results = tmp_path / "shared" / "results"
-    one = _start(tmp_path / "one", cfg)
-    fd = _reader_opened(fifo, one)
+    cfg, fifo, real, results, one, fd = _first_run_inside_its_first_job(tmp_path)
     os.killpg(one.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: to Snakemake and its job
     # the job's read of the chunk runs in a worker thread, which a signal does not interrupt: let it finish
     _feed(fifo, fd, real)
