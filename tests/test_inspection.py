@@ -89,3 +89,16 @@ def test_inspect_pair_on_a_store_that_is_no_map_says_what_it_is(tmp_path):
                        capture_output=True, text=True, cwd=ROOT / "workflow")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "s.zarr: is an embedding store, not a map store" in r.stderr and "inspect it without --pair" in r.stderr
+
+
+def test_inspect_says_what_the_workflow_would_refuse(tmp_path, capsys):
+    _store(tmp_path / "s.zarr")
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+", use_consolidated=False)
+    g.attrs["complete"] = "false"
+    stores.consolidate(tmp_path / "s.zarr")
+    assert main(["inspect", str(tmp_path / "s.zarr")]) == 0
+    assert "WARNING: incomplete ('complete' is 'false', not the boolean true)" in capsys.readouterr().out
+    g.attrs.update({"complete": True, "preprocessing": "bicubic"})
+    stores.consolidate(tmp_path / "s.zarr")
+    main(["inspect", str(tmp_path / "s.zarr")])
+    assert "WARNING: the workflow refuses it: store " in capsys.readouterr().out

@@ -82,8 +82,14 @@ def describe(path: str | Path, stats: bool = True) -> str:
     g = zarr.open_group(str(path), mode="r")
     attrs = dict(g.attrs)
     lines = [f"store {path}"]
-    if not attrs.get("complete", False):
-        lines.append("  WARNING: incomplete (no 'complete' attribute): the job that wrote it did not finish")
+    if attrs.get("complete") is not True:
+        what = "no 'complete' attribute" if "complete" not in attrs else f"'complete' is {attrs['complete']!r}"
+        lines.append(f"  WARNING: incomplete ({what}, not the boolean true): whatever wrote it did not finish")
+    elif "embeddings" in g:  # an embedding store: what the workflow would refuse, if anything
+        try:
+            contract.check_store(path)
+        except st.StoreError as e:
+            lines.append(f"  WARNING: the workflow refuses it: {e}")
     lines.append("arrays:")
     for name, a in _arrays(g):
         dims = getattr(a.metadata, "dimension_names", None)
