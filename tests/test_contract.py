@@ -304,7 +304,7 @@ DEFECTS = {
     "classifier_split_differs": True, "dims_split_differ": True, "n_differs": True, "no_eval_labels": True,
     "complete_string": True, "complete_missing": True, "preprocessing_string": True, "input_size_bad": True,
     "split_attr_wrong": True, "labels_float": True, "no_eval_classifier": True, "zarr_v2": True,
-    "stale_consolidated": True,
+    "stale_consolidated": True, "embeddings_chunk_missing": True,
     # harmless variations: accepted, and the numbers follow
     "int_ids": False, "unknown_labels": False, "extra_attributes": False, "labels_int32": False,
     "embeddings_float64": False, "not_consolidated": False, "no_fit_classifier": False, "odd_chunks": False,
@@ -415,6 +415,10 @@ def build(root, spec):
                 g.create_array("embeddings", data=x, chunks=(max(1, len(x) // 3), x.shape[1]))
                 if "not_consolidated" not in defects:
                     stores.consolidate(path)
+            if mine and split == "train" and "embeddings_chunk_missing" in defects:  # a writer that died early
+                chunk = sorted(p for p in (path / "embeddings").rglob("*") if p.is_file() and not p.name.startswith(
+                    (".z", "zarr.json")))[-1]
+                chunk.unlink()
             if mine and split == "test" and "stale_consolidated" in defects:
                 zarr.open_group(str(path), mode="r+", use_consolidated=False)["labels"].resize((len(i) + 1,))
             out[split][name] = str(path)
@@ -479,3 +483,18 @@ def test_the_record_of_a_check_lists_every_store(tmp_path):
     assert summary["classes"] == 3
     assert summary["splits"]["test"]["b"] == {"path": paths["test"]["b"], "n": 10, "dim": 3, "labelled": 10}
     json.dumps(summary)
+
+
+def test_embeddings_with_chunks_never_written_are_refused_not_read_as_zeros(tmp_path):
+    paths = _pair(tmp_path)
+    g = zarr.open_group(paths["train"]["a"], mode="r")
+    f = g["embeddings"][:]
+    raw = zarr.open_group(str(tmp_path / "a" / "train.zarr"), mode="r+")
+    del raw["embeddings"]
+    e = raw.create_array("embeddings", shape=f.shape, chunks=(5, f.shape[1]), dtype="float32")  # fill value 0.0
+    e[:10] = f[:10]  # the writer died after two of four chunks
+    stores.consolidate(tmp_path / "a" / "train.zarr")
+    with pytest.raises(stores.StoreError, match=r"network 'a': store .*a/train\.zarr: 2 of 4 chunks of 'embeddings' "
+                                                r"were never written, so Zarr would read their rows as the fill value "
+                                                r"\(0\.0\)"):
+        _check(paths)

@@ -17,7 +17,8 @@ the same contract for users.
   ``check_stores`` job, before the pass): ids unique in a store, equal across
   networks, disjoint between the fit and evaluation splits; labels equal
   across networks, and in {-1} ∪ [0, classes) of every classifier that reads
-  them; classifiers finite, with one class count, and one per network.
+  them; classifiers finite, with one class count, and one per network; every
+  chunk of the embeddings written (listed, not read).
 
 Standard library only at import time.
 """
@@ -362,6 +363,16 @@ def duplicate_ids(ids, path) -> None:
                      f"first {str(dup[0])!r} at rows {', '.join(map(str, rows))}; every id must name one image")
 
 
+def missing_chunks(array, path) -> None:
+    """Refuse an ``embeddings`` array with chunks never written: Zarr would read their rows as its fill value."""
+    total, stored = array.nchunks, array.nchunks_initialized
+    if stored < total:
+        raise StoreError(f"store {path}: {total - stored} of {total} chunks of 'embeddings' were never written, so "
+                         f"Zarr would read their rows as the fill value ({array.fill_value}): was the store written to "
+                         "the end? (Zarr also skips a chunk that is exactly the fill value throughout; "
+                         "write_embeddings uses NaN as fill value, so every row it writes is stored.)")
+
+
 def check_labels(labels, classes: int | None, path) -> None:
     """Labels are -1 (unknown) or, with a classifier of ``classes`` classes, in [0, classes)."""
     import numpy as np
@@ -428,6 +439,7 @@ def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval
                                      + ("a map is fitted on at least 2" if split == fit_split else "nothing to measure"))
                 duplicate_ids(ids, path)
                 check_labels(labels, None, path)
+                missing_chunks(s.embeddings, path)
             except StoreError as e:
                 raise StoreError(f"network {name!r}: {e}") from None
             if ref is None:
