@@ -52,3 +52,27 @@ def test_a_succeeding_step_puts_its_outputs_in_place(tmp_path, rule):
     steps.run(_job(name, tmp_path, table=str(tmp_path / "t.csv"), figure=str(tmp_path / "f.svg")))
     assert (tmp_path / "t.csv").read_text() == "a,b\n" * 3 and (tmp_path / "f.svg").read_text() == "<svg/>"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.svg", "job.log", "t.csv"]
+
+
+def test_bad_input_is_one_line_in_the_log_and_a_bug_keeps_its_traceback(tmp_path):
+    from embmap.contract import StoreError
+
+    def bad_store():
+        raise StoreError("network 'a': store x.zarr: 3 of 9 labels lie outside the classifier's 2 classes")
+
+    def bug():
+        return [][1]
+
+    for name, fn in (("raises_store_error", bad_store), ("raises_index_error", bug)):
+        steps.step(name)(fn)
+    try:
+        with pytest.raises(SystemExit) as e:
+            steps.run(_job("raises_store_error", tmp_path))
+        assert e.value.code == 1
+        log = (tmp_path / "job.log").read_text()
+        assert "ERROR network 'a': store x.zarr: 3 of 9 labels" in log and "Traceback" not in log
+        with pytest.raises(IndexError):
+            steps.run(_job("raises_index_error", tmp_path))
+        assert "Traceback" in (tmp_path / "job.log").read_text()
+    finally:
+        del steps.STEPS["raises_store_error"], steps.STEPS["raises_index_error"]

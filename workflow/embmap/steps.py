@@ -80,9 +80,19 @@ def _staging(path: str) -> str:
     return str(p.with_name(f".{p.stem}.partial{p.suffix}"))
 
 
+def explained(e: BaseException) -> bool:
+    """An error of embmap's own (StoreError, ConfigError, DatasetError, ...): its message names the file, key or
+    network at fault and says what to do; any other exception is a bug and keeps its traceback."""
+    return isinstance(e, ValueError) and type(e).__module__.split(".")[0] == "embmap"
+
+
 @contextmanager
 def logged(path: str | None):
-    """Send this job's log records, warnings and any traceback to ``path`` (and stderr)."""
+    """Send this job's log records, warnings and any traceback to ``path`` (and stderr).
+
+    An error of embmap's own (:func:`explained`) is logged as its one-line
+    message and the job exits with status 1.
+    """
     handlers = [logging.StreamHandler(sys.stderr)]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +106,10 @@ def logged(path: str | None):
     logging.captureWarnings(True)
     try:
         yield log
-    except Exception:
+    except Exception as e:
+        if explained(e):  # bad input, said in one line naming what is wrong: a traceback would bury it
+            log.error("%s", e)
+            raise SystemExit(1) from None
         log.error("failed:\n%s", traceback.format_exc())
         raise
     finally:
