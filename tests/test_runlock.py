@@ -238,3 +238,9 @@ def test_ctrl_c_releases_the_lock(tmp_path):
     (tmp_path / "two").mkdir()
     r = snakemake(tmp_path / "two", cfg)
     assert "took over" not in r.stderr and len(pd.read_csv(results / "byo" / "tables" / "closed_set.csv"))
+
+
+def test_a_results_folder_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(runlock.LockError, match=rf"results folder {tmp_path}/file/exp: cannot be made"):
+        RunLock([tmp_path / "file" / "exp"]).acquire()

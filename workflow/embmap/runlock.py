@@ -41,7 +41,11 @@ from pathlib import Path
 LOCK_NAME = ".embmap.lock"
 
 
-class LockBusy(RuntimeError):
+class LockError(RuntimeError):
+    """The run cannot lock a results folder; the message names it and says why."""
+
+
+class LockBusy(LockError):
     """The results folder is in use by another run (or may be: the message says how to tell)."""
 
 
@@ -126,11 +130,18 @@ class RunLock:
         return self
 
     def _acquire_one(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LockError(f"results folder {path.parent}: cannot be made ({e.strerror}); choose a `results:` "
+                            "folder you can write") from None
         while True:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 created = True
+            except PermissionError as e:
+                raise LockError(f"results folder {path.parent}: cannot be written ({e.strerror}); choose a "
+                                "`results:` folder you can write") from None
             except FileExistsError:
                 try:
                     fd = os.open(path, os.O_RDWR)
