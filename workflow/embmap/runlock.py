@@ -172,7 +172,8 @@ class RunLock:
                     self.warn(f"{path.parent}: took over the stale lock of {_describe(owner)}: {stale}. If that run "
                               "was cut off mid-job, its unfinished outputs are rerun here (Snakemake marks them "
                               "incomplete in its own folder: there, `snakemake --unlock` clears its lock and "
-                              "`--rerun-incomplete` reruns them)")
+                              "`--rerun-incomplete` reruns them). Jobs it had submitted to a cluster outlive it: "
+                              "if it used one, cancel them (squeue --me, scancel) before this run reaches them")
             _write(fd, self.me)
             self.held[str(path)] = fd
             return
