@@ -59,6 +59,7 @@ def test_labels_beyond_the_classifier_stop_the_run_before_the_pass(tmp_path):
             "(0..2; -1 = unknown): 3 (6x), 4 (6x)") in log
     assert "12 of 30 labels lie outside" in r.stderr, "the reason is on the terminal, not only in the log"
     assert not (tmp_path / "results" / "byo" / "fit").exists() and not (tmp_path / "results" / "byo" / "tables").exists()
+    assert not (tmp_path / "results" / "byo" / ".embmap.lock").exists(), "a failed run releases its lock"
 
 
 def test_a_store_edited_in_place_reruns_what_was_computed_from_it(tmp_path):
