@@ -23,7 +23,9 @@ attributes are network keys.
 
 Every writer builds the group beside its destination (``<path>.partial``)
 and renames it into place only when complete, so a store at its final path
-is always whole; readers refuse a store whose ``complete`` flag is missing.
+is always whole; readers refuse a store whose ``complete`` flag is not the
+boolean true, and open embedding stores only after holding them to the
+store contract (:mod:`embmap.contract`).
 """
 
 from __future__ import annotations
