@@ -498,3 +498,13 @@ def test_embeddings_with_chunks_never_written_are_refused_not_read_as_zeros(tmp_
                                                 r"were never written, so Zarr would read their rows as the fill value "
                                                 r"\(0\.0\)"):
         _check(paths)
+
+
+def test_classifiers_recovered_by_least_squares_may_differ_between_splits(tmp_path):
+    paths = _pair(tmp_path)
+    for split, shift in (("train", 0.0), ("test", 1e-3)):  # each split's own estimate
+        a = stores.open_embeddings(paths[split]["a"])
+        w, b = a.classifier()
+        raw_store(paths[split]["a"], a.embeddings[:], a.ids, a.labels, (w + shift, b),
+                  classifier_attrs={"method": "least_squares", "residual": 1e-4})
+    _check(paths)
