@@ -12,6 +12,7 @@ min_version("9.0")
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 from embmap.plan import Plan
+from embmap.runlock import RunLock
 
 # A config named on the command line (--configfile) is the whole config: the demo in config.yaml is
 # read only when none is named, so its experiments never join another config's run. --config KEY=VALUE
@@ -25,8 +26,24 @@ report: "workflow/report/workflow.rst"
 
 
 # Validates the config against workflow/schemas/config.schema.yaml (an error names the key at fault,
-# before any job runs), fills its defaults and answers every path and job argument of the rules.
-P = Plan(config)
+# before any job runs; the config files are read again strictly, so a key given twice is an error),
+# fills its defaults, checks bring-your-own stores' metadata and answers every path and job argument.
+P = Plan(config, files=workflow.configfiles)
+# Snakemake locks only its working directory: every experiment folder of the results is locked for
+# the whole run, so a run started elsewhere with the same results folder stops before any job.
+LOCK = RunLock(P.lock_dirs())
+
+
+onstart:
+    LOCK.acquire()
+
+
+onsuccess:
+    LOCK.release()
+
+
+onerror:
+    LOCK.release()
 
 
 wildcard_constraints:

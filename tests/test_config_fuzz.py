@@ -1,10 +1,12 @@
 """Property: any malformed config is refused with a ConfigError that names a key, never a deep traceback.
 
 Hypothesis mutates valid configs (the digits demo and a bring-your-own one):
-it replaces any value by a value of another type, deletes any key, or adds
-an unknown key anywhere. Every outcome must be either a config the plan
-accepts or a :class:`embmap.ConfigError` whose message starts with the
-dotted key at fault, and that key must lie on the path of the mutation.
+it replaces any value by a value of another type (NaN and infinities
+included), deletes any key, or adds an unknown key anywhere. Every outcome
+must be either a config the plan accepts or a :class:`embmap.ConfigError`
+whose message starts with the dotted key at fault, and that key must lie on
+the path of the mutation. A second property writes configs as YAML text with
+one key given twice somewhere: the strict reader names that key and its lines.
 """
 
 import copy
@@ -20,8 +22,7 @@ from embmap.config import ConfigError, check as check_config, dotted
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, width=32),
-                    st.text(max_size=12))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(width=32), st.text(max_size=12))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                         st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                       max_leaves=5)
@@ -105,6 +106,7 @@ def _every_job(p):
             if p.aligned(exp, key):
                 ask("detect_faces", exp=exp)
                 ask("align_faces", exp=exp, align=p.aligned(exp, key).rsplit("/", 1)[1][:-5])
+        ask("check_stores", exp=exp)
         if e.task == "closed_set":
             for j in range(e.shards):
                 ask("cross_products_shard", exp=exp, shard=str(j))
@@ -157,3 +159,57 @@ def test_mutated_bring_your_own_config_fails_naming_the_key(byo, data):
     base, root = byo
     config, where, kind = data.draw(mutated(base))
     _check(config, where, root, kind)
+
+
+def _mappings(node, prefix=()):
+    if isinstance(node, dict):
+        yield prefix
+        for k, v in node.items():
+            yield from _mappings(v, prefix + (k,))
+
+
+def _yaml_with_duplicate(config, where, key):
+    """YAML text of ``config`` in which mapping ``where`` gives ``key`` (already there) a second time, last."""
+    def dump(node, path, indent):
+        pad = "  " * indent
+        lines = []
+        if isinstance(node, dict):
+            items = list(node.items())
+            if path == where:
+                items.append((key, node[key]))
+            for k, v in items:
+                head = f"{pad}{yaml.safe_dump(k, default_flow_style=True).strip().removesuffix('...').strip()}:"
+                if isinstance(v, (dict, list)) and v:
+                    lines.append(head)
+                    lines += dump(v, path + (k,), indent + 1)
+                else:
+                    lines.append(f"{head} {yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}")
+        else:
+            for i, v in enumerate(node):
+                if isinstance(v, (dict, list)) and v:
+                    lines.append(f"{pad}-")
+                    lines += dump(v, path + (i,), indent + 1)
+                else:
+                    lines.append(f"{pad}- {yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}")
+        return lines
+    return "\n".join(dump(config, (), 0)) + "\n"
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_key_given_twice_anywhere_is_named_with_its_lines(data, tmp_path):
+    from embmap.config import read_file
+
+    where = data.draw(st.sampled_from([p for p in _mappings(DEMO) if _get(DEMO, p)]))
+    key = data.draw(st.sampled_from(sorted(_get(DEMO, where))))
+    path = tmp_path / "config.yaml"
+    path.write_text(_yaml_with_duplicate(DEMO, where, key))
+    with pytest.raises(ConfigError) as e:
+        read_file(path)
+    lines = path.read_text().splitlines()
+    msg = str(e.value)
+    assert msg.startswith(f"{dotted((*where, key))}: given twice in {path} (lines "), msg
+    first, second = (int(x) for x in msg.split("(lines ")[1].split(")")[0].split(" and "))
+    for n in (first, second):
+        assert lines[n - 1].lstrip(" -").startswith(f"{key}:"), (n, lines[n - 1])
+    assert read_file(ROOT / "config.yaml") == DEMO  # the file without duplicates reads as before

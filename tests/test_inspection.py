@@ -56,7 +56,7 @@ def test_inspect_pair_shows_provenance_and_fit_quality(tmp_path, capsys):
 def test_inspect_missing_path_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "embmap", "inspect", str(tmp_path / "nope.zarr")],
                        capture_output=True, text=True, cwd=ROOT / "workflow")
-    assert r.returncode == 2 and "nope.zarr: not a Zarr store" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "nope.zarr: does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
@@ -81,3 +81,24 @@ def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
         mp = xr.open_zarr(tmp_path / "b.zarr")
         np.testing.assert_array_equal(mp["weight"].values, m.weight)
         assert mp.attrs["source"] == "a" and mp.attrs["fit_r2"] == 0.5
+
+
+def test_inspect_pair_on_a_store_that_is_no_map_says_what_it_is(tmp_path):
+    _store(tmp_path / "s.zarr")
+    r = subprocess.run([sys.executable, "-m", "embmap", "inspect", "--pair", str(tmp_path / "s.zarr")],
+                       capture_output=True, text=True, cwd=ROOT / "workflow")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "s.zarr: is an embedding store, not a map store" in r.stderr and "inspect it without --pair" in r.stderr
+
+
+def test_inspect_says_what_the_workflow_would_refuse(tmp_path, capsys):
+    _store(tmp_path / "s.zarr")
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+", use_consolidated=False)
+    g.attrs["complete"] = "false"
+    stores.consolidate(tmp_path / "s.zarr")
+    assert main(["inspect", str(tmp_path / "s.zarr")]) == 0
+    assert "WARNING: incomplete ('complete' is 'false', not the boolean true)" in capsys.readouterr().out
+    g.attrs.update({"complete": True, "preprocessing": "bicubic"})
+    stores.consolidate(tmp_path / "s.zarr")
+    main(["inspect", str(tmp_path / "s.zarr")])
+    assert "WARNING: the workflow refuses it: store " in capsys.readouterr().out

@@ -77,9 +77,9 @@ def test_disagreeing_ids_fail_naming_the_network_and_leave_no_tables(tmp_path):
     cfg = byo_config({**dirs, "c": other["c"]})
     r = snakemake(tmp_path, cfg, check=False)
     assert r.returncode != 0
-    log = (tmp_path / "results" / "byo" / "logs" / "cross_products_shard" / "0.log").read_text()
+    log = (tmp_path / "results" / "byo" / "logs" / "check_stores.log").read_text()
     assert "network 'c'" in log and "399 samples" in log
-    assert not (tmp_path / "results" / "byo" / "fit" / "blocks.zarr").exists()
+    assert not (tmp_path / "results" / "byo" / "fit").exists(), "the pass must not start on stores that disagree"
     assert not (tmp_path / "results" / "byo" / "tables").exists()
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m embmap inspect PATH`` and ``python -m embmap fetch CONFIG`` (also the ``embmap`` script)."""
+"""Command line: ``python -m embmap inspect PATH``, ``convert OLD NEW`` and ``fetch CONFIG`` (also the ``embmap`` script)."""
 
 from __future__ import annotations
 
@@ -14,32 +14,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pair", action="store_true",
                    help="PATH is a map store (maps/SOURCE/TARGET.zarr): show provenance and fit quality")
     p.add_argument("--no-stats", action="store_true", help="skip value statistics (no data read)")
+    c = sub.add_parser("convert", help="rewrite an embedding store (a Zarr v2 store too) as an embmap Zarr v3 store")
+    c.add_argument("source", help="the store to read (left as it is)")
+    c.add_argument("destination", help="the new store, e.g. DIR/test.zarr (must not exist)")
+    c.add_argument("--chunk-rows", type=int, default=None, help="samples per chunk (default: the source's)")
+    c.add_argument("--drop", action="append", default=[], metavar="ATTRIBUTE",
+                   help="leave this root attribute out (repeatable), e.g. one the store contract refuses")
     f = sub.add_parser("fetch", help="download every TF Hub model of a config into TFHUB_CACHE_DIR and the ImageNet "
                                      "weights of its Keras applications into KERAS_HOME (needs network)")
     f.add_argument("config", help="a config file, e.g. configs/imagenet.yaml")
     args = parser.parse_args(argv)
 
     if args.command == "fetch":
+        from .config import ConfigError
         from .models import NetworkError, hub, keras
 
         try:
             for handle, path in hub.fetch(args.config) + keras.fetch(args.config):
                 print(f"{handle} -> {path}")
-        except NetworkError as e:
+        except (NetworkError, ConfigError) as e:
             print(f"embmap fetch: {e}", file=sys.stderr)
             return 2
         return 0
 
     from . import inspection
-    from .stores import StoreError
+    from .stores import StoreError, convert
 
     try:
-        if args.pair:
+        if args.command == "convert":
+            convert(args.source, args.destination, chunk_rows=args.chunk_rows, drop=args.drop)
+            print(f"wrote {args.destination}")
+        elif args.pair:
             print(inspection.describe_map(args.path))
         else:
             print(inspection.describe(args.path, stats=not args.no_stats))
     except StoreError as e:
-        print(f"embmap inspect: {e}", file=sys.stderr)
+        print(f"embmap {args.command}: {e}", file=sys.stderr)
         return 2
     return 0
 

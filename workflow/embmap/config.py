@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 from functools import lru_cache
@@ -58,6 +59,7 @@ def check(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
     validator = jsonschema.Draft202012Validator(_schema(str(schema_path)))
     errors = list(validator.iter_errors(config))
     if not errors:
+        check_finite(config)
         return
     err = jsonschema.exceptions.best_match(errors)
     while err.context:  # descend into allOf/if-then to the concrete failure
@@ -73,6 +75,93 @@ def check(config: dict, schema_path: str | os.PathLike = SCHEMA) -> None:
     if err.validator == "enum":
         raise ConfigError(f"{where}: {err.instance!r} is not one of {err.validator_value}")
     raise ConfigError(f"{where}: {err.message}")
+
+
+def check_finite(node, path=()) -> None:
+    """Refuse ``.inf``, ``-.inf`` and ``.nan`` anywhere: no config value means them (the schema's bounds let them by)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{dotted(path)}: {node!r} is not a finite number")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            check_finite(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            check_finite(v, (*path, i))
+
+
+def read_file(path: str | os.PathLike) -> dict:
+    """A config file (YAML, or JSON) read strictly: a key given twice in one mapping is a :class:`ConfigError`.
+
+    YAML parsers, Snakemake's among them, keep the last of duplicated keys
+    without a word (a network defined twice runs as the second definition);
+    this names the key and both lines.
+    """
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _no_duplicates(node, loader, (), path)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        try:  # JSON that YAML cannot read (tabs): Snakemake reads JSON first
+            data = json.loads(text, object_pairs_hook=lambda pairs: _json_object(pairs, path))
+        except ConfigError:
+            raise
+        except ValueError:
+            raise ConfigError(f"(top level): {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"(top level): {path} holds {type(data).__name__}, not a mapping of keys")
+    return data
+
+
+def _no_duplicates(node, loader, path: tuple, file, seen=None) -> None:
+    import yaml
+
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged keys may be overridden
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                key = repr(key)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise ConfigError(f"{dotted((*path, key))}: given twice in {file} (lines {lines[key]} and {line}); "
+                                  "YAML would silently keep the second one only: remove or rename one")
+            lines[key] = line
+            _no_duplicates(value_node, loader, (*path, key), file, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicates(item, loader, (*path, i), file, seen)
+
+
+def _json_object(pairs, file) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ConfigError(f"{dotted([k])}: given twice in one object of {file}; JSON readers keep the second "
+                              "one only: remove or rename one")
+        out[k] = v
+    return out
+
+
+def check_files(paths) -> None:
+    """Read every config file strictly (:func:`read_file`): duplicated keys are refused, naming key and lines."""
+    for p in paths or ():
+        read_file(p)
 
 
 def _resolve(node: dict, root: dict) -> dict:

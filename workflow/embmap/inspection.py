@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from . import contract
 from . import stores as st
 
 
@@ -76,12 +77,19 @@ def describe(path: str | Path, stats: bool = True) -> str:
     """A human-readable account of the Zarr group at ``path`` (complete or not)."""
     path = Path(path)
     if not (path / "zarr.json").exists():
+        contract.metadata(path)  # raises, saying what it is instead (missing, a file, Zarr v2, no store)
         raise st.StoreError(f"{path}: not a Zarr store (no zarr.json)")
     g = zarr.open_group(str(path), mode="r")
     attrs = dict(g.attrs)
     lines = [f"store {path}"]
-    if not attrs.get("complete", False):
-        lines.append("  WARNING: incomplete (no 'complete' attribute): the job that wrote it did not finish")
+    if attrs.get("complete") is not True:
+        what = "no 'complete' attribute" if "complete" not in attrs else f"'complete' is {attrs['complete']!r}"
+        lines.append(f"  WARNING: incomplete ({what}, not the boolean true): whatever wrote it did not finish")
+    elif "embeddings" in g:  # an embedding store: what the workflow would refuse, if anything
+        try:
+            contract.check_store(path)
+        except st.StoreError as e:
+            lines.append(f"  WARNING: the workflow refuses it: {e}")
     lines.append("arrays:")
     for name, a in _arrays(g):
         dims = getattr(a.metadata, "dimension_names", None)
@@ -117,6 +125,12 @@ def _groups(group: zarr.Group, prefix: str = ""):
 
 def describe_map(path: str | Path) -> str:
     """Provenance and fit quality of a map store (``maps/{source}/{target}.zarr``)."""
+    g = st.open_group(path, "map store")
+    if "weight" not in g or "intercept" not in g:
+        kind = ("an embedding store" if "embeddings" in g else "a block store" if "networks" in g.attrs
+                else "not a map store")
+        raise st.StoreError(f"{path}: is {kind}, not a map store (maps/SOURCE/TARGET.zarr, with weight and "
+                            "intercept); --pair describes maps only: inspect it without --pair")
     m = st.read_map(path)
     a = m.attrs
     w = np.asarray(m.weight, dtype=np.float64)

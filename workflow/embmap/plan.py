@@ -18,6 +18,7 @@ Standard library only at import time (see :mod:`embmap.config`).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .config import ConfigError
 # Every output path, relative to results/EXPERIMENT/; named once, used by rules, steps and tests.
 OUTPUTS = {
     "manifest": "data/manifest.csv",
+    "stores_checked": "data/stores_checked.json",
     "pairs": "data/pairs.txt",
     "faces": "data/faces.csv",
     "aligned": "aligned/{align}.zarr",
@@ -202,12 +204,19 @@ class Plan:
         (the snakemake working directory).
     check_paths : bool, default True
         Check that local files the config names exist.
+    files : list of paths, optional
+        The config files the config was read from (the Snakefile passes
+        ``workflow.configfiles``): read again strictly, so that a key given
+        twice in one of them is an error naming it and its lines
+        (:func:`embmap.config.read_file`) instead of the last one winning.
     """
 
-    def __init__(self, config: dict, root=".", check_paths: bool = True):
+    def __init__(self, config: dict, root=".", check_paths: bool = True, files=()):
+        cfg.check_files(files)
         self.config = cfg.load(config)
         self.root = Path(root)
-        self.results = self.config["results"]
+        # `~` and $VARS expanded as in every other path; "results/" and "./results" are "results"
+        self.results = os.path.normpath(cfg.expand(self.config["results"]))
         self.experiments: dict[str, Experiment] = {}
         owners: dict[tuple[str, str], tuple[str, tuple]] = {}
         for name, spec in self.config["experiments"].items():
@@ -236,9 +245,28 @@ class Plan:
                     else:
                         owner = shared[0]
                 exp.networks[key] = NetworkPlan(key, nspec, owner)
+            self._check_distinct(exp)
             self.experiments[name] = exp
+        if check_paths and Path(self.results).exists() and not Path(self.results).is_dir():
+            raise ConfigError(f"results: {self.results} is a file; results must name a folder")
 
     # -- checks -----------------------------------------------------------------
+    def _check_distinct(self, exp: Experiment) -> None:
+        """Two networks of an experiment may share neither a display label nor their stores (a copy-paste slip)."""
+        labels, paths = {}, {}
+        for key, net in exp.networks.items():
+            where = f"experiments.{exp.name}.networks.{key}"
+            if net.label in labels:
+                raise ConfigError(f"{where}.label: {net.label!r} is also the label of network {labels[net.label]!r}; "
+                                  "tables and figures would not tell them apart")
+            labels[net.label] = key
+            if not net.extracted_here:
+                folder = self.path_of(net.spec["path"]).resolve()
+                if folder in paths:
+                    raise ConfigError(f"{where}.path: network {paths[folder]!r} reads the same stores ({folder}); "
+                                      "each network brings its own")
+                paths[folder] = key
+
     def _check_experiment(self, exp: Experiment, ctx: CheckContext) -> None:
         where = f"experiments.{exp.name}"
         kind = exp.kind
@@ -402,8 +430,16 @@ class Plan:
             out["aligned"] = self.aligned(wc.exp, wc.network)
         return out
 
+    def _inputs_check_stores(self, wc) -> dict:
+        return {"network_stores": [p for s in self.experiments[wc.exp].splits for p in self.stores(wc.exp, s).values()]}
+
+    def _checked(self, wc) -> dict:
+        """Every job that reads stores waits for their check (rule check_stores)."""
+        return {"checked": self.path("stores_checked", wc.exp)}
+
     def _inputs_fit_stores(self, wc) -> dict:
-        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].fit_split).values())}
+        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].fit_split).values()),
+                **self._checked(wc)}
 
     _inputs_cross_products_shard = _inputs_fit_stores
 
@@ -411,7 +447,8 @@ class Plan:
         return {"partials": self.shard_partials(wc.exp)}
 
     def _inputs_eval_stores(self, wc) -> dict:
-        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].eval_split).values())}
+        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].eval_split).values()),
+                **self._checked(wc)}
 
     _inputs_network_table = _inputs_eval_stores
 
@@ -420,7 +457,7 @@ class Plan:
                 "map_dirs": [self.maps_dir(wc.exp, a) for a in self.experiments[wc.exp].networks]}
 
     def _inputs_pairs_stores(self, wc) -> dict:
-        return {"network_stores": list(self.stores(wc.exp, PAIRS_SPLIT).values())}
+        return {"network_stores": list(self.stores(wc.exp, PAIRS_SPLIT).values()), **self._checked(wc)}
 
     _inputs_evaluate_identification = _inputs_pairs_stores
 
@@ -455,6 +492,27 @@ class Plan:
                 "chunk_rows": exp.store["chunk_rows"], "batch_size": exp.store["batch_size"],
                 "with_classifier": exp.task == "closed_set", "normalise": exp.task == "open_set",
                 "preprocessing": self.preprocessing(wc.exp, wc.network)}
+
+    def _job_check_stores(self, wc) -> dict:
+        """The stores of every split, and a fingerprint of each bring-your-own store's files.
+
+        Snakemake reruns a job whose params changed: a store edited in place
+        (which leaves its folder's modification time alone) changes its
+        fingerprint, so the check and everything after it run again.
+        """
+        from . import contract
+
+        exp = self.experiments[wc.exp]
+        stores = {s: self.stores(wc.exp, s) for s in exp.splits}
+        own = {k for k, n in exp.networks.items() if not n.extracted_here}
+        return {"stores": stores, "task": exp.task,
+                "fit_split": exp.fit_split if exp.task == "closed_set" else None,
+                "eval_split": exp.eval_split if exp.task == "closed_set" else None,
+                "fingerprints": {f"{k}/{s}": contract.fingerprint(stores[s][k]) for s in stores for k in sorted(own)}}
+
+    def lock_dirs(self) -> list[str]:
+        """The experiment folders this run writes: each is locked for the run (:mod:`embmap.runlock`)."""
+        return [str(Path(self.exp_dir(e)).absolute()) for e in self.experiments]
 
     def _job_cross_products_shard(self, wc) -> dict:
         exp = self.experiments[wc.exp]

@@ -34,10 +34,23 @@ def step(*rules):
     return register
 
 
+FILE_OUTPUTS = (".csv", ".json", ".txt", ".png", ".svg")  # written whole by a step; stores are atomic themselves
+
+
 def run(smk) -> None:
-    """Run the step of Snakemake job ``smk`` (the ``snakemake`` object of a script) with its log."""
+    """Run the step of Snakemake job ``smk`` (the ``snakemake`` object of a script) with its log.
+
+    Output files (tables, figures, metadata) are written under temporary
+    names beside their paths and renamed into place only when the step has
+    succeeded, so a job killed mid-write never leaves a truncated file that
+    looks finished (to a later run from another working directory, which
+    cannot see Snakemake's incomplete markers of this one).
+    """
     fn = STEPS[smk.rule]
-    pools = [dict(smk.params.items()).get("job", {}), dict(smk.output.items()), dict(smk.input.items()),
+    outputs = dict(smk.output.items())
+    staged = {name: _staging(path) for name, path in outputs.items()
+              if isinstance(path, str) and path.endswith(FILE_OUTPUTS)}
+    pools = [dict(smk.params.items()).get("job", {}), {**outputs, **staged}, dict(smk.input.items()),
              dict(smk.wildcards.items()), {"threads": smk.threads}]
     kwargs = {}
     for name, p in inspect.signature(fn).parameters.items():
@@ -50,12 +63,36 @@ def run(smk) -> None:
                 raise TypeError(f"rule {smk.rule}: its step {fn.__name__} needs {name!r}, which the rule does not give")
     with logged(smk.log[0] if smk.log else None):
         set_threads(smk.threads)
-        fn(**kwargs)
+        try:
+            fn(**kwargs)
+        except BaseException:
+            for tmp in staged.values():
+                Path(tmp).unlink(missing_ok=True)
+            raise
+        for name, tmp in staged.items():
+            if Path(tmp).exists():
+                os.replace(tmp, outputs[name])
+
+
+def _staging(path: str) -> str:
+    """Where output file ``path`` is written until its step succeeds: ``.NAME.partial.EXT`` beside it."""
+    p = Path(path)
+    return str(p.with_name(f".{p.stem}.partial{p.suffix}"))
+
+
+def explained(e: BaseException) -> bool:
+    """An error of embmap's own (StoreError, ConfigError, DatasetError, ...): its message names the file, key or
+    network at fault and says what to do; any other exception is a bug and keeps its traceback."""
+    return isinstance(e, ValueError) and type(e).__module__.split(".")[0] == "embmap"
 
 
 @contextmanager
 def logged(path: str | None):
-    """Send this job's log records, warnings and any traceback to ``path`` (and stderr)."""
+    """Send this job's log records, warnings and any traceback to ``path`` (and stderr).
+
+    An error of embmap's own (:func:`explained`) is logged as its one-line
+    message and the job exits with status 1.
+    """
     handlers = [logging.StreamHandler(sys.stderr)]
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +106,10 @@ def logged(path: str | None):
     logging.captureWarnings(True)
     try:
         yield log
-    except Exception:
+    except Exception as e:
+        if explained(e):  # bad input, said in one line naming what is wrong: a traceback would bury it
+            log.error("%s", e)
+            raise SystemExit(1) from None
         log.error("failed:\n%s", traceback.format_exc())
         raise
     finally:
@@ -230,6 +270,28 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
                "skipped": skipped_ids(manifest, split), "tf_threads": n_threads, **extra},
     )
     log.info("wrote %s (%d images)", store, len(rows))
+
+
+@step()
+def check_stores(stores: dict, task: str, fit_split: str | None, eval_split: str | None, checked: str,
+                 fingerprints: dict | None = None) -> None:
+    """Hold an experiment's stores to each other before anything reads them (:func:`embmap.contract.check_experiment`).
+
+    Ids unique and equal across networks, labels equal across networks and
+    within every classifier's classes, the fit and evaluation splits
+    disjoint; ``checked`` records what was checked.
+    """
+    import json
+
+    from .contract import check_experiment
+
+    summary = check_experiment(stores, task, fit_split, eval_split, log=log.info)
+    summary["fingerprints"] = fingerprints or {}
+    Path(checked).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{checked}.partial"
+    Path(tmp).write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, checked)
+    log.info("stores agree: %s", ", ".join(f"{s} ({len(v)} networks)" for s, v in summary["splits"].items()))
 
 
 # -- fitting ------------------------------------------------------------------------

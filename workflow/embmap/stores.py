@@ -25,7 +25,9 @@ attributes are network keys.
 
 Every writer builds the group beside its destination (``<path>.partial``)
 and renames it into place only when complete, so a store at its final path
-is always whole; readers refuse a store whose ``complete`` flag is missing.
+is always whole; readers refuse a store whose ``complete`` flag is not the
+boolean true, and open embedding stores only after holding them to the
+store contract (:mod:`embmap.contract`).
 """
 
 from __future__ import annotations
@@ -41,14 +43,13 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from . import contract
+from .contract import FORMAT_VERSION, StoreError
 from .fit.gram import Blocks, empty_blocks, pool, pool_block
 from .fit.ridge import LinearMap
 
-FORMAT_VERSION = 1
-
-
-class StoreError(ValueError):
-    """A store is missing, incomplete or disagrees with its siblings."""
+__all__ = ["FORMAT_VERSION", "StoreError", "EmbeddingStore", "open_embeddings", "open_matched", "write_embeddings",
+           "open_blocks", "write_blocks", "read_map", "write_map"]
 
 
 def compressor():
@@ -115,17 +116,13 @@ def as_str(values) -> np.ndarray:
 
 
 def open_group(path: str | os.PathLike, what: str = "store") -> zarr.Group:
-    """Open a complete group read-only, with an error naming the path otherwise."""
-    p = Path(path)
-    if p.name.endswith(".partial"):
-        raise StoreError(f"{what} {p}: an unfinished writer's partial store (incomplete); run its rule again to "
-                         "resume it")
-    if not (p / "zarr.json").exists():
-        raise StoreError(f"{what} {p}: not a Zarr store (no zarr.json)")
-    g = zarr.open_group(str(p), mode="r")
-    if not g.attrs.get("complete", False):
-        raise StoreError(f"{what} {p}: incomplete (no 'complete' attribute); it was not finished, re-run its rule")
-    return g
+    """Open a complete group read-only, with an error naming the path otherwise (:func:`embmap.contract.metadata`)."""
+    try:
+        meta = contract.metadata(path)
+        contract.check_complete(meta.attrs, meta.path)
+    except StoreError as e:
+        raise StoreError(f"{what} {str(e).removeprefix('store ')}") from None
+    return zarr.open_group(str(path), mode="r")
 
 
 # -- embedding stores ---------------------------------------------------------------
@@ -383,21 +380,98 @@ class ResumableStore:
 
 def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=None, label_offset: int = 0,
                      **attrs) -> None:
-    """Write a whole in-memory embedding store (tests, bring-your-own conversions).
+    """Write an embedding store from arrays: how to bring your own embeddings (README shows an example).
 
-    ``classifier`` is (weight [class, feature], bias [class]); ``label_offset``
-    the label of its class 0 (1 for a 1,000-class ImageNet head beside labels
-    1..1000 with background 0).
+    Parameters
+    ----------
+    path : str or Path
+        The store, ``DIR/SPLIT.zarr``; a network of ``source: zarr`` names ``DIR``.
+    embeddings : array-like [sample, feature]
+        Any array with ``shape`` and row slicing (NumPy, a memmap, a Zarr or
+        h5py array): it is read and written one chunk of rows at a time, so it
+        need not fit in memory. Stored as float32; NaN or inf is an error
+        naming the ids.
+    ids : sequence of str [sample]
+        One identifier per image (its file path, say), unique, and equal for
+        the same image in every network's store; unique across splits too.
+    labels : sequence of int [sample]
+        Class indices into the classifier's classes; -1 where unknown.
+    classifier : (weight [class, feature], bias [class]), optional
+        The network's last layer, logits = weight @ f + bias (PyTorch's
+        ``nn.Linear`` stores exactly this ``weight``); task closed_set needs it.
+    label_offset : int
+        The label of the classifier's class 0 (1 for a 1,000-class ImageNet
+        head beside labels 1..1000 with background 0; default 0).
+    chunk_rows : int, optional
+        Samples per chunk (default about 8 MB of rows).
+    **attrs
+        Attributes recorded with the store (README lists those the workflow
+        reads, e.g. ``network``, ``split``, ``handle``, ``parameters``); checked
+        like every store's, before anything is written.
+
+    The store is built at ``PATH.partial`` and renamed into place with
+    ``complete: true`` only when whole.
     """
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    rows = chunk_rows_for(embeddings.shape[1], requested=chunk_rows)
+    if not hasattr(embeddings, "shape") or not hasattr(embeddings, "__getitem__"):
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+    ids, labels = np.asarray(ids), np.asarray(labels)
+    shape = tuple(embeddings.shape)
+    if len(shape) != 2 or shape[1] < 1:
+        raise StoreError(f"store {path}: embeddings of shape {shape}; expected [sample, feature]")
+    n, d = shape
+    if n == 0:
+        raise StoreError(f"store {path}: no samples to write")
+    if ids.shape != (n,) or labels.shape != (n,):
+        raise StoreError(f"store {path}: {n} embeddings but ids of shape {ids.shape} and labels of shape "
+                         f"{labels.shape}; one id and one label per sample")
+    if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.array_equal(labels, labels.round())):
+        raise StoreError(f"store {path}: labels of dtype {labels.dtype}; labels are integer class indices, -1 where "
+                         "unknown")
+    labels = labels.astype(np.int64)
+    ids = as_str(ids)
+    contract.duplicate_ids(ids, path)
+    contract.check_labels(labels, None if classifier is None else int(np.shape(classifier[0])[0]), path,
+                          int(label_offset))
+    contract.check_attributes({**attrs, "complete": True}, path, attrs.get("split"))
+    rows = chunk_rows_for(d, requested=chunk_rows)
     with atomic_group(path) as g:
-        w = EmbeddingWriter(g, ids, labels, embeddings.shape[1], rows, name=str(path))
-        w.append(embeddings)
+        w = EmbeddingWriter(g, ids, labels, d, rows, name=str(path))
+        for start, stop in sample_chunks(n, rows):
+            w.append(np.asarray(embeddings[start:stop], dtype=np.float32))
         w.close()
         if classifier is not None:
             write_classifier(g, *classifier, label_offset=label_offset)
         g.attrs.update({"created": now(), "versions": versions(), **attrs})
+
+
+def convert(src, dst, chunk_rows=None, drop=()) -> None:
+    """Rewrite the embedding store ``src`` (any store Zarr reads: a Zarr v2 store too) as an embmap store at ``dst``.
+
+    Reads ``embeddings`` one chunk of rows at a time; copies ``ids``,
+    ``labels``, the classifier and the root attributes (except those named in
+    ``drop`` and the ones every writer sets), and records ``converted_from``.
+    ``dst`` must not exist: nothing is overwritten.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise StoreError(f"store {dst}: exists already; convert writes a new store and overwrites nothing")
+    if not src.is_dir():
+        raise StoreError(f"store {src}: does not exist or is not a folder")
+    try:
+        g = zarr.open_group(str(src), mode="r")
+    except Exception as e:  # zarr raises many kinds for a folder that is no group
+        raise StoreError(f"store {src}: Zarr cannot open it as a group ({type(e).__name__}: {e})") from None
+    missing = [k for k in ("embeddings", "ids", "labels") if k not in g]
+    if missing:
+        raise StoreError(f"store {src}: has no array {missing[0]!r}; an embedding store holds embeddings, ids, labels")
+    classifier = None
+    if "classifier" in g:
+        c = g["classifier"]
+        classifier = (np.asarray(c["weight"][:]), np.asarray(c["bias"][:]))
+    skip = {"complete", "format_version", "created", "versions", *drop}
+    attrs = {k: v for k, v in dict(g.attrs).items() if k not in skip}
+    write_embeddings(dst, g["embeddings"], as_str(g["ids"][:]), np.asarray(g["labels"][:]), classifier=classifier,
+                     chunk_rows=chunk_rows or g["embeddings"].chunks[0], **attrs, converted_from=str(src.resolve()))
 
 
 @dataclass
@@ -448,60 +522,34 @@ class EmbeddingStore:
         return int(self.group["classifier"].attrs.get("label_offset", 0)) if self.has_classifier else 0
 
 
-def open_embeddings(path) -> EmbeddingStore:
-    g = open_group(path, "embedding store")
-    for key in ("embeddings", "ids", "labels"):
-        if key not in g:
-            raise StoreError(f"embedding store {path}: missing array {key!r}")
-    s = EmbeddingStore(str(path), g)
-    if s.embeddings.ndim != 2:
-        raise StoreError(f"embedding store {path}: 'embeddings' has shape {s.embeddings.shape}, expected 2-D")
-    for key in ("ids", "labels"):
-        if g[key].shape != (s.n,):
-            raise StoreError(f"embedding store {path}: {key!r} has shape {g[key].shape}, expected ({s.n},)")
-    if s.has_classifier:
-        w, b = g["classifier"]["weight"], g["classifier"]["bias"]
-        if w.ndim != 2 or w.shape[1] != s.dim or b.shape != (w.shape[0],):
-            raise StoreError(
-                f"embedding store {path}: classifier weight {w.shape} / bias {b.shape} do not fit {s.dim} features"
-            )
-    return s
+def open_embeddings(path, split: str | None = None, need_classifier: bool = False) -> EmbeddingStore:
+    """Open a complete embedding store after checking it against the store contract (:mod:`embmap.contract`).
+
+    ``split``: the split it is read as (its ``split`` attribute, if any, must
+    agree); ``need_classifier``: refuse a store without one.
+    """
+    contract.check_store(path, split, need_classifier)
+    return EmbeddingStore(str(path), zarr.open_group(str(path), mode="r"))
 
 
 def open_matched(paths: dict[str, str], need_classifier: bool = False) -> dict[str, EmbeddingStore]:
     """Open one store per network and check they describe the same samples in the same order.
 
-    Raises :class:`StoreError` naming the network whose ids or labels disagree
-    with the first network's, or which lacks a needed classifier.
+    Raises :class:`StoreError` naming the network whose store breaks the
+    contract, whose ids or labels disagree with the first network's, or which
+    lacks a needed classifier.
     """
     stores = {}
-    ref_name, ref_ids, ref_labels = None, None, None
+    ref = None
     for name, path in paths.items():
         try:
-            s = open_embeddings(path)
+            s = open_embeddings(path, need_classifier=need_classifier)
         except StoreError as e:
             raise StoreError(f"network {name!r}: {e}") from None
-        ids = s.ids
-        if ref_ids is None:
-            ref_name, ref_ids, ref_labels = name, ids, s.labels
+        if ref is None:
+            ref = (name, path, s.ids, s.labels)
         else:
-            if len(ids) != len(ref_ids):
-                raise StoreError(
-                    f"network {name!r}: store {path} has {len(ids)} samples, network {ref_name!r} has {len(ref_ids)}"
-                )
-            diff = np.flatnonzero(ids != ref_ids)
-            if len(diff):
-                i = diff[0]
-                raise StoreError(
-                    f"network {name!r}: ids of {path} disagree with network {ref_name!r} at {len(diff)} "
-                    f"position(s); first at row {i}: {ids[i]!r} vs {ref_ids[i]!r}"
-                )
-            labels = s.labels
-            known = (labels >= 0) & (ref_labels >= 0)
-            if np.any(labels[known] != ref_labels[known]):
-                raise StoreError(f"network {name!r}: labels of {path} disagree with network {ref_name!r}")
-        if need_classifier and not s.has_classifier:
-            raise StoreError(f"network {name!r}: store {path} has no classifier, which closed_set needs")
+            contract.same_samples(ref, (name, path, s.ids, s.labels))
         stores[name] = s
     return stores
 

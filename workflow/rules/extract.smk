@@ -40,3 +40,27 @@ rule extract:
         job=P.job("extract"),
     script:
         "../scripts/step.py"
+
+
+# Before anything reads them, an experiment's stores (extracted or brought) are held to each other:
+# ids unique and equal across networks, labels within every classifier's classes, fit and evaluation
+# splits disjoint (embmap.contract). Its params fingerprint bring-your-own stores, so one edited in
+# place reruns the check and everything after it.
+rule check_stores:
+    input:
+        unpack(P.inputs("check_stores")),
+    output:
+        checked=P.pattern("stores_checked"),
+    log:
+        P.log("check_stores"),
+    benchmark:
+        P.benchmark("check_stores")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        job=P.job("check_stores"),
+    script:
+        "../scripts/step.py"

@@ -7,9 +7,10 @@ order, controls last):
 input_size, crop_fraction, input_range, classifier, top1, n, randomized``
 
 where ``input_size`` reads ``HxW``, ``classifier`` says how C and b were
-obtained (``variables`` or ``least_squares``), and ``top1`` is the share of
-labelled evaluation images whose argmax of ``C f + b`` (plus the
-classifier's ``label_offset``) equals the label,
+obtained (``variables`` or ``least_squares``; a bring-your-own store's
+``classifier`` attribute ``method``, empty when it does not say), and ``top1`` is the share of
+labelled evaluation images whose argmax of ``C f + b`` (plus the classifier's
+``label_offset``) equals the label,
 computed chunk by chunk from the store.
 """
 
@@ -48,7 +49,7 @@ def describe(stores: dict[str, st.EmbeddingStore], labels: dict[str, str] | None
         pre = a.get("preprocessing") or {}
         size = a.get("input_size")
         acc, n = top1(s, block_rows) if s.has_classifier else (float("nan"), 0)
-        method = dict(s.group["classifier"].attrs).get("method", "variables") if s.has_classifier else ""
+        method = dict(s.group["classifier"].attrs).get("method") or "" if s.has_classifier else ""
         rows.append({
             "network": key, "label": labels.get(key, key), "handle": a.get("handle", ""),
             "classifier_handle": a.get("classifier_handle", ""), "feature_dim": s.dim,

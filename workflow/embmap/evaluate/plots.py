@@ -1,13 +1,60 @@
-"""Figures: Table 2 style heatmaps of mapped accuracy."""
+"""Figures: Table 2 style heatmaps of mapped accuracy.
+
+Figures fit whatever the names: the title is wrapped to the figure's width,
+long network labels are wrapped (and cut after three lines, the tables keep
+them whole), and the figure grows until every text lies inside it.
+"""
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pandas as pd
 
+LABEL_CHARS, LABEL_LINES = 22, 3
+
+
+def short_label(name: str) -> str:
+    """A tick label of at most :data:`LABEL_LINES` lines of :data:`LABEL_CHARS` characters."""
+    lines = textwrap.wrap(str(name), LABEL_CHARS, break_long_words=True, break_on_hyphens=True) or [""]
+    if len(lines) > LABEL_LINES:
+        lines = lines[:LABEL_LINES]
+        lines[-1] = lines[-1][: LABEL_CHARS - 1] + "…"
+    return "\n".join(lines)
+
+
+def fit_texts(fig, title=None, max_rounds: int = 6) -> None:
+    """Make every text of ``fig`` (constrained layout) lie inside it: wrap ``title`` (a suptitle) to its width, grow
+    the figure while anything sticks out."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    raw = title.get_text().replace("\n", " ") if title is not None else ""
+    for _ in range(max_rounds):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        if title is not None:  # wrap to the figure's width, measured in this renderer
+            title.set_text(raw)
+            width = title.get_window_extent(renderer).width
+            room = 0.94 * fig.bbox.width
+            if width > room:
+                chars = max(8, int(len(raw) * room / width))
+                title.set_text(textwrap.fill(raw, chars, break_long_words=True, break_on_hyphens=True))
+        fig.canvas.draw()  # the constrained layout places axes, colorbar and title afresh
+        boxes = [t.get_window_extent(renderer) for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+        box = Bbox.union(boxes)
+        over_x = max(0.0, -box.x0) + max(0.0, box.x1 - fig.bbox.width)
+        over_y = max(0.0, -box.y0) + max(0.0, box.y1 - fig.bbox.height)
+        if over_x <= 0.5 and over_y <= 0.5:
+            return
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w + over_x / fig.dpi + 0.3, h + over_y / fig.dpi + 0.3)
+
 
 def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
-            paths=(), xlabel: str = "target network (classifier)", ylabel: str = "source network (features)") -> None:
+            paths=(), xlabel: str = "target network (classifier)", ylabel: str = "source network (features)",
+            keep: bool = False):
     """Draw a Table 2 style matrix and save it to each of ``paths``.
 
     Parameters
@@ -20,7 +67,8 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
         get a grey background, as in the paper, and do not set the colour scale.
     Each cell shows the accuracy and, below it, the percent change relative to
     the row (source) network's native accuracy; the redder, the larger the
-    penalty of the mapping for the source network.
+    penalty of the mapping for the source network. ``keep``: return the
+    figure instead of closing it (tests look at its layout).
     """
     import matplotlib
 
@@ -30,7 +78,7 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
 
     keys = list(acc.index)
     labels = labels or {}
-    names = [labels.get(k, k) for k in keys]
+    names = [short_label(labels.get(k, k)) for k in keys]
     a = acc.to_numpy(dtype=float)
     native = np.diag(a)
     pct = 100.0 * (a - native[:, None]) / np.where(native[:, None] > 0, native[:, None], np.nan)
@@ -43,7 +91,7 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
     cmap = plt.get_cmap("Reds")
     norm = Normalize(0, vmax)
     k = len(keys)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 0.9 * k + 1.8))
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 0.9 * k + 1.8), layout="constrained")
     for i in range(k):
         for j in range(k):
             if is_ctrl[i] or is_ctrl[j]:
@@ -68,9 +116,10 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
         s.set_visible(False)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, fraction=0.04, pad=0.02, label="penalty vs. source accuracy (%)")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
+    fit_texts(fig, fig.suptitle(title) if title else None)
     for p in paths:
         fig.savefig(p, dpi=150)
+    if keep:
+        return fig
     plt.close(fig)
+    return None

@@ -61,12 +61,10 @@ def check_model_file(where: str, spec: dict, ctx) -> None:
 
 
 def config_networks(config_path, source: str) -> list[dict]:
-    """The network blocks of one source in a config file (for ``python -m embmap fetch``)."""
-    from pathlib import Path
+    """The network blocks of one source in a config file (for ``python -m embmap fetch``), read strictly."""
+    from ..config import read_file
 
-    import yaml
-
-    config = yaml.safe_load(Path(config_path).read_text())
+    config = read_file(config_path)
     return [spec for exp in (config.get("experiments") or {}).values()
             for spec in (exp.get("networks") or {}).values() if spec.get("source") == source]
 

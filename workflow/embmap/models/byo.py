@@ -4,6 +4,12 @@ The network's ``path`` is a folder holding ``SPLIT.zarr`` for every split the
 experiment uses (for closed_set, with ``classifier/weight`` and
 ``classifier/bias``); :func:`embmap.stores.write_embeddings` writes such a
 store from arrays. No model runs: the stores are read in place.
+
+While the Snakefile parses, every store's metadata is held to the store
+contract (:mod:`embmap.contract`: the folder is a complete Zarr v3 store,
+its arrays have the right shapes and types, its attributes the right
+types, its classifier fits its features); ids and labels are checked by the
+``check_stores`` job, before anything else reads the stores.
 """
 
 from __future__ import annotations
@@ -13,12 +19,26 @@ from .base import Source
 
 
 def check(where: str, spec: dict, ctx) -> None:
+    from .. import contract
+
     if not ctx.check_paths:
         return
-    for split in ctx.experiment.splits:
+    exp = ctx.experiment
+    dims = {}
+    for split in exp.splits:
         p = ctx.path(spec["path"]) / f"{split}.zarr"
-        if not (p / "zarr.json").exists():
-            raise ConfigError(f"{where}.path: no store for split {split!r} at {p}")
+        if not p.exists():
+            near = sorted(q.name for q in p.parent.glob("*.zarr")) if p.parent.is_dir() else []
+            hint = f" (the folder holds {', '.join(near)})" if near else ""
+            raise ConfigError(f"{where}.path: no store for split {split!r} at {p}{hint}")
+        try:
+            meta = contract.check_store(p, split, need_classifier=exp.task == "closed_set" and split == exp.eval_split)
+        except contract.StoreError as e:
+            raise ConfigError(f"{where}.path: {e}") from None
+        dims[split] = meta.dim
+    if len(set(dims.values())) > 1:
+        raise ConfigError(f"{where}.path: the stores of one network hold different numbers of features ("
+                          + ", ".join(f"{s}: {d}" for s, d in dims.items()) + "); a network has one embedding space")
 
 
 SOURCE = Source("zarr", open=None, check=check)

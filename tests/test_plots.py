@@ -1,0 +1,49 @@
+"""Figures fit whatever the names: no title or label is cut off at the figure's edge."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.text import Text
+
+from embmap.evaluate import plots
+from embmap.plan import HEATMAPS
+
+
+def _inside(fig):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text():
+            b = t.get_window_extent(renderer)
+            assert b.x0 >= -0.5 and b.y0 >= -0.5 and b.x1 <= width + 0.5 and b.y1 <= height + 0.5, (
+                f"{t.get_text()!r} at {b} leaves the {width}x{height} figure")
+
+
+@pytest.mark.parametrize("k", [2, 5])
+@pytest.mark.parametrize("experiment", ["digits", "an_experiment_with_a_rather_long_descriptive_name_2026",
+                                        "x" * 180, "imagenet-" * 12])
+def test_heatmaps_fit_long_experiment_names_and_labels(tmp_path, experiment, k):
+    keys = [f"net{i}" for i in range(k)]
+    labels = {keys[0]: "Inception-ResNet-v2 (TF Hub, feature vector, 2018, fine-tuned on something else)",
+              keys[-1]: "random_" * 20}
+    m = pd.DataFrame(np.linspace(0.2, 0.9, k * k).reshape(k, k), index=keys, columns=keys)
+    what = HEATMAPS["closed_set_heatmap"][1]
+    title = f"{experiment}: {what}"
+    fig = plots.heatmap(m, labels, [keys[-1]], title, [tmp_path / "h.png", tmp_path / "h.svg"], keep=True)
+    try:
+        _inside(fig)
+        shown = fig._suptitle.get_text()
+        assert shown.replace("\n", "").replace(" ", "") == title.replace(" ", ""), "the title is wrapped, not cut"
+        assert fig.get_size_inches()[0] < 40, "the figure grows as much as needed, not without bound"
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    assert (tmp_path / "h.png").stat().st_size > 1000 and (tmp_path / "h.svg").stat().st_size > 1000
+
+
+def test_short_labels_keep_at_most_three_lines():
+    assert plots.short_label("mlp") == "mlp"
+    long = plots.short_label("a" * 200)
+    assert long.count("\n") == 2 and long.endswith("…") and max(map(len, long.split("\n"))) <= plots.LABEL_CHARS

@@ -1,0 +1,78 @@
+"""The step runner: output files appear at their paths only when their step succeeded."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from embmap import steps
+
+
+class Named(dict):
+    """Snakemake's named lists, as far as steps.run reads them."""
+
+
+def _job(rule, tmp_path, **outputs):
+    return SimpleNamespace(rule=rule, params=Named(job={"rows": 3}), output=Named(outputs), input=Named(),
+                           wildcards=Named(), threads=1, log=[str(tmp_path / "job.log")])
+
+
+@pytest.fixture
+def rule():
+    name = "write_two_tables"
+    calls = []
+
+    @steps.step(name)
+    def write(rows: int, table: str, figure: str):
+        calls.append((table, figure))
+        with open(table, "w") as f:
+            f.write("a,b\n" * rows)
+        if steps.STEPS[name].fail_now:
+            raise RuntimeError("killed mid-job")
+        with open(figure, "w") as f:
+            f.write("<svg/>")
+
+    write.fail_now = False
+    yield name, write, calls
+    del steps.STEPS[name]
+
+
+def test_a_failing_step_leaves_no_output_and_no_temporary_file(tmp_path, rule):
+    name, fn, calls = rule
+    fn.fail_now = True
+    job = _job(name, tmp_path, table=str(tmp_path / "t.csv"), figure=str(tmp_path / "f.svg"))
+    with pytest.raises(RuntimeError, match="killed mid-job"):
+        steps.run(job)
+    assert calls[0][0] != str(tmp_path / "t.csv"), "the step must write beside its output, not at it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.log"]
+
+
+def test_a_succeeding_step_puts_its_outputs_in_place(tmp_path, rule):
+    name, fn, _ = rule
+    (tmp_path / "t.csv").write_text("old")
+    steps.run(_job(name, tmp_path, table=str(tmp_path / "t.csv"), figure=str(tmp_path / "f.svg")))
+    assert (tmp_path / "t.csv").read_text() == "a,b\n" * 3 and (tmp_path / "f.svg").read_text() == "<svg/>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.svg", "job.log", "t.csv"]
+
+
+def test_bad_input_is_one_line_in_the_log_and_a_bug_keeps_its_traceback(tmp_path):
+    from embmap.contract import StoreError
+
+    def bad_store():
+        raise StoreError("network 'a': store x.zarr: 3 of 9 labels lie outside the classifier's 2 classes")
+
+    def bug():
+        return [][1]
+
+    for name, fn in (("raises_store_error", bad_store), ("raises_index_error", bug)):
+        steps.step(name)(fn)
+    try:
+        with pytest.raises(SystemExit) as e:
+            steps.run(_job("raises_store_error", tmp_path))
+        assert e.value.code == 1
+        log = (tmp_path / "job.log").read_text()
+        assert "ERROR network 'a': store x.zarr: 3 of 9 labels" in log and "Traceback" not in log
+        with pytest.raises(IndexError):
+            steps.run(_job("raises_index_error", tmp_path))
+        assert "Traceback" in (tmp_path / "job.log").read_text()
+    finally:
+        del steps.STEPS["raises_store_error"], steps.STEPS["raises_index_error"]

@@ -1,0 +1,521 @@
+"""The embedding store contract: what a store must and may hold, and the checks that hold it to that.
+
+Every embedding store is read through these checks, whether the workflow
+wrote it or a user brought it (``source: zarr``), so a store that breaks the
+contract is refused in one line naming the store and what is wrong, before a
+number is computed from it. README ("Bring your own embeddings") documents
+the same contract for users.
+
+- :func:`metadata` reads a store's metadata with the standard library only
+  (the Snakefile checks bring-your-own stores while it parses, before any
+  job runs): it recognises a missing folder, a Zarr v2 store, a partial store
+  and consolidated metadata that no longer describes the arrays;
+- :func:`check_complete`, :func:`check_layout` and :func:`check_attributes`
+  check the ``complete`` flag, the arrays (names, shapes, data types, the
+  classifier) and every attribute the workflow reads (:data:`ATTRIBUTES`);
+- :func:`check_experiment` reads ids and labels (numpy, in the
+  ``check_stores`` job, before the pass): ids unique in a store, equal across
+  networks, disjoint between the fit and evaluation splits; labels equal
+  across networks, and in {-1} ∪ [0, classes) of every classifier that reads
+  them; classifiers finite, with one class count, and one per network; every
+  chunk of the embeddings written (listed, not read).
+
+Standard library only at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMAT_VERSION = 1
+ARRAYS = ("embeddings", "ids", "labels", "classifier/weight", "classifier/bias")
+V2_MARKERS = (".zgroup", ".zattrs", ".zarray", ".zmetadata")
+
+
+class StoreError(ValueError):
+    """A store is missing, incomplete, breaks the store contract or disagrees with its siblings."""
+
+
+# -- attributes ---------------------------------------------------------------------------
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _size(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)
+
+
+def _range(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] < v[1]
+
+
+def _optional(test):
+    return lambda v: v is None or test(v)
+
+
+# Attributes the workflow reads from a store: name -> (test, what it must be, what reads it). Every other
+# attribute (dataset, seed, spec, versions, created, experiment, manifest, skipped, tf_threads, your own)
+# is provenance: kept, shown by `python -m embmap inspect`, never read.
+ATTRIBUTES = {
+    "complete": (lambda v: v is True, "the boolean true, written last", "every reader"),
+    "format_version": (lambda v: _is_int(v) and 1 <= v <= FORMAT_VERSION,
+                       f"an integer from 1 to {FORMAT_VERSION} (the store layout's version)", "every reader"),
+    "split": (_optional(lambda v: isinstance(v, str)), "a string (the split the store holds: its file name) or null",
+              "the store checks"),
+    "network": (_optional(lambda v: isinstance(v, str)), "a string or null", "provenance"),
+    "source_kind": (_optional(lambda v: isinstance(v, str)), "a string or null", "provenance"),
+    "source": (_optional(lambda v: isinstance(v, str)), "a string or null", "provenance"),
+    "handle": (_optional(lambda v: isinstance(v, str)), "a string or null", "Table 1 `handle`"),
+    "classifier_handle": (_optional(lambda v: isinstance(v, str)), "a string or null",
+                          "Table 1 `classifier_handle`"),
+    "parameters": (_optional(lambda v: _is_int(v) and v >= 0), "a non-negative integer or null",
+                   "Table 1 `parameters`"),
+    "input_size": (_optional(_size), "[height, width] in pixels (positive integers) or null",
+                   "Table 1 `input_size`"),
+    "preprocessing": (_optional(lambda v: isinstance(v, dict)), "a mapping or null, e.g. {'crop_fraction': 0.875, "
+                      "'input_range': [-1, 1], 'description': 'your words'}", "Table 1 `crop_fraction`, `input_range`"),
+    "randomized": (lambda v: v is None or isinstance(v, (bool, dict)),
+                   "null, false, or a mapping describing the re-initialisation (seed, counts)",
+                   "Table 1 `randomized`"),
+    "l2_normalised": (_optional(lambda v: isinstance(v, bool)), "a boolean or null", "open_set.json"),
+    "alignment": (_optional(lambda v: isinstance(v, dict)), "a mapping or null", "open_set.json"),
+}
+# keys of the `preprocessing` mapping that Table 1 reads; others are provenance
+PREPROCESSING = {
+    "crop_fraction": (_optional(lambda v: _is_number(v) and 0 < v <= 1), "a number in (0, 1] or null"),
+    "input_range": (_optional(_range), "[low, high] with low < high, or null"),
+    "input_size": (_optional(_size), "[height, width] (positive integers) or null"),
+}
+CLASSIFIER_ATTRIBUTES = {
+    "method": (_optional(lambda v: isinstance(v, str)), "a string (variables, least_squares, or how you "
+               "obtained C and b) or null", "Table 1 `classifier`"),
+}
+
+
+def _show(v) -> str:
+    text = json.dumps(v, default=str)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} (a {type(v).__name__})" if not isinstance(v, (dict, list)) or v == [] else text
+
+
+def check_complete(attrs: dict, path) -> None:
+    """``complete`` must be the boolean true; anything else is an unfinished (or hand-made) store."""
+    if "complete" not in attrs:
+        raise StoreError(
+            f"store {path}: not marked complete (no 'complete' attribute). The workflow's own stores appear at "
+            "their final path only when complete, so this one was written by something else or changed by hand: "
+            "finish writing it (set the root attribute complete: true last, as embmap.stores.write_embeddings "
+            "does), or delete it if the workflow wrote it and run the workflow again")
+    if attrs["complete"] is not True:
+        raise StoreError(f"store {path}: attribute 'complete' is {_show(attrs['complete'])}; it must be the boolean "
+                         "true, written last, once every array is whole")
+
+
+def check_attributes(attrs: dict, path, split: str | None = None, classifier_attrs: dict | None = None) -> None:
+    """Check every attribute the workflow reads (:data:`ATTRIBUTES`); ``split``: the split the store is used as."""
+    check_complete(attrs, path)
+    for name, (test, want, _) in ATTRIBUTES.items():
+        if name in attrs and not test(attrs[name]):
+            extra = " (this store was written by a newer embmap)" if name == "format_version" and _is_int(
+                attrs[name]) and attrs[name] > FORMAT_VERSION else ""
+            raise StoreError(f"store {path}: attribute {name!r} is {_show(attrs[name])}; it must be {want}{extra}")
+    for name, (test, want) in PREPROCESSING.items():
+        pre = attrs.get("preprocessing") or {}
+        if name in pre and not test(pre[name]):
+            raise StoreError(f"store {path}: attribute 'preprocessing.{name}' is {_show(pre[name])}; it must be "
+                             f"{want}")
+    if split is not None and attrs.get("split") is not None and attrs["split"] != split:
+        raise StoreError(f"store {path}: its attribute split is {attrs['split']!r}, but it is read as split "
+                         f"{split!r}: is it the right file?")
+    for name, (test, want, _) in CLASSIFIER_ATTRIBUTES.items():
+        if classifier_attrs and name in classifier_attrs and not test(classifier_attrs[name]):
+            raise StoreError(f"store {path}: attribute 'classifier/{name}' is {_show(classifier_attrs[name])}; it "
+                             f"must be {want}")
+
+
+# -- metadata, with the standard library ---------------------------------------------------
+@dataclass
+class ArrayMeta:
+    shape: tuple
+    dtype: str  # zarr v3 data type name: float32, int64, string, ...
+    chunks: tuple | None = None
+
+    @property
+    def kind(self) -> str:
+        """'f' float, 'i' integer, 's' string, 'b' boolean, '?' other."""
+        d = self.dtype
+        if d.startswith("float"):
+            return "f"
+        if d.startswith(("int", "uint")):
+            return "i"
+        if d in ("string", "fixed_length_utf32") or d.startswith(("<U", ">U", "|S", "|O")):
+            return "s"
+        if d == "bool":
+            return "b"
+        return "?"
+
+
+@dataclass
+class Meta:
+    """What a store's metadata says: root and classifier attributes, and the arrays of :data:`ARRAYS` present."""
+
+    path: Path
+    attrs: dict
+    arrays: dict = field(default_factory=dict)
+    classifier_attrs: dict | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.arrays["embeddings"].shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.arrays["embeddings"].shape[1])
+
+    @property
+    def has_classifier(self) -> bool:
+        return "classifier/weight" in self.arrays or "classifier/bias" in self.arrays
+
+    @property
+    def classes(self) -> int | None:
+        w = self.arrays.get("classifier/weight")
+        return int(w.shape[0]) if w is not None and len(w.shape) == 2 else None
+
+
+def _read_json(p: Path, path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise StoreError(f"store {path}: {p.relative_to(path) if p != path else p.name} cannot be read "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def _dtype(meta: dict) -> str:
+    d = meta.get("data_type")
+    if isinstance(d, dict):
+        d = d.get("name")
+    return str(d)
+
+
+def _array(meta: dict) -> ArrayMeta:
+    grid = meta.get("chunk_grid") or {}
+    chunks = (grid.get("configuration") or {}).get("chunk_shape")
+    return ArrayMeta(tuple(meta.get("shape") or ()), _dtype(meta), tuple(chunks) if chunks else None)
+
+
+def convert_hint(path) -> str:
+    p = Path(path)
+    return (f"convert it with `python -m embmap convert {p} NEWDIR/{p.name}` (it reads the old store and writes "
+            "a new one; or write it with embmap.stores.write_embeddings) and set the network's path to NEWDIR")
+
+
+def metadata(path) -> Meta:
+    """Read a store's metadata (standard library only); raise :class:`StoreError` naming what is wrong.
+
+    Refuses a missing folder, a file, a partial store, a Zarr v2 store (with how
+    to convert it), a folder that is no Zarr group, and consolidated metadata
+    that disagrees with an array's own (the store was changed after it was
+    consolidated: Zarr would read the stale shapes).
+    """
+    p = Path(path)
+    if p.name.endswith(".partial"):
+        raise StoreError(f"store {p}: an unfinished writer's partial store (incomplete), never a finished one; the workflow "
+                         "resumes its own partial stores when their rule runs again")
+    if not p.exists():
+        raise StoreError(f"store {p}: does not exist")
+    if not p.is_dir():
+        raise StoreError(f"store {p}: is a file; embmap reads Zarr stores that are folders (a zipped store must "
+                         "be unzipped)")
+    root = _read_json(p / "zarr.json", p)
+    if root is None:
+        v2 = [m for m in V2_MARKERS if (p / m).exists()]
+        if v2:
+            raise StoreError(f"store {p}: is a Zarr v2 store (it has {v2[0]}); embmap reads Zarr v3 stores: "
+                             + convert_hint(p))
+        raise StoreError(f"store {p}: not a Zarr store (no zarr.json)")
+    if root.get("zarr_format") != 3 or root.get("node_type") != "group":
+        raise StoreError(f"store {p}: zarr.json describes a {root.get('node_type')!r} of Zarr format "
+                         f"{root.get('zarr_format')!r}; a store is a Zarr v3 group")
+    consolidated = (root.get("consolidated_metadata") or {}).get("metadata")
+    arrays = {}
+    for name in ARRAYS:
+        own = _read_json(p / name / "zarr.json", p)
+        if own is not None and own.get("node_type") != "array":
+            raise StoreError(f"store {p}: {name!r} is a {own.get('node_type')}, not an array")
+        if consolidated is not None:
+            cons = consolidated.get(name)
+            if (own is None) != (cons is None) or (own is not None and (
+                    list(own.get("shape") or []) != list(cons.get("shape") or [])
+                    or _dtype(own) != _dtype(cons))):
+                say = "absent" if cons is None else f"shape {cons.get('shape')}, {_dtype(cons)}"
+                has = "absent" if own is None else f"shape {own.get('shape')}, {_dtype(own)}"
+                raise StoreError(
+                    f"store {p}: its consolidated metadata is out of date for {name!r} (it says {say}; the array "
+                    f"is {has}): the store was changed after it was consolidated and Zarr would read the stale "
+                    f"description. Run zarr.consolidate_metadata({str(p)!r}), or write the store again")
+        if own is not None:
+            arrays[name] = _array(own)
+    cls = _read_json(p / "classifier" / "zarr.json", p)
+    return Meta(p, dict(root.get("attributes") or {}), arrays,
+                dict(cls.get("attributes") or {}) if cls is not None else None)
+
+
+def check_layout(meta: Meta, need_classifier: bool = False) -> None:
+    """The arrays: ``embeddings`` [n, d] numeric, ``ids`` and ``labels`` [n], labels integers, the classifier."""
+    p, a = meta.path, meta.arrays
+    for name in ("embeddings", "ids", "labels"):
+        if name not in a:
+            raise StoreError(f"store {p}: has no array {name!r} (a store holds embeddings [sample, feature], ids "
+                             "[sample] and labels [sample])")
+    e = a["embeddings"]
+    if len(e.shape) != 2:
+        raise StoreError(f"store {p}: 'embeddings' has shape {list(e.shape)}; it must be 2-D [sample, feature]")
+    if e.kind not in "fi":
+        raise StoreError(f"store {p}: 'embeddings' has data type {e.dtype}; it must be numbers (float32)")
+    n, d = e.shape
+    if d < 1:
+        raise StoreError(f"store {p}: 'embeddings' has no features (shape {list(e.shape)})")
+    for name in ("ids", "labels"):
+        if tuple(a[name].shape) != (n,):
+            raise StoreError(f"store {p}: {name!r} has shape {list(a[name].shape)}; 'embeddings' has {n} samples, "
+                             f"so it must be [{n}]")
+    if a["labels"].kind != "i":
+        raise StoreError(f"store {p}: 'labels' has data type {a['labels'].dtype}; labels must be integers "
+                         "(class indices, -1 where unknown)")
+    if a["ids"].kind not in "si":
+        raise StoreError(f"store {p}: 'ids' has data type {a['ids'].dtype}; ids must be strings naming the images")
+    if meta.has_classifier:
+        w, b = a.get("classifier/weight"), a.get("classifier/bias")
+        if w is None or b is None:
+            raise StoreError(f"store {p}: has classifier/{'bias' if w is None else 'weight'} without classifier/"
+                             f"{'weight' if w is None else 'bias'}; a classifier is both (logits = weight @ f + bias)")
+        if len(w.shape) != 2 or w.shape[1] != d or tuple(b.shape) != (w.shape[0],):
+            raise StoreError(f"store {p}: classifier weight {list(w.shape)} and bias {list(b.shape)} do not fit "
+                             f"{d} features: weight must be [classes, {d}] and bias [classes]")
+        if w.kind != "f" or b.kind != "f":
+            raise StoreError(f"store {p}: classifier weight and bias must be floating point numbers, not "
+                             f"{w.dtype} and {b.dtype}")
+        if w.shape[0] < 2:
+            raise StoreError(f"store {p}: classifier has {w.shape[0]} class(es); a classifier chooses among at "
+                             "least 2")
+    elif need_classifier:
+        raise StoreError(f"store {p}: has no classifier (classifier/weight [classes, features] and classifier/bias "
+                         "[classes]), which task closed_set needs")
+
+
+def check_store(path, split: str | None = None, need_classifier: bool = False) -> Meta:
+    """Every metadata check of one store (standard library only); returns its :class:`Meta`."""
+    meta = metadata(path)
+    check_attributes(meta.attrs, meta.path, split, meta.classifier_attrs)
+    check_layout(meta, need_classifier)
+    return meta
+
+
+def fingerprint(path) -> str:
+    """A digest of the names, sizes and modification times of every file in a store.
+
+    Snakemake sees only a folder's own modification time, which does not change
+    when a file inside is rewritten; this digest does, so a bring-your-own store
+    edited in place reruns everything computed from it.
+    """
+    h = hashlib.sha256()
+    root = Path(path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            try:
+                s = p.stat()
+            except FileNotFoundError:
+                continue
+            h.update(f"{p.relative_to(root)}\0{s.st_size}\0{s.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# -- contents (numpy): ids, labels and classifiers across networks and splits ---------------
+def _values(counts: dict) -> str:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{v} ({c}x)" for v, c in items[:8])
+    return text + (f", ... ({len(items)} values in all)" if len(items) > 8 else "")
+
+
+def duplicate_ids(ids, path) -> None:
+    """Refuse ids that occur more than once, naming the first and its rows."""
+    import numpy as np
+
+    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if len(uniq) == len(ids):
+        return
+    dup = uniq[counts > 1]
+    rows = np.flatnonzero(ids == dup[0])[:3]
+    raise StoreError(f"store {path}: {len(dup)} id(s) occur more than once ({int(counts[counts > 1].sum())} rows), "
+                     f"first {str(dup[0])!r} at rows {', '.join(map(str, rows))}; every id must name one image")
+
+
+def missing_chunks(array, path) -> None:
+    """Refuse an ``embeddings`` array with chunks never written: Zarr would read their rows as its fill value."""
+    total, stored = array.nchunks, array.nchunks_initialized
+    if stored < total:
+        raise StoreError(f"store {path}: {total - stored} of {total} chunks of 'embeddings' were never written, so "
+                         f"Zarr would read their rows as the fill value ({array.fill_value}): was the store written to "
+                         "the end? (Zarr also skips a chunk that is exactly the fill value throughout; "
+                         "write_embeddings uses NaN as fill value, so every row it writes is stored.)")
+
+
+def check_labels(labels, classes: int | None, path, offset: int = 0) -> None:
+    """Labels are -1 (unknown) or, with a classifier of ``classes`` classes whose class 0 is label ``offset``,
+    in [offset, offset + classes)."""
+    import numpy as np
+
+    lo = offset if classes is not None else 0
+    hi = offset + classes if classes is not None else np.iinfo(np.int64).max
+    bad = (labels < -1) | ((labels >= 0) & ((labels < lo) | (labels >= hi)))
+    if bad.any():
+        vals, counts = np.unique(labels[bad], return_counts=True)
+        within = (f"the classifier's {classes} classes ({lo}..{hi - 1}" if classes is not None
+                  else "(class indices")
+        raise StoreError(f"store {path}: {int(bad.sum())} of {len(labels)} labels lie outside {within}; -1 = "
+                         f"unknown): {_values(dict(zip(vals.tolist(), counts.tolist())))}")
+
+
+def same_samples(ref: tuple, other: tuple) -> None:
+    """``ref`` and ``other`` = (network, path, ids, labels): the same samples, in the same order, same labels."""
+    import numpy as np
+
+    (rn, rp, rids, rlab), (n, p, ids, lab) = ref, other
+    if len(ids) != len(rids):
+        raise StoreError(f"network {n!r}: store {p} has {len(ids)} samples, network {rn!r} has {len(rids)} ({rp})")
+    diff = np.flatnonzero(ids != rids)
+    if len(diff):
+        i = diff[0]
+        raise StoreError(f"network {n!r}: ids of {p} disagree with network {rn!r} at {len(diff)} position(s); first "
+                         f"at row {i}: {str(ids[i])!r} vs {str(rids[i])!r} (every network's store of a split holds the same "
+                         "images in the same order)")
+    if lab is not None and rlab is not None:
+        diff = np.flatnonzero(lab != rlab)
+        if len(diff):
+            i = diff[0]
+            raise StoreError(f"network {n!r}: labels of {p} disagree with network {rn!r} at {len(diff)} "
+                             f"position(s); first at row {i} ({str(ids[i])!r}): {lab[i]} vs {rlab[i]} (the same images "
+                             "carry the same labels in every network's store; -1 = unknown)")
+
+
+def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval_split: str | None = None,
+                     log=None) -> dict:
+    """Check the stores of one experiment against each other; returns what was checked (for ``stores_checked.json``).
+
+    ``stores``: {split: {network: path}}. For task ``closed_set`` the
+    evaluation split's classifiers read the labels: every classifier must be
+    finite, all must have the same number of classes, and the labels must be
+    -1 or a class index of it; the fit and evaluation splits must not share
+    ids. Each check reads ids and labels (and the classifiers), never the
+    embeddings.
+    """
+    import numpy as np
+
+    from . import stores as st
+
+    log = log or (lambda *a: None)
+    closed = task == "closed_set"
+    summary = {"task": task, "splits": {}}
+    opened: dict = {}
+    for split, paths in stores.items():
+        ref = None
+        summary["splits"][split] = {}
+        for name, path in paths.items():
+            try:
+                s = st.open_embeddings(path, split=split, need_classifier=closed and split == eval_split)
+                ids, labels = s.ids, s.labels
+                if s.n < (2 if closed and split == fit_split else 1):
+                    raise StoreError(f"store {path}: holds {s.n} sample(s); "
+                                     + ("a map is fitted on at least 2" if split == fit_split else "nothing to measure"))
+                duplicate_ids(ids, path)
+                check_labels(labels, None, path)
+                missing_chunks(s.embeddings, path)
+            except StoreError as e:
+                raise StoreError(f"network {name!r}: {e}") from None
+            if ref is None:
+                ref = (name, path, ids, labels)
+            else:
+                same_samples(ref, (name, path, ids, labels))
+            opened[(split, name)] = s
+            summary["splits"][split][name] = {"path": str(path), "n": s.n, "dim": s.dim,
+                                              "labelled": int((labels >= 0).sum())}
+        log(f"split {split!r}: {len(paths)} store(s) of {ref[2].shape[0] if ref else 0} samples agree")
+    names = list(dict.fromkeys(n for paths in stores.values() for n in paths))
+    for name in names:  # one network: one feature space and one classifier in all its stores
+        mine = [(split, opened[(split, name)]) for split in stores if (split, name) in opened]
+        (s0, first), rest = mine[0], mine[1:]
+        for split, s in rest:
+            if s.dim != first.dim:
+                raise StoreError(f"network {name!r}: store {s.path} has {s.dim} features, its {s0!r} store "
+                                 f"{first.path} has {first.dim}; a network's stores share one embedding space")
+        cls = [(split, s, s.classifier()) for split, s in mine if s.has_classifier]
+        for split, s, (w, b) in cls:
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise StoreError(f"network {name!r}: store {s.path}: its classifier holds NaN or infinite values")
+        # classifiers recovered by least squares are estimates from each split's own images: they differ
+        exact = [c for c in cls if dict(c[1].group["classifier"].attrs).get("method") != "least_squares"]
+        for split, s, (w, b) in exact[1:]:
+            w0, b0 = exact[0][2]
+            scale = max(float(np.abs(w0).max()), float(np.abs(b0).max()), 1e-30)
+            if w.shape != w0.shape or not (np.allclose(w, w0, rtol=1e-5, atol=1e-6 * scale)
+                                           and np.allclose(b, b0, rtol=1e-5, atol=1e-6 * scale)):
+                raise StoreError(f"network {name!r}: the classifier of {s.path} differs from that of "
+                                 f"{exact[0][1].path}; a network has one classifier (are these stores of one model?)")
+    if closed and eval_split in stores:
+        evals = {n: opened[(eval_split, n)] for n in stores[eval_split]}
+        classes = {n: s.classifier()[0].shape[0] for n, s in evals.items()}
+        offsets = {n: s.label_offset for n, s in evals.items()}
+        # label spaces: class k of a classifier is dataset label k + its label_offset (a 1,000-class ImageNet
+        # head beside 1,001 labels with background 0 has offset 1); the spaces must end at the same label
+        ends = {n: offsets[n] + classes[n] for n in evals}
+        if len(set(ends.values())) > 1:
+            raise StoreError("the networks' classifiers cover different labels ("
+                             + ", ".join(f"{n}: {classes[n]} classes" + (f" from label {offsets[n]}" if offsets[n]
+                                                                         else "") for n in evals)
+                             + f", split {eval_split!r}); class i must be the same class for every classifier that "
+                             "reads the labels")
+        labels = next(iter(evals.values())).labels
+        for n, s in evals.items():
+            try:
+                check_labels(labels, classes[n], s.path, offsets[n])
+            except StoreError as e:
+                raise StoreError(f"network {n!r}: {e}") from None
+        if not (labels >= 0).any():
+            raise StoreError(f"split {eval_split!r}: no labels (all -1) in {next(iter(evals.values())).path}; "
+                             "closed_set measures accuracy against them")
+        summary["classes"] = int(max(ends.values()))
+    if closed and fit_split in stores and eval_split in stores:
+        _disjoint(opened, list(stores[fit_split]), fit_split, eval_split)
+    return summary
+
+
+def _disjoint(opened: dict, names: list, fit_split: str, eval_split: str) -> None:
+    """The evaluation split shares no id with the fit split (maps are measured on images they were not fitted on)."""
+    import numpy as np
+
+    name = names[0]
+    fit, ev = opened[(fit_split, name)], opened[(eval_split, name)]
+    fit_ids, eval_ids = fit.ids, ev.ids
+    shared, i_fit, i_eval = np.intersect1d(fit_ids, eval_ids, assume_unique=True, return_indices=True)
+    if not len(shared):
+        return
+    same = np.array_equal(np.asarray(fit.embeddings[int(i_fit[0])]), np.asarray(ev.embeddings[int(i_eval[0])]))
+    why = (f"network {name!r} embeds {str(shared[0])!r} identically in both, so these are the same images: the maps "
+           "would be measured on images they were fitted on; take them out of one split" if same else
+           f"network {name!r} embeds {str(shared[0])!r} differently in the two, so the ids do not name images (row "
+           "numbers?): give every image an id unique across splits, e.g. its file path")
+    raise StoreError(f"splits {fit_split!r} and {eval_split!r} share {len(shared)} of {len(eval_ids)} ids (first "
+                     f"{str(shared[0])!r}, {fit.path} and {ev.path}); {why}")
