@@ -73,6 +73,7 @@ def test_classifier_without_locatable_variables_is_recovered_by_least_squares(wo
     s, rows = run_extract(world, spec_of(world["hidden"]), tmp_path)
     c = s.group["classifier"].attrs
     assert c["method"] == "least_squares" and c["n_images"] == 2 * (6 + 1) <= len(rows) and c["residual"] < 1e-6
+    assert c["label_offset"] == 0 and s.label_offset == 0  # the classes' own offset, not a batch's start
     w, b = s.classifier()
     net = models.open_model("net", spec_of(world["hidden"]))
     x = net.preprocess(data.get({"kind": "imagenet", "root": str(world["root"])}).images(

@@ -107,21 +107,21 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     if store.start:
         log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
     want_classifier = with_classifier and network.has_logits
-    probe, offset = None, 0
+    probe, label_offset = None, 0
     bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
                disable=not progress, mininterval=2.0)
     images = None
-    for offset, images in batches(dataset, ids[store.start:], batch_size, pre):
+    for _, images in batches(dataset, ids[store.start:], batch_size, pre):
         f = network.features(images)
         z = None
         if want_classifier and not store.has_classifier and probe is None:
-            found, z, offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
+            found, z, label_offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
             if isinstance(found, classifiers.LeastSquares):
                 probe = found
                 log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C and b "
                     f"by least squares from {probe.want} images")
             else:
-                st.write_classifier(store.group, *found, label_offset=offset)
+                st.write_classifier(store.group, *found, label_offset=label_offset)
         if probe is not None and not probe.full:
             probe.add(f, network.logits(images) if z is None else z)
         if flip:
@@ -135,12 +135,12 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         images = next(batches(dataset, ids[:1], 1, pre))[1]
         if want_classifier and not store.has_classifier:
             probe = None
-            found, _, offset = _classifier_from_first_batch(network, images, network.features(images), dataset,
+            found, _, label_offset = _classifier_from_first_batch(network, images, network.features(images), dataset,
                                                             lstsq_images)
             if isinstance(found, classifiers.LeastSquares):
                 raise NetworkError(f"network {network.name!r}: resumed with every row on disk but no classifier; "
                                    f"remove {store.partial} and extract again to recover it by least squares")
-            st.write_classifier(store.group, *found, label_offset=offset)
+            st.write_classifier(store.group, *found, label_offset=label_offset)
     if probe is not None:
         try:
             w, b, info = probe.fit()
@@ -148,7 +148,7 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
             raise NetworkError(f"network {network.name!r}: {e}") from None
         log(f"network {network.name!r}: classifier recovered from {probe.n} images, relative residual "
             f"{info['residual']:.3g}")
-        st.write_classifier(store.group, w, b, info, label_offset=offset)
+        st.write_classifier(store.group, w, b, info, label_offset=label_offset)
     if image_files:
         preprocessing_attrs = {**im.describe(pre["input_size"], pre["crop_fraction"]), **network.input_attrs()}
     else:

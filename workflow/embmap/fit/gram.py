@@ -261,12 +261,14 @@ class _Accumulator:
         from threadpoolctl import threadpool_limits
 
         self.n += len(x)
-        self.sums += x.sum(axis=0, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf is named when the blocks are centred
+            self.sums += x.sum(axis=0, dtype=np.float64)
 
         def tile(t):
             p, c0, c1 = t
             r0, r1 = self.bounds[p]
-            self.panels[p][:, c0 - r0:c1 - r0] += x[:, r0:r1].T @ x[:, c0:c1]
+            with np.errstate(invalid="ignore", over="ignore"):  # errstate is per thread
+                self.panels[p][:, c0 - r0:c1 - r0] += x[:, r0:r1].T @ x[:, c0:c1]
 
         with threadpool_limits(limits=1, user_api="blas"):
             if pool is None:
@@ -316,10 +318,11 @@ class _Accumulator:
 
 def _shifted(x: np.ndarray, shifts: np.ndarray, dtype) -> np.ndarray:
     """Rows minus the shifts, in the products' dtype (float32 rows freshly read are shifted in place)."""
-    if dtype == np.float32:
-        x -= shifts.astype(np.float32)  # exact: the shifts hold float32 values
-        return x
-    return np.subtract(x, shifts, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf is named when the blocks are centred
+        if dtype == np.float32:
+            x -= shifts.astype(np.float32)  # exact: the shifts hold float32 values
+            return x
+        return np.subtract(x, shifts, dtype=np.float64)
 
 
 def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
