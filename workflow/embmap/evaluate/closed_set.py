@@ -4,7 +4,8 @@ For every ordered pair (A, B) and method, features ``f_A`` of the
 evaluation split are mapped into B's space and fed to B's classifier:
 
 - ``native``   A = B, no map: the network's own accuracy (the diagonal);
-- ``ridge``    the fitted ridge map (paper eq. 5);
+- ``ridge``    the fitted ridge map (paper eq. 5); ``lstsq`` and ``procrustes``
+  likewise when ``mapping.methods`` asks for them (:mod:`embmap.fit.methods`);
 - ``analytic`` Theorem 3.2: ``pinv(C_B) (C_A f_A + b_A - b_B)``; equals A's own
   accuracy whenever ``C_B`` has full row rank;
 - ``identity`` ``f_A`` unchanged, wherever the dimensions agree (a control).
@@ -27,7 +28,7 @@ import pandas as pd
 from .. import stores as st
 from ..fit import FitError
 from ..fit.ridge import LinearMap
-from .common import ANALYTIC, IDENTITY, NATIVE, RIDGE, cosine
+from .common import ANALYTIC, IDENTITY, MAP_METHODS, NATIVE, RIDGE, cosine
 
 COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
            "r2", "cosine", "agreement", "n"]
@@ -41,24 +42,42 @@ class _Tally:
         self.cos = self.sse = 0.0
 
 
-def analytic_map(cls_a: tuple, cls_b: tuple) -> LinearMap:
+def analytic_factor(cls_b: tuple) -> tuple[np.ndarray, bool]:
+    """``pinv(C_B)`` and whether ``C_B`` has full row rank, from one SVD of B's classifier.
+
+    The same cut-offs as numpy's ``pinv`` (singular values above ``1e-15 max s``)
+    and ``matrix_rank`` (above ``max s max(shape) eps``). Computed once per
+    target network and shared by every source's analytic map.
+    """
+    cb = np.asarray(cls_b[0], dtype=np.float64)
+    u, s, vt = np.linalg.svd(cb, full_matrices=False)
+    large = s > 1e-15 * s.max() if len(s) else s > 0
+    inv = np.zeros_like(s)
+    inv[large] = 1.0 / s[large]
+    pinv_b = vt.T @ (inv[:, None] * u.T)
+    rank = int(np.sum(s > (s.max() * max(cb.shape) * np.finfo(np.float64).eps if len(s) else 0.0)))
+    return pinv_b, rank == cb.shape[0]
+
+
+def analytic_map(cls_a: tuple, cls_b: tuple, factor: tuple | None = None) -> LinearMap:
     """The paper's Theorem 3.2 map: ``f_B = pinv(C_B) (C_A f_A + b_A - b_B)``.
 
     ``cls_a`` and ``cls_b`` are (weight [class, feature], bias [class]). When
     ``C_B`` has full row rank the mapped features give exactly the source
-    network's logits under B's classifier.
+    network's logits under B's classifier. ``factor`` is B's
+    :func:`analytic_factor` (computed here when not given).
     """
     ca, ba = (np.asarray(t, dtype=np.float64) for t in cls_a)
     cb, bb = (np.asarray(t, dtype=np.float64) for t in cls_b)
     if ca.shape[0] != cb.shape[0]:
         raise FitError(f"classifiers have {ca.shape[0]} and {cb.shape[0]} classes; the analytic map needs equal")
-    pinv_b = np.linalg.pinv(cb)
-    full_rank = np.linalg.matrix_rank(cb) == cb.shape[0]
+    pinv_b, full_rank = factor if factor is not None else analytic_factor(cls_b)
     return LinearMap(ca.T @ pinv_b.T, pinv_b @ (ba - bb), {"method": "analytic", "exact": bool(full_rank)})
 
 
 def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
-             block_rows: int = 4096) -> pd.DataFrame:
+             block_rows: int = 4096, more: dict[str, dict[tuple[str, str], LinearMap]] | None = None
+             ) -> pd.DataFrame:
     """Measure every pair and method in one pass over the evaluation stores.
 
     Parameters
@@ -68,6 +87,9 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
         each with a classifier; their order is the table's order.
     maps : dict (source, target) -> LinearMap
         The ridge maps for every ordered pair of distinct networks.
+    more : dict method -> {(source, target): LinearMap}, optional
+        Maps of further methods (``lstsq``, ``procrustes``; :mod:`embmap.fit.methods`),
+        each measured like the ridge maps, in rows of their own ``method``.
     block_rows : int
         Samples read per step; memory is bounded by this, not by the split size.
 
@@ -84,6 +106,12 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
     for (a, b) in [(a, b) for a in names for b in names if a != b]:
         if (a, b) not in maps:
             raise KeyError(f"no ridge map from {a!r} to {b!r}")
+    more = {m: more[m] for m in MAP_METHODS if more and m in more and m != RIDGE}
+    for method, fitted in more.items():
+        missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
+        if missing:
+            raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
+    factors = {}  # one factorisation per target classifier, shared by every source
     methods: dict[tuple[str, str, str], LinearMap | None] = {}
     for a in names:
         methods[(a, a, NATIVE)] = None
@@ -91,8 +119,12 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             if a == b:
                 continue
             methods[(a, b, RIDGE)] = maps[(a, b)]
+            for method, fitted in more.items():
+                methods[(a, b, method)] = fitted[(a, b)]
             if cls[a][0].shape[0] == cls[b][0].shape[0]:
-                methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b])
+                if b not in factors:
+                    factors[b] = analytic_factor(cls[b])
+                methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b], factors[b])
             if stores[a].dim == stores[b].dim:
                 methods[(a, b, IDENTITY)] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
                                                       {"method": IDENTITY})
