@@ -116,6 +116,7 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
                 for ranks in run(fold, range(n_folds)):
                     for b, r in ranks.items():
                         hits[(a, b, method)] += np.array([(r <= q).sum() for q in RANKS])
+            del sf, xa  # one source's blocks in memory at a time
     rows = []
     for (a, b, method), h in hits.items():
         rows.append({"source": a, "target": b, "method": method, "rank1": h[0] / len(probes),

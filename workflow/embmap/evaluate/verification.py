@@ -147,8 +147,8 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
             x1 = np.asarray(features[a][u1], dtype=np.float64)
             try:
                 sf = SourceFolds(a, np.asarray(features[a][i1[fit]], dtype=np.float64),
-                                 {b: np.asarray(features[b][i2[fit]], dtype=np.float64) for b in targets},
-                                 pairs.fold[fit], pairs.n_folds, precision)
+                                 {b: features[b][i2[fit]] for b in targets}, pairs.fold[fit], pairs.n_folds,
+                                 precision)
                 for method in mapped_methods:
                     chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
 
@@ -167,6 +167,7 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
                             score(a, b, method, k, result, sf.n_fit(k), penalty)
             except FitError as e:
                 raise FitError(f"pairs file {pairs.source}: {e}") from None
+            del sf, x1  # one source's blocks in memory at a time
     rows = [found[(a, b, method, k)] for k in range(pairs.n_folds) for a, b, method in table_methods]
     folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
     return summarise(folds), folds

@@ -121,7 +121,8 @@ class SourceFolds:
     x : float [n_fit, d_a]
         Source features of the first image of each fitting pair.
     ys : dict target -> float [n_fit, d_b]
-        Target features of the second image of each fitting pair.
+        Target features of the second image of each fitting pair (copied into
+        one float64 array, targets side by side).
     fold : int [n_fit]
         The fold of each fitting pair (0-based).
     """
@@ -135,7 +136,9 @@ class SourceFolds:
             self.slices[b] = slice(start, start + yb.shape[1])
             start += yb.shape[1]
         self.x = np.asarray(x, dtype=np.float64)
-        self.y = np.hstack([np.asarray(yb, dtype=np.float64) for yb in ys.values()])
+        self.y = np.empty((len(self.x), start))
+        for b, yb in ys.items():
+            self.y[:, self.slices[b]] = yb
         self.fold = np.asarray(fold)
         self.rows = [np.flatnonzero(self.fold == j) for j in range(n_folds)]
         self.parts = [part_of(self.x[r], self.y[r], precision) for r in self.rows]
