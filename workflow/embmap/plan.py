@@ -37,7 +37,7 @@ OUTPUTS = {
     "blocks": "fit/blocks.zarr",
     "maps": "maps/{source}",
     "map": "maps/{source}/{target}.zarr",
-    "method_maps": "maps/{method}/{source}",
+    "method_maps": "maps/{method}",
     "method_map": "maps/{method}/{source}/{target}.zarr",
     "similarity": "tables/similarity.csv",
     "sample_efficiency": "tables/sample_efficiency.csv",
@@ -460,7 +460,7 @@ class Plan:
         """Every source's map folders: ridge's and each further method's."""
         e = self.experiments[exp]
         return ([self.maps_dir(exp, a) for a in e.networks]
-                + [self.path("method_maps", exp, method=m, source=a) for m in e.extra_methods for a in e.networks])
+                + [self.path("method_maps", exp, method=m) for m in e.extra_methods])
 
     def _inputs_evaluate_closed_set(self, wc) -> dict:
         return {**self._inputs_eval_stores(wc), "map_dirs": self.method_maps_dirs(wc.exp)}
@@ -528,8 +528,8 @@ class Plan:
 
     def _job_fit_method_maps(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
-                "scale": exp.mapping["scale"], "fit_split": exp.fit_split}
+        return {"experiment": wc.exp, "networks": list(exp.networks), "scale": exp.mapping["scale"],
+                "fit_split": exp.fit_split}
 
     def map_paths(self, exp: str, method: str = "ridge") -> dict:
         """{source: {target: map store}} of one method."""

@@ -76,8 +76,8 @@ def analytic_map(cls_a: tuple, cls_b: tuple, factor: tuple | None = None) -> Lin
 
 
 def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
-             block_rows: int = 4096, more: dict[str, dict[tuple[str, str], LinearMap]] | None = None
-             ) -> pd.DataFrame:
+             block_rows: int = 4096, more: dict[str, dict[tuple[str, str], LinearMap]] | None = None,
+             controls: bool = True) -> pd.DataFrame:
     """Measure every pair and method in one pass over the evaluation stores.
 
     Parameters
@@ -90,6 +90,8 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
     more : dict method -> {(source, target): LinearMap}, optional
         Maps of further methods (``lstsq``, ``procrustes``; :mod:`embmap.fit.methods`),
         each measured like the ridge maps, in rows of their own ``method``.
+    controls : bool
+        Also measure the analytic and identity maps (False: native and fitted maps only).
     block_rows : int
         Samples read per step; memory is bounded by this, not by the split size.
 
@@ -121,11 +123,11 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             methods[(a, b, RIDGE)] = maps[(a, b)]
             for method, fitted in more.items():
                 methods[(a, b, method)] = fitted[(a, b)]
-            if cls[a][0].shape[0] == cls[b][0].shape[0]:
+            if controls and cls[a][0].shape[0] == cls[b][0].shape[0]:
                 if b not in factors:
                     factors[b] = analytic_factor(cls[b])
                 methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b], factors[b])
-            if stores[a].dim == stores[b].dim:
+            if controls and stores[a].dim == stores[b].dim:
                 methods[(a, b, IDENTITY)] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
                                                       {"method": IDENTITY})
     tallies = {key: _Tally() for key in methods}
