@@ -105,3 +105,15 @@ def test_per_fold_maps_of_every_method_equal_a_fit_on_the_other_folds(feats, met
         np.testing.assert_allclose(w[:, sf.slices[b]], m.weight, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(c[sf.slices[b]], m.intercept, rtol=1e-8, atol=1e-10)
     assert penalty["n1"] == 0.0 if method == "lstsq" else np.isnan(penalty["n1"])
+
+
+def test_ridge_by_one_solve_equals_ridge_by_eigh(feats):
+    from embmap.fit import ridge
+
+    bl = gram.blocks_in_memory(feats)
+    fast = methods.ridge_solve_maps(bl, "n1", ["n0", "n2"], 2.5)
+    ref = ridge.fit_maps(bl, "n1", ["n0", "n2"], 2.5)
+    for b in ("n0", "n2"):
+        np.testing.assert_allclose(fast[b].weight, ref[b].weight, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fast[b].intercept, ref[b].intercept, rtol=1e-9, atol=1e-12)
+        assert fast[b].attrs["fit_r2"] == pytest.approx(ref[b].attrs["fit_r2"], rel=1e-10)

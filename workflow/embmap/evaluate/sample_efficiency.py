@@ -4,7 +4,8 @@ For each n of ``mapping.sample_sizes`` the blocks of the first n rows of the
 fit split (nested prefixes) give every method's maps for every ordered pair,
 exactly as the whole split's blocks give the full maps (ridge with the
 penalty of the pair's full map: ``mapping.alpha``, or the one its
-cross-validation chose). Each size is then measured on the evaluation split
+cross-validation chose; one linear solve per source and penalty,
+:func:`embmap.fit.methods.ridge_solve_maps`). Each size is then measured on the evaluation split
 by :func:`embmap.evaluate.closed_set.evaluate` (one pass over the evaluation
 stores per size; ``all`` is the full maps).
 
@@ -72,7 +73,7 @@ def fit_all(blocks: gram.Blocks, method: str, alphas: dict, scale: str) -> dict[
         if method == mt.RIDGE:
             for alpha in sorted({alphas[(a, b)] for b in targets}):
                 group = [b for b in targets if alphas[(a, b)] == alpha]
-                for b, m in mt.fit_maps(blocks, a, group, method, alpha).items():
+                for b, m in mt.ridge_solve_maps(blocks, a, group, alpha).items():
                     out[(a, b)] = m
         else:
             for b, m in mt.fit_maps(blocks, a, targets, method, scale=scale).items():

@@ -106,6 +106,32 @@ def check_method(method: str, scale: str = "none") -> None:
         raise FitError(f"mapping.scale {scale!r}: use one of {SCALES}")
 
 
+def ridge_solve_maps(blocks: Blocks, source: str, targets: list[str], alpha: float) -> dict[str, LinearMap]:
+    """Ridge maps for one penalty ``alpha > 0`` by one linear solve of ``S_AA + alpha I`` for all targets.
+
+    The same maps as :func:`embmap.fit.ridge.fit_maps` (to rounding) at about half
+    its arithmetic: an LU factorisation instead of ``eigh`` and one product fewer;
+    for the many fits of the sample-efficiency curves.
+    """
+    if not alpha > 0:
+        return ridge_maps(blocks, source, targets, alpha)
+    s_aa = blocks.gram(source, source)
+    s_ab = np.hstack([blocks.gram(source, b) for b in targets])
+    w_all = np.linalg.solve(s_aa + alpha * np.eye(len(s_aa)), s_ab)
+    mu, out, start = blocks.means, {}, 0
+    for b in targets:
+        w = w_all[:, start:start + blocks.dim(b)]
+        sl = s_ab[:, start:start + blocks.dim(b)]
+        start += blocks.dim(b)
+        # tr(W' S_AA W) = tr(W' (S_AB - alpha W)) since (S_AA + alpha I) W = S_AB
+        s_bb = float(blocks.sumsq(b).sum())
+        rss = s_bb - 2.0 * float(np.sum(w * sl)) + float(np.sum(w * (sl - alpha * w)))
+        out[b] = LinearMap(w, mu[b] - mu[source] @ w,
+                           {"source": source, "target": b, "alpha": float(alpha), "n": blocks.n, "method": RIDGE,
+                            "fit_r2": 1.0 - rss / s_bb if s_bb > 0 else float("nan")})
+    return out
+
+
 def fit_maps(blocks: Blocks, source: str, targets: list[str], method: str = RIDGE, alpha=1.0,
              scale: str = "none") -> dict[str, LinearMap]:
     """Maps of ``method`` from ``source`` to each target, one factorisation of the source's blocks.
