@@ -157,8 +157,12 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
                         out = {}
                         for b, sl in sf.slices.items():
                             mb = x1 @ w[:, sl] + c[sl]  # one target at a time: memory of one mapped set
-                            num = np.einsum("ij,ij->i", mb[inv1], y2[b])
-                            d = 1.0 - num / np.maximum(np.linalg.norm(mb, axis=1)[inv1] * ny2[b], 1e-300)
+                            norm = np.sqrt(np.einsum("ij,ij->i", mb, mb))[inv1]
+                            num = np.empty(len(inv1))
+                            for lo in range(0, len(inv1), 1024):  # pairs in slices: no copy of every row
+                                rows = slice(lo, lo + 1024)
+                                num[rows] = np.einsum("ij,ij->i", mb[inv1[rows]], y2[b][rows])
+                            d = 1.0 - num / np.maximum(norm * ny2[b], 1e-300)
                             out[b] = (fold_accuracy(d, pairs.same, pairs.fold, k), penalty[b])
                         return out
 
