@@ -96,11 +96,15 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
     labels = labels or {}
     names = [labels.get(k, k) for k in order]
     k = len(order)
-    fig, axes = plt.subplots(1, len(indices), figsize=(max(3.2, 0.55 * k + 1.6) * len(indices), 0.55 * k + 2.2),
-                             squeeze=False)
+    cols = min(3, len(indices))
+    rows = -(-len(indices) // cols)
+    side = max(3.2, 0.55 * k + 1.6)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, (0.55 * k + 1.9) * rows + 0.4), squeeze=False)
+    for ax in axes.flat[len(indices):]:
+        ax.set_visible(False)
     titles = {"cka": "linear CKA", "cca": "mean squared CCA", "svcca": "SVCCA",
               "procrustes": "angular shape metric (rad)", "r2": "ridge R² (fit split)"}
-    for ax, index in zip(axes[0], indices):
+    for ax, index in zip(axes.flat, indices):
         m = mats[index].to_numpy(dtype=float)
         if index == "procrustes":
             im = ax.imshow(m, cmap="Blues_r", vmin=0, vmax=np.pi / 2)
@@ -119,8 +123,8 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
                 t.set_color("grey")
         ax.set_title(titles.get(index, index), fontsize=10)
         ax.set_xlabel("target" if index == "r2" else "network", fontsize=8)
+        ax.set_ylabel("source" if index == "r2" else "network", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    axes[0][0].set_ylabel("source" if indices == ["r2"] else "network (r2: source)", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
