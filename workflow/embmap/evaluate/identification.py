@@ -99,7 +99,7 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
         for a in names if mapped_methods else []:
             targets = [b for b in names if b != a]
             xa = np.asarray(features[a][probes], dtype=np.float64)
-            sf = SourceFolds(a, xa, {b: gal[b][pid] for b in targets}, pfold, n_folds, precision)
+            sf = SourceFolds(a, xa, {b: gal[b][pid] for b in targets}, pfold, n_folds, precision, run)
             for method in mapped_methods:
                 chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
                 if log and chosen:

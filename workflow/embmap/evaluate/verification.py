@@ -148,7 +148,7 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
             try:
                 sf = SourceFolds(a, np.asarray(features[a][i1[fit]], dtype=np.float64),
                                  {b: features[b][i2[fit]] for b in targets}, pairs.fold[fit], pairs.n_folds,
-                                 precision)
+                                 precision, run)
                 for method in mapped_methods:
                     chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
 

@@ -125,10 +125,11 @@ class SourceFolds:
         one float64 array, targets side by side).
     fold : int [n_fit]
         The fold of each fitting pair (0-based).
+    run : a map over the folds' blocks (:func:`workers`); default one after another
     """
 
     def __init__(self, source: str, x: np.ndarray, ys: dict, fold: np.ndarray, n_folds: int,
-                 precision: str = "float64"):
+                 precision: str = "float64", run=None):
         self.source, self.targets = source, list(ys)
         self.n_folds = n_folds
         self.slices, start = {}, 0
@@ -141,7 +142,7 @@ class SourceFolds:
             self.y[:, self.slices[b]] = yb
         self.fold = np.asarray(fold)
         self.rows = [np.flatnonzero(self.fold == j) for j in range(n_folds)]
-        self.parts = [part_of(self.x[r], self.y[r], precision) for r in self.rows]
+        self.parts = (run or sequential)(lambda r: part_of(self.x[r], self.y[r], precision), self.rows)
         present = [p for p in self.parts if p is not None]
         if not present:
             raise FitError(f"network {source!r}: no fitting pairs")
