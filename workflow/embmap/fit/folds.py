@@ -156,11 +156,28 @@ class SourceFolds:
         return self.whole.n - (self.parts[k].n if self.parts[k] is not None else 0)
 
     def training(self, *held_out: int) -> Part:
-        """Blocks of every fold but ``held_out``."""
+        """Blocks of every fold but ``held_out``, exactly: with W the whole, t the rest and d = m - m_W,
+        ``S_W = S_t + sum_s S_s + n_t d_t d_t' + sum_s n_s d_s d_s'`` over the held-out folds s, solved for
+        ``S_t`` (one pass over each array and one low-rank product for the means)."""
         out = [self.parts[j] for j in held_out if self.parts[j] is not None]
         if not out:
             return self.whole
-        return minus(self.whole, out[0] if len(out) == 1 else pool_parts(out))
+        w = self.whole
+        nt = w.n - sum(p.n for p in out)
+        ma = (w.n * w.ma - sum(p.n * p.ma for p in out)) / nt
+        mb = (w.n * w.mb - sum(p.n * p.mb for p in out)) / nt
+        da = np.array([p.ma - w.ma for p in out] + [ma - w.ma])
+        db = np.array([p.mb - w.mb for p in out] + [mb - w.mb])
+        weight = np.array([float(p.n) for p in out] + [float(nt)])
+        saa, sab, sbb = w.saa.copy(), w.sab.copy(), w.sbb.copy()
+        for p in out:
+            saa -= p.saa
+            sab -= p.sab
+            sbb -= p.sbb
+        saa -= da.T @ (weight[:, None] * da)
+        sab -= da.T @ (weight[:, None] * db)
+        sbb -= weight @ (db * db)
+        return Part(nt, ma, mb, saa, sab, sbb)
 
     def weights(self, k: int, method: str, alpha=1.0, scale: str = "none", chosen: dict | None = None
                 ) -> tuple[np.ndarray, np.ndarray, dict]:
