@@ -5,9 +5,9 @@ from source features of the first image of each fitting pair to target
 features of the second (the paper's eq. 17). The work is organised per
 source network (:class:`SourceFolds`): the centred blocks ``S_AA`` and
 ``S_AB`` (all targets side by side) of every fold are computed once from the
-fold's rows; the training blocks of fold k are the whole minus fold k,
-``S_t = S - S_k - n n_k / n_t (m - m_k)(m - m_k)^T`` (exact), so no fold costs
-a pass over the features and memory holds one source's blocks at a time.
+fold's rows; the training blocks of fold k are the whole minus fold k, exactly
+(:meth:`SourceFolds.training`), so no fold costs a pass over the features and
+memory holds one source's blocks at a time.
 
 Maps (:mod:`embmap.fit.methods`): ``ridge`` with one penalty is one linear
 solve of ``S_t,AA + alpha I`` for all targets at once; ``lstsq`` one ``eigh``;
@@ -101,16 +101,6 @@ def pool_parts(parts: list[Part]) -> Part:
         sab = sab + p.n * np.outer(da, db)
         sbb = sbb + p.n * db * db
     return Part(n, ma, mb, saa, sab, sbb)
-
-
-def minus(whole: Part, p: Part) -> Part:
-    """The blocks of ``whole`` without the samples of ``p`` (a subset of them), exactly."""
-    nt = whole.n - p.n
-    c = whole.n * p.n / nt
-    da, db = whole.ma - p.ma, whole.mb - p.mb
-    return Part(nt, (whole.n * whole.ma - p.n * p.ma) / nt, (whole.n * whole.mb - p.n * p.mb) / nt,
-                whole.saa - p.saa - c * np.outer(da, da), whole.sab - p.sab - c * np.outer(da, db),
-                whole.sbb - p.sbb - c * db * db)
 
 
 class SourceFolds:
