@@ -34,7 +34,9 @@ def tiny_config():
         "one": {"task": "closed_set", "dataset": DIGITS, "networks": {
             "mlp": {"source": "train", "train": {"architecture": "mlp", "width": 16, "epochs": 3, "seed": 1}},
             "cnn": shared}},
-        "two": {"task": "closed_set", "dataset": DIGITS, "mapping": {"alpha": 10.0}, "networks": {
+        "two": {"task": "closed_set", "dataset": DIGITS,
+                "mapping": {"alpha": 10.0, "methods": ["ridge", "lstsq", "procrustes"], "sample_sizes": [50, "all"]},
+                "similarity": {"indices": ["cka", "cca", "svcca", "procrustes", "r2"]}, "networks": {
             "cnn": shared,
             "rnd": {"source": "train", "control": True,
                     "train": {"architecture": "separable", "width": 16, "epochs": 0, "seed": 5}}}},
@@ -67,8 +69,8 @@ def _arrays(path):
 
 def test_tables_are_identical_run_after_run(two_runs):
     (a, _), (b, _) = two_runs
-    for exp in ("one", "two"):
-        for table in ("closed_set.csv", "closed_set_matrix.csv", "networks.csv"):
+    for exp, extra in (("one", ()), ("two", ("similarity.csv", "sample_efficiency.csv"))):
+        for table in ("closed_set.csv", "closed_set_matrix.csv", "networks.csv", *extra):
             fa, fb = a / "results" / exp / "tables" / table, b / "results" / exp / "tables" / table
             assert filecmp.cmp(fa, fb, shallow=False), f"{exp}/{table} differs between the runs"
 
@@ -77,7 +79,7 @@ def test_stores_blocks_and_maps_are_bit_identical_run_after_run(two_runs):
     (a, _), (b, _) = two_runs
     paths = [f"one/embeddings/{n}/{s}.zarr" for n in ("mlp", "cnn") for s in ("train", "test")]
     paths += ["two/embeddings/rnd/test.zarr", "one/fit/blocks.zarr", "two/fit/blocks.zarr",
-              "one/maps/mlp/cnn.zarr", "two/maps/rnd/cnn.zarr"]
+              "one/maps/mlp/cnn.zarr", "two/maps/rnd/cnn.zarr", "two/maps/procrustes/rnd/cnn.zarr"]
     for p in paths:
         xa, xb = _arrays(a / "results" / p), _arrays(b / "results" / p)
         assert xa.keys() == xb.keys() and xa, p

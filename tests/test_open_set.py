@@ -236,24 +236,26 @@ def test_fold_map_ignores_its_own_fold():
     pairs = pairs_among(ids, n_folds=3, per_fold=8)
     i1, i2 = pf.rows_of(pairs, ids)
     fit = pairs.same
-    src = {a: f[i1[fit]].astype(np.float64) for a, f in feats.items()}
-    tgt = {b: f[i2[fit]].astype(np.float64) for b, f in feats.items()}
-    fg = folds.fold_grams(src, tgt, pairs.fold[fit], 3)
-    m0 = folds.leave_one_out_maps(fg, 0, 1.0)[("net0", "net1")]
+    src = feats["net0"][i1[fit]].astype(np.float64)
+    tgt = {"net1": feats["net1"][i2[fit]].astype(np.float64)}
+
+    def fold_map(x, k):
+        return folds.SourceFolds("net0", x, tgt, pairs.fold[fit], 3).weights(k, "ridge", 1.0)[:2]
+
+    w0, c0 = fold_map(src, 0)
     in0 = pairs.fold[fit] == 0
-    src["net0"][in0] += 5.0  # change fold 0's pairs only
-    fg2 = folds.fold_grams(src, tgt, pairs.fold[fit], 3)
-    m0b = folds.leave_one_out_maps(fg2, 0, 1.0)[("net0", "net1")]
-    np.testing.assert_allclose(m0b.weight, m0.weight, atol=1e-10)
-    np.testing.assert_allclose(m0b.intercept, m0.intercept, atol=1e-10)
-    m1b = folds.leave_one_out_maps(fg2, 1, 1.0)[("net0", "net1")]
-    assert not np.allclose(m1b.intercept, folds.leave_one_out_maps(fg, 1, 1.0)[("net0", "net1")].intercept)
+    changed = src.copy()
+    changed[in0] += 5.0  # change fold 0's pairs only
+    w0b, c0b = fold_map(changed, 0)
+    np.testing.assert_allclose(w0b, w0, atol=1e-10)
+    np.testing.assert_allclose(c0b, c0, atol=1e-10)
+    assert not np.allclose(fold_map(changed, 1)[1], fold_map(src, 1)[1])
     # and it equals a fit on the other folds' rows
     from sklearn.linear_model import Ridge
 
-    ref = Ridge(alpha=1.0).fit(src["net0"][~in0], tgt["net1"][~in0])
-    np.testing.assert_allclose(m0.weight, ref.coef_.T, atol=1e-8)
-    np.testing.assert_allclose(m0.intercept, ref.intercept_, atol=1e-8)
+    ref = Ridge(alpha=1.0).fit(src[~in0], tgt["net1"][~in0])
+    np.testing.assert_allclose(w0, ref.coef_.T, atol=1e-8)
+    np.testing.assert_allclose(c0, ref.intercept_, atol=1e-8)
 
 
 def test_a_single_fold_is_refused():

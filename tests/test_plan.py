@@ -110,7 +110,16 @@ def test_defaults_come_from_the_schema_and_are_filled_once():
 
     p = plan.Plan(DEMO, ROOT)
     closed, open_ = p.experiments["digits"], p.experiments["digits_open_set"]
-    assert closed.mapping == {"alpha": 1.0, "folds": 5, "shards": 1, "precision": "float64"}
+    assert closed.mapping == {"alpha": 1.0, "folds": 5, "shards": 1, "precision": "float64",
+                              "methods": ["ridge", "lstsq", "procrustes"], "scale": "none",
+                              "sample_sizes": [32, 64, 128, 256, 512, "all"]}
+    assert open_.mapping["methods"] == ["ridge", "lstsq", "procrustes"] and open_.mapping["sample_sizes"] == []
+    bare = config.load({"experiments": {"x": {"task": "closed_set", "dataset": {"kind": "digits"},
+                                              "networks": {"a": {"source": "zarr", "path": "p"},
+                                                           "b": {"source": "zarr", "path": "q"}}}}})
+    x = bare["experiments"]["x"]  # the new analyses are off by default: existing outputs do not change
+    assert x["mapping"]["methods"] == ["ridge"] and x["mapping"]["sample_sizes"] == []
+    assert x["similarity"]["indices"] == []
     assert closed.store == {"chunk_rows": None, "batch_size": 256}
     assert "identification" not in closed.spec and open_.identification == {"folds": 2, "seed": 0}
     cnn = closed.networks["cnn"].spec
@@ -187,12 +196,14 @@ def test_every_rule_job_of_the_demo_is_answered_by_the_plan():
     p = plan.Plan(DEMO, ROOT)
     for exp, e in p.experiments.items():
         for net in e.networks:
-            wc = SimpleNamespace(exp=exp, network=net, source=net, split=e.splits[0], shard="0",
-                                 align="facenet160m32")
+            wc = SimpleNamespace(exp=exp, network=net, source=net, target=net, split=e.splits[0], shard="0",
+                                 align="facenet160m32", method="lstsq")
             for rule, fn in steps.STEPS.items():
                 rules_of_task = {"closed_set": ("evaluate_open_set", "evaluate_identification", "write_pairs",
                                                 "plot_open_set", "plot_identification"),
-                                 "open_set": ("evaluate_closed_set", "network_table", "plot_closed_set")}
+                                 "open_set": ("evaluate_closed_set", "network_table", "plot_closed_set",
+                                              "similarity", "sample_efficiency", "plot_similarity",
+                                              "plot_sample_efficiency", "fit_method_maps")}
                 if rule in rules_of_task[e.task] or rule in ("detect_faces", "align_faces"):
                     continue
                 job = p.job(rule)(wc)

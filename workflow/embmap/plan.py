@@ -39,6 +39,10 @@ OUTPUTS = {
     "blocks": "fit/blocks.zarr",
     "maps": "maps/{source}",
     "map": "maps/{source}/{target}.zarr",
+    "method_maps": "maps/{method}",
+    "method_map": "maps/{method}/{source}/{target}.zarr",
+    "similarity": "tables/similarity.csv",
+    "sample_efficiency": "tables/sample_efficiency.csv",
     "networks_table": "tables/networks.csv",
     "closed_set": "tables/closed_set.csv",
     "closed_set_matrix": "tables/closed_set_matrix.csv",
@@ -51,7 +55,11 @@ OUTPUTS = {
     "closed_set_heatmap": "figures/closed_set_heatmap.{ext}",
     "open_set_heatmap": "figures/open_set_heatmap.{ext}",
     "identification_heatmap": "figures/identification_heatmap.{ext}",
+    "similarity_heatmap": "figures/similarity_heatmap.{ext}",
+    "sample_efficiency_figure": "figures/sample_efficiency/{target}.{ext}",
 }
+# map methods whose maps live under maps/METHOD/ (ridge keeps maps/SOURCE/, the paper's path)
+EXTRA_METHODS = ("lstsq", "procrustes")
 FIGURE_FORMATS = ("png", "svg")
 # what each task writes: tables, then figures (each in FIGURE_FORMATS)
 TASK_OUTPUTS = {
@@ -158,6 +166,29 @@ class Experiment:
         return int(self.mapping["shards"])
 
     @property
+    def methods(self) -> list[str]:
+        """Map methods (``mapping.methods``), ridge first."""
+        return self.mapping["methods"]
+
+    @property
+    def extra_methods(self) -> list[str]:
+        """Map methods besides ridge, each with maps under ``maps/METHOD/``."""
+        return [m for m in EXTRA_METHODS if m in self.methods]
+
+    @property
+    def sample_sizes(self) -> list[int]:
+        """The nested fit-sample counts below the whole split (``all`` is the whole split's own maps)."""
+        return sorted(int(v) for v in self.mapping["sample_sizes"] if v != "all")
+
+    @property
+    def sample_efficiency(self) -> bool:
+        return self.task == "closed_set" and bool(self.mapping["sample_sizes"])
+
+    @property
+    def indices(self) -> list[str]:
+        return list(self.spec["similarity"]["indices"]) if self.task == "closed_set" else []
+
+    @property
     def store(self) -> dict:
         return self.spec["store"]
 
@@ -230,6 +261,9 @@ class Plan:
             for key in ordered:
                 nspec = nets[key]
                 where = f"experiments.{name}.networks.{key}"
+                if key in EXTRA_METHODS and key in exp.methods:
+                    raise ConfigError(f"{where}: a network key cannot be named like the map method {key!r} "
+                                      f"(maps/{key}/ holds that method's maps); rename the network")
                 self._check_network(where, nspec, ctx)
                 owner = name
                 if models.SOURCES[nspec["source"]].open is not None:
@@ -378,10 +412,21 @@ class Plan:
         return p
 
     def outputs(self, exp: str) -> list[str]:
-        """Every table and figure of an experiment, in the order of :data:`TASK_OUTPUTS`."""
-        tables, figures = TASK_OUTPUTS[self.experiments[exp].task]
-        return ([self.path(t, exp) for t in tables]
-                + [self.path(f, exp, ext=e) for f in figures for e in FIGURE_FORMATS])
+        """Every table and figure of an experiment, in the order of :data:`TASK_OUTPUTS`, then the optional
+        analyses (similarity, sample efficiency) the experiment asks for."""
+        e = self.experiments[exp]
+        tables, figures = TASK_OUTPUTS[e.task]
+        tables, figures = list(tables), list(figures)
+        if e.indices:
+            tables.append("similarity")
+            figures.append("similarity_heatmap")
+        if e.sample_efficiency:
+            tables.append("sample_efficiency")
+        out = [self.path(t, exp) for t in tables] + [self.path(f, exp, ext=x) for f in figures for x in FIGURE_FORMATS]
+        if e.sample_efficiency:
+            out += [self.path("sample_efficiency_figure", exp, target=b, ext=x) for b in e.networks
+                    for x in FIGURE_FORMATS]
+        return out
 
     def targets(self) -> list[str]:
         return [p for name in self.experiments for p in self.outputs(name)]
@@ -452,9 +497,23 @@ class Plan:
 
     _inputs_network_table = _inputs_eval_stores
 
+    def method_maps_dirs(self, exp: str) -> list[str]:
+        """Every source's map folders: ridge's and each further method's."""
+        e = self.experiments[exp]
+        return ([self.maps_dir(exp, a) for a in e.networks]
+                + [self.path("method_maps", exp, method=m) for m in e.extra_methods])
+
     def _inputs_evaluate_closed_set(self, wc) -> dict:
-        return {**self._inputs_eval_stores(wc),
+        return {**self._inputs_eval_stores(wc), "map_dirs": self.method_maps_dirs(wc.exp)}
+
+    def _inputs_similarity(self, wc) -> dict:
+        return {"blocks": self.path("blocks", wc.exp),
                 "map_dirs": [self.maps_dir(wc.exp, a) for a in self.experiments[wc.exp].networks]}
+
+    def _inputs_sample_efficiency(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {**self._inputs_eval_stores(wc), "blocks": self.path("blocks", wc.exp),
+                "map_dirs": self.method_maps_dirs(wc.exp)}
 
     def _inputs_pairs_stores(self, wc) -> dict:
         return {"network_stores": list(self.stores(wc.exp, PAIRS_SPLIT).values()), **self._checked(wc)}
@@ -517,7 +576,7 @@ class Plan:
     def _job_cross_products_shard(self, wc) -> dict:
         exp = self.experiments[wc.exp]
         return {"stores": self.stores(wc.exp, exp.fit_split), "split": exp.fit_split, "shards": exp.shards,
-                "folds": exp.cv_folds, "precision": exp.mapping["precision"]}
+                "folds": exp.cv_folds, "precision": exp.mapping["precision"], "sample_sizes": exp.sample_sizes}
 
     def _job_cross_products(self, wc) -> dict:
         exp = self.experiments[wc.exp]
@@ -528,12 +587,42 @@ class Plan:
         return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
                 "alpha": exp.mapping["alpha"], "fit_split": exp.fit_split}
 
+    def _job_fit_method_maps(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"experiment": wc.exp, "networks": list(exp.networks), "scale": exp.mapping["scale"],
+                "fit_split": exp.fit_split}
+
+    def map_paths(self, exp: str, method: str = "ridge") -> dict:
+        """{source: {target: map store}} of one method."""
+        names = list(self.experiments[exp].networks)
+        if method == "ridge":
+            return {a: {b: self.path("map", exp, source=a, target=b) for b in names if b != a} for a in names}
+        return {a: {b: self.path("method_map", exp, method=method, source=a, target=b) for b in names if b != a}
+                for a in names}
+
     def _job_evaluate_closed_set(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        names = list(exp.networks)
-        return {"stores": self.stores(wc.exp, exp.eval_split),
-                "maps": {a: {b: self.path("map", wc.exp, source=a, target=b) for b in names if b != a}
-                         for a in names}}
+        return {"stores": self.stores(wc.exp, exp.eval_split), "maps": self.map_paths(wc.exp),
+                "more_maps": {m: self.map_paths(wc.exp, m) for m in exp.extra_methods}}
+
+    def _job_similarity(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"indices": exp.indices, "options": {k: v for k, v in exp.spec["similarity"].items() if k != "indices"},
+                "ridge_maps": self.map_paths(wc.exp)}
+
+    def _job_sample_efficiency(self, wc) -> dict:
+        exp = self.experiments[wc.exp]
+        return {"stores": self.stores(wc.exp, exp.eval_split), "sizes": exp.sample_sizes, "whole": "all" in exp.mapping["sample_sizes"],
+                "methods": exp.methods, "scale": exp.mapping["scale"],
+                "maps": {m: self.map_paths(wc.exp, m) for m in exp.methods}}
+
+    def _job_plot_similarity(self, wc) -> dict:
+        return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp),
+                "title": f"{wc.exp}: similarity of the embedding spaces (fit split)"}
+
+    def _job_plot_sample_efficiency(self, wc) -> dict:
+        return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp),
+                "title": f"{wc.exp}: maps into {self.labels(wc.exp)[wc.target]} by fit samples"}
 
     def _job_network_table(self, wc) -> dict:
         return {"stores": self.stores(wc.exp, self.experiments[wc.exp].eval_split), "labels": self.labels(wc.exp)}
@@ -541,13 +630,13 @@ class Plan:
     def _job_evaluate_open_set(self, wc) -> dict:
         exp = self.experiments[wc.exp]
         return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "alpha": exp.mapping["alpha"],
-                "precision": exp.mapping["precision"]}
+                "precision": exp.mapping["precision"], "methods": exp.methods, "scale": exp.mapping["scale"]}
 
     def _job_evaluate_identification(self, wc) -> dict:
         exp = self.experiments[wc.exp]
         return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "alpha": exp.mapping["alpha"],
                 "precision": exp.mapping["precision"], "n_folds": exp.identification["folds"],
-                "seed": exp.identification["seed"]}
+                "seed": exp.identification["seed"], "methods": exp.methods, "scale": exp.mapping["scale"]}
 
     def _heatmap(self, wc, figure: str) -> dict:
         _, what, xlabel = HEATMAPS[figure]

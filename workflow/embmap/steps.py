@@ -338,17 +338,20 @@ def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
 
 @step()
 def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds: int, precision: str, shard,
-                         partial: str, threads: int = 1, sample_sizes=()) -> None:
+                         partial: str, threads: int = 1, sample_sizes: list | None = None) -> None:
     """One shard of the pass: centred cross products of all networks over this shard's row blocks.
 
     The blocks of each sample-size prefix are written as soon as the pass is
     past it, so they never add to the shard's memory more than one at a time.
     """
     from . import stores as st
+    from .evaluate.sample_efficiency import check_sizes
     from .fit import gram
 
     shard = int(shard)
     arrays, lay = _open_shard(stores, shards, folds, shard)
+    check_sizes(sample_sizes or [], lay.n, f"mapping.sample_sizes (fit split {split!r})")  # before the pass
+    sizes = [int(m) for m in sample_sizes or [] if m != "all"]
     mine = lay.blocks(shard)
     log.info("shard %d of %d over split %r: %d of %d blocks of %d rows, %d networks, %d features in all, folds %s, "
              "%s products", shard, shards, split, len(mine), lay.n_blocks, lay.block_rows, len(arrays),
@@ -357,7 +360,7 @@ def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds:
         log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
     with st.atomic_group(partial) as g:
         bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, num_workers=threads,
-                                 sample_sizes=sample_sizes, on_subset=lambda m, b: st.write_subset(g, m, b))
+                                 sample_sizes=sizes, on_subset=lambda m, b: st.write_subset(g, m, b))
         st.write_blocks_to(g, bl, full=False, split=split)
     log.info("wrote %s (%d samples)", partial, bl.n)
 
@@ -399,17 +402,54 @@ def fit_maps(blocks: str, source: str, targets: list[str], alpha, maps: str, exp
         log.info("%s -> %s: alpha %g, fit R2 %.4f%s", source, target, m.attrs["alpha"], m.attrs["fit_r2"], curve)
 
 
-# -- evaluation ---------------------------------------------------------------------
 @step()
-def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str) -> None:
-    """Table 2: every target classifier on every source's mapped features (``maps[a][b]``: map store a -> b)."""
+def fit_method_maps(blocks: str, method: str, networks: list[str], scale: str, maps: str, experiment: str,
+                    fit_split: str) -> None:
+    """Maps of a method besides ridge (lstsq, procrustes) for every ordered pair, from the block store, into
+    ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    from . import stores as st
+    from .fit import FitError, methods
+
+    bl = st.open_blocks(blocks)
+    versions = st.versions()
+    for source in networks:
+        targets = [b for b in networks if b != source]
+        try:
+            fitted = methods.fit_maps(bl, source, targets, method, scale=scale)
+        except FitError as e:
+            raise FitError(f"experiment {experiment!r}, method {method}, source network {source!r}: {e}") from None
+        Path(maps, source).mkdir(parents=True, exist_ok=True)
+        for target, m in fitted.items():
+            st.write_map(f"{maps}/{source}/{target}.zarr", m, experiment=experiment, fit_split=fit_split,
+                         blocks=blocks, versions=versions)
+            extra = f", rank {m.attrs['rank']} of {m.attrs['rank_of']}" if "rank" in m.attrs else ""
+            if "rank" in m.attrs and m.attrs["rank"] < m.attrs["rank_of"]:
+                log.warning("%s -> %s: S_AA is singular (rank %d of %d); lstsq took the minimum-norm solution",
+                            source, target, m.attrs["rank"], m.attrs["rank_of"])
+            log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
+
+
+# -- evaluation ---------------------------------------------------------------------
+def _read_maps(paths: dict) -> dict:
+    """{(source, target): map} of the map stores ``paths[source][target]``."""
+    from . import stores as st
+
+    return {(a, b): st.read_map(p) for a, row in paths.items() for b, p in row.items()}
+
+
+@step()
+def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str,
+                        more_maps: dict | None = None) -> None:
+    """Table 2: every target classifier on every source's mapped features (``maps[a][b]``: map store a -> b;
+    ``more_maps[method][a][b]`` those of further methods)."""
     from . import stores as st
     from .evaluate import closed_set, common
 
     opened = st.open_matched(stores, need_classifier=True)
     names = list(opened)
     fitted = {(a, b): st.read_map(maps[a][b]) for a in names for b in names if a != b}
-    t = closed_set.evaluate(opened, fitted)
+    more = {m: _read_maps(paths) for m, paths in (more_maps or {}).items()}
+    t = closed_set.evaluate(opened, fitted, more=more)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     common.matrix(t, names, "accuracy").to_csv(matrix, float_format="%.6g")
@@ -430,20 +470,62 @@ def network_table(stores: dict[str, str], labels: dict, table: str) -> None:
 
 
 def _pairs_features(stores: dict[str, str]):
-    """Whole stores of split ``pairs`` in memory (float64), their ids and attributes."""
+    """Whole stores of split ``pairs`` in memory (as stored, float32: rows become float64 where used), their ids
+    and attributes."""
     import numpy as np
 
     from . import stores as st
 
     opened = st.open_matched(stores)
     first = next(iter(opened.values()))
-    feats = {k: np.asarray(s.embeddings[:], dtype=np.float64) for k, s in opened.items()}
+    feats = {k: np.asarray(s.embeddings[:]) for k, s in opened.items()}
     return feats, first.ids, {k: s.attrs for k, s in opened.items()}
 
 
 @step()
+def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, table: str) -> None:
+    """Similarity indices of every pair of networks from the block store (``r2``: the ridge maps' fit R2)."""
+    from . import stores as st
+    from .evaluate import similarity as sim
+
+    bl = st.open_blocks(blocks)
+    r2 = {}
+    if "r2" in indices:
+        for a, row in ridge_maps.items():
+            for b, p in row.items():
+                r2[(a, b)] = float(st.open_group(p, "map store").attrs["fit_r2"])
+    t = sim.similarity(bl, indices, fit_r2=r2, **options)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.8g")
+    log.info("wrote %s: %d rows, indices %s over %d fit samples", table, len(t), ", ".join(indices), bl.n)
+
+
+@step()
+def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], whole: bool, methods: list[str],
+                      scale: str, maps: dict, table: str) -> None:
+    """Maps fitted on nested prefixes of the fit split, measured on the evaluation split like the full maps."""
+    from . import stores as st
+    from .evaluate import sample_efficiency as se
+    from .fit import FitError
+
+    bl = st.open_blocks(blocks)
+    se.check_sizes(sizes, bl.n)
+    subsets = se.prefix_blocks(bl, sizes)
+    full = {m: _read_maps(paths) for m, paths in maps.items()}
+    opened = st.open_matched(stores, need_classifier=True)
+    try:
+        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, methods, scale, log=log.info)
+    except FitError as e:
+        raise FitError(f"mapping.sample_sizes: {e}") from None
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    log.info("wrote %s: %d rows, sizes %s", table, len(t), sizes + (["all"] if whole else []))
+
+
+@step()
 def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_table: str, matrix: str, meta: str,
-                      alpha, precision: str) -> None:
+                      alpha, precision: str, methods: list | None = None, scale: str = "none",
+                      threads: int = 1) -> None:
     """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata."""
     import json
 
@@ -453,7 +535,8 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
     p = read_pairs(pairs)
     feats, ids, attrs = _pairs_features(stores)
     log.info("%d pairs in %d folds over %d images, %d networks", len(p), p.n_folds, len(ids), len(feats))
-    t, f = verification.verification(feats, ids, p, alpha=alpha, precision=precision)
+    t, f = verification.verification(feats, ids, p, alpha=alpha, precision=precision, methods=methods or ["ridge"],
+                                     scale=scale, threads=threads)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     f.to_csv(folds_table, index=False, float_format="%.8g")
@@ -461,7 +544,7 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
     info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
             "n_images": len(ids), "alpha": alpha if isinstance(alpha, list) else float(alpha),
             "alpha_selection": "inner cross-validation over the other folds" if isinstance(alpha, list) else "fixed",
-            "precision": precision,
+            "precision": precision, "methods": list(methods or ["ridge"]), "scale": scale,
             "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
                              "l2_normalised": a.get("l2_normalised"), "flip": bool(a.get("flip", False)),
                              "alignment": a.get("alignment")}
@@ -473,13 +556,15 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
 
 @step()
 def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_folds: int, seed: int, alpha,
-                            precision: str) -> None:
+                            precision: str, methods: list | None = None, scale: str = "none",
+                            threads: int = 1) -> None:
     """Rank-1 and rank-5 identification of each network's probes in every network's gallery."""
     from .evaluate import common, identification
 
     feats, ids, _ = _pairs_features(stores)
     t = identification.identification(feats, ids, n_folds=int(n_folds), seed=int(seed), alpha=alpha,
-                                      precision=precision, log=log.info)
+                                      precision=precision, log=log.info, methods=methods or ["ridge"],
+                                      scale=scale, threads=threads)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     common.matrix(t, list(feats), "rank1").to_csv(matrix, float_format="%.6g")
@@ -488,6 +573,28 @@ def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_f
 
 
 # -- report -------------------------------------------------------------------------
+@step()
+def plot_similarity(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """One heatmap panel per similarity index."""
+    import pandas as pd
+
+    from .evaluate import plots
+
+    t = pd.read_csv(table)
+    plots.similarity_heatmap(t, list(labels), labels, controls, title, [png, svg])
+
+
+@step()
+def plot_sample_efficiency(table: str, target: str, png: str, svg: str, labels: dict, controls: list[str],
+                           title: str) -> None:
+    """Accuracy of maps into ``target`` against the number of fit samples, one line per source and method."""
+    import pandas as pd
+
+    from .evaluate import plots
+
+    plots.sample_efficiency(pd.read_csv(table), target, labels, controls, title, [png, svg])
+
+
 @step("plot_closed_set", "plot_open_set", "plot_identification")
 def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[str], title: str,
                  xlabel: str) -> None:

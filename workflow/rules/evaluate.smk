@@ -124,3 +124,53 @@ rule evaluate_identification:
         job=P.job("evaluate_identification"),
     script:
         "../scripts/step.py"
+
+
+rule similarity:
+    input:
+        unpack(P.inputs("similarity")),
+    output:
+        table=report(
+            P.pattern("similarity"),
+            caption="../report/similarity.rst",
+            category="{exp}",
+            subcategory="similarity",
+        ),
+    log:
+        P.log("similarity"),
+    benchmark:
+        P.benchmark("similarity")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        job=P.job("similarity"),
+    script:
+        "../scripts/step.py"
+
+
+rule sample_efficiency:
+    input:
+        unpack(P.inputs("sample_efficiency")),
+    output:
+        table=report(
+            P.pattern("sample_efficiency"),
+            caption="../report/sample_efficiency.rst",
+            category="{exp}",
+            subcategory="sample efficiency",
+        ),
+    log:
+        P.log("sample_efficiency"),
+    benchmark:
+        P.benchmark("sample_efficiency")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("sample_efficiency"),
+    script:
+        "../scripts/step.py"

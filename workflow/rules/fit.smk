@@ -62,3 +62,23 @@ rule fit_maps:
         job=P.job("fit_maps"),
     script:
         "../scripts/step.py"
+
+
+rule fit_method_maps:
+    input:
+        blocks=P.pattern("blocks"),
+    output:
+        maps=directory(P.pattern("method_maps")),
+    log:
+        P.log("fit_method_maps", "{method}"),
+    benchmark:
+        P.benchmark("fit_method_maps", "{method}")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        job=P.job("fit_method_maps"),
+    script:
+        "../scripts/step.py"

@@ -77,3 +77,55 @@ rule plot_identification:
         job=P.job("plot_identification"),
     script:
         "../scripts/step.py"
+
+
+rule plot_similarity:
+    input:
+        table=P.pattern("similarity"),
+    output:
+        png=report(
+            P.pattern("similarity_heatmap", ext="png"),
+            caption="../report/similarity_heatmap.rst",
+            category="{exp}",
+            subcategory="similarity",
+        ),
+        svg=P.pattern("similarity_heatmap", ext="svg"),
+    log:
+        P.log("plot_similarity"),
+    benchmark:
+        P.benchmark("plot_similarity")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_similarity"),
+    script:
+        "../scripts/step.py"
+
+
+rule plot_sample_efficiency:
+    input:
+        table=P.pattern("sample_efficiency"),
+    output:
+        png=report(
+            P.pattern("sample_efficiency_figure", ext="png"),
+            caption="../report/sample_efficiency_figure.rst",
+            category="{exp}",
+            subcategory="sample efficiency",
+        ),
+        svg=P.pattern("sample_efficiency_figure", ext="svg"),
+    log:
+        P.log("plot_sample_efficiency", "{target}"),
+    benchmark:
+        P.benchmark("plot_sample_efficiency", "{target}")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_sample_efficiency"),
+    script:
+        "../scripts/step.py"

@@ -4,7 +4,8 @@ For every ordered pair (A, B) and method, features ``f_A`` of the
 evaluation split are mapped into B's space and fed to B's classifier:
 
 - ``native``   A = B, no map: the network's own accuracy (the diagonal);
-- ``ridge``    the fitted ridge map (paper eq. 5);
+- ``ridge``    the fitted ridge map (paper eq. 5); ``lstsq`` and ``procrustes``
+  likewise when ``mapping.methods`` asks for them (:mod:`embmap.fit.methods`);
 - ``analytic`` Theorem 3.2: ``pinv(C_B) (C_A f_A + b_A - b_B)``; equals A's own
   accuracy whenever ``C_B`` has full row rank (across label spaces see
   :func:`analytic_map`);
@@ -34,7 +35,7 @@ import pandas as pd
 from .. import stores as st
 from ..fit import FitError
 from ..fit.ridge import LinearMap
-from .common import ANALYTIC, IDENTITY, NATIVE, RIDGE, cosine
+from .common import ANALYTIC, IDENTITY, MAP_METHODS, NATIVE, RIDGE, cosine
 
 COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
            "r2", "cosine", "agreement", "n"]
@@ -48,12 +49,31 @@ class _Tally:
         self.cos = self.sse = 0.0
 
 
-def analytic_map(cls_a: tuple, cls_b: tuple, offset_a: int = 0, offset_b: int = 0) -> LinearMap:
+def analytic_factor(cls_b: tuple) -> tuple[np.ndarray, bool]:
+    """``pinv(C_B)`` and whether ``C_B`` has full row rank, from one SVD of B's classifier.
+
+    The same cut-offs as numpy's ``pinv`` (singular values above ``1e-15 max s``)
+    and ``matrix_rank`` (above ``max s max(shape) eps``). Computed once per
+    target network and shared by every source's analytic map.
+    """
+    cb = np.asarray(cls_b[0], dtype=np.float64)
+    u, s, vt = np.linalg.svd(cb, full_matrices=False)
+    large = s > 1e-15 * s.max() if len(s) else s > 0
+    inv = np.zeros_like(s)
+    inv[large] = 1.0 / s[large]
+    pinv_b = vt.T @ (inv[:, None] * u.T)
+    rank = int(np.sum(s > (s.max() * max(cb.shape) * np.finfo(np.float64).eps if len(s) else 0.0)))
+    return pinv_b, rank == cb.shape[0]
+
+
+def analytic_map(cls_a: tuple, cls_b: tuple, offset_a: int = 0, offset_b: int = 0,
+                 factor: tuple | None = None) -> LinearMap:
     """The paper's Theorem 3.2 map: ``f_B = pinv(C_B) (C_A f_A + b_A - b_B)``.
 
     ``cls_a`` and ``cls_b`` are (weight [class, feature], bias [class]). When
     ``C_B`` has full row rank the mapped features give exactly the source
-    network's logits under B's classifier.
+    network's logits under B's classifier. ``factor`` is B's
+    :func:`analytic_factor` (computed here when not given).
 
     Across label spaces (``offset_*``: the dataset label of each classifier's
     class 0) the map targets A's logits on the labels both classifiers have;
@@ -69,17 +89,20 @@ def analytic_map(cls_a: tuple, cls_b: tuple, offset_a: int = 0, offset_b: int = 
         raise FitError(f"classifiers of {ca.shape[0]} classes (labels from {offset_a}) and {cb.shape[0]} classes "
                        f"(labels from {offset_b}) share no label; the analytic map needs shared classes")
     rows_a, rows_b = np.arange(lo, hi) - offset_a, np.arange(lo, hi) - offset_b
-    target_w = np.repeat(ca[rows_a].mean(axis=0)[None], cb.shape[0], axis=0)  # B's logits as a function of f_A
-    target_b = np.full(cb.shape[0], ba[rows_a].mean())
-    target_w[rows_b], target_b[rows_b] = ca[rows_a], ba[rows_a]
-    pinv_b = np.linalg.pinv(cb)
-    full_rank = np.linalg.matrix_rank(cb) == cb.shape[0]
+    if len(rows_a) == ca.shape[0] == cb.shape[0]:  # one label space: A's logits as they are
+        target_w, target_b = ca, ba
+    else:
+        target_w = np.repeat(ca[rows_a].mean(axis=0)[None], cb.shape[0], axis=0)  # B's logits as a function of f_A
+        target_b = np.full(cb.shape[0], ba[rows_a].mean())
+        target_w[rows_b], target_b[rows_b] = ca[rows_a], ba[rows_a]
+    pinv_b, full_rank = factor if factor is not None else analytic_factor(cls_b)
     return LinearMap(target_w.T @ pinv_b.T, pinv_b @ (target_b - bb),
                      {"method": "analytic", "exact": bool(full_rank), "shared_labels": int(hi - lo)})
 
 
 def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
-             block_rows: int = 4096) -> pd.DataFrame:
+             block_rows: int = 4096, more: dict[str, dict[tuple[str, str], LinearMap]] | None = None,
+             controls: bool = True) -> pd.DataFrame:
     """Measure every pair and method in one pass over the evaluation stores.
 
     Parameters
@@ -89,6 +112,11 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
         each with a classifier; their order is the table's order.
     maps : dict (source, target) -> LinearMap
         The ridge maps for every ordered pair of distinct networks.
+    more : dict method -> {(source, target): LinearMap}, optional
+        Maps of further methods (``lstsq``, ``procrustes``; :mod:`embmap.fit.methods`),
+        each measured like the ridge maps, in rows of their own ``method``.
+    controls : bool
+        Also measure the analytic and identity maps (False: native and fitted maps only).
     block_rows : int
         Samples read per step; memory is bounded by this, not by the split size.
 
@@ -106,6 +134,12 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
     for (a, b) in [(a, b) for a in names for b in names if a != b]:
         if (a, b) not in maps:
             raise KeyError(f"no ridge map from {a!r} to {b!r}")
+    more = {m: more[m] for m in MAP_METHODS if more and m in more and m != RIDGE}
+    for method, fitted in more.items():
+        missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
+        if missing:
+            raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
+    factors = {}  # one factorisation per target classifier, shared by every source
     methods: dict[tuple[str, str, str], LinearMap | None] = {}
     for a in names:
         methods[(a, a, NATIVE)] = None
@@ -113,11 +147,16 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
             if a == b:
                 continue
             methods[(a, b, RIDGE)] = maps[(a, b)]
-            try:
-                methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b], offset[a], offset[b])
-            except FitError:  # no label in common: the theorem has nothing to say
-                pass
-            if stores[a].dim == stores[b].dim:
+            for method, fitted in more.items():
+                methods[(a, b, method)] = fitted[(a, b)]
+            if controls:
+                if b not in factors:
+                    factors[b] = analytic_factor(cls[b])
+                try:
+                    methods[(a, b, ANALYTIC)] = analytic_map(cls[a], cls[b], offset[a], offset[b], factors[b])
+                except FitError:  # no label in common: the theorem has nothing to say
+                    pass
+            if controls and stores[a].dim == stores[b].dim:
                 methods[(a, b, IDENTITY)] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
                                                       {"method": IDENTITY})
     tallies = {key: _Tally() for key in methods}

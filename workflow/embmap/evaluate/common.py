@@ -8,6 +8,9 @@ import pandas as pd
 # how the source features reach the target's space, as the tables' ``method`` column says
 NATIVE = "native"      # A = B, no map: the diagonal
 RIDGE = "ridge"        # the fitted ridge map (eq. 5; per fold for the pairs protocols, eq. 17)
+LSTSQ = "lstsq"        # least squares, no penalty (embmap.fit.methods)
+PROCRUSTES = "procrustes"  # scaled orthogonal map after centring (embmap.fit.methods)
+MAP_METHODS = (RIDGE, LSTSQ, PROCRUSTES)  # fitted maps, in the order of the tables' rows
 IDENTITY = "identity"  # f_A unchanged where the dimensions agree: a control
 ANALYTIC = "analytic"  # Theorem 3.2 (closed set only)
 
@@ -19,15 +22,17 @@ def cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, y) / np.maximum(nx * ny, 1e-300)
 
 
-def pair_methods(names: list[str], dims: dict[str, int]) -> list[tuple[str, str, str]]:
-    """(source, target, method) of every row: native on the diagonal, ridge off it, identity where dims agree."""
+def pair_methods(names: list[str], dims: dict[str, int], methods=(RIDGE,)) -> list[tuple[str, str, str]]:
+    """(source, target, method) of every row: native on the diagonal, each fitted map method off it (in
+    :data:`MAP_METHODS` order), identity where dims agree."""
+    fitted = [m for m in MAP_METHODS if m in methods]
     out = []
     for a in names:
         for b in names:
             if a == b:
                 out.append((a, a, NATIVE))
             else:
-                out.append((a, b, RIDGE))
+                out += [(a, b, m) for m in fitted]
                 if dims[a] == dims[b]:
                     out.append((a, b, IDENTITY))
     return out

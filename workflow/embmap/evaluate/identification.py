@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from ..data.pairs import PairsError, identities_of
-from ..fit.folds import fold_grams, leave_one_out_maps
-from .common import RIDGE, pair_methods
+from ..fit.folds import SourceFolds, inner_cv, workers
+from ..fit.methods import check_standard
+from ..fit.ridge import alphas_of
+from .common import MAP_METHODS, PROCRUSTES, RIDGE, pair_methods
 
 COLUMNS = ["source", "target", "method", "rank1", "rank5", "n_probes", "gallery_size", "folds"]
 RANKS = (1, 5)
@@ -59,38 +61,62 @@ def rank_of_true(probes: np.ndarray, gallery: np.ndarray, truth: np.ndarray) -> 
 
 
 def identification(features: dict, ids, n_folds: int, seed: int, alpha, precision: str = "float64",
-                   log=None) -> pd.DataFrame:
+                   log=None, methods=(RIDGE,), scale: str = "none", threads: int | None = None) -> pd.DataFrame:
     """Rank-1 and rank-5 identification of A's probes against B's gallery, for every ordered pair and method.
 
     ``features`` maps network -> float [n_images, d] over the images ``ids``
     (``person/image``); ``alpha`` is a penalty or a list chosen per fold by
-    inner cross-validation. Rates pool the probes of all folds. Returns a
-    table with :data:`COLUMNS`.
+    inner cross-validation; ``methods`` the fitted map methods
+    (:data:`embmap.fit.methods.METHODS`, ``scale`` procrustes' scaling). Rates
+    pool the probes of all folds; ``threads`` folds are fitted side by side
+    (:func:`embmap.fit.folds.workers`). Returns a table with :data:`COLUMNS`.
     """
     names = list(features)
-    feats = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
+    dims = {k: int(np.shape(v)[1]) for k, v in features.items()}
     gallery, gfold, probes, pid = identification_split(ids, n_folds, seed)
     pfold = gfold[pid]
-    fg = fold_grams({a: feats[a][probes] for a in names}, {b: feats[b][gallery[pid]] for b in names}, pfold,
-                    n_folds, precision)
-    methods = pair_methods(names, {k: v.shape[1] for k, v in feats.items()})
-    hits = {m: np.zeros(len(RANKS), dtype=np.int64) for m in methods}
-    sizes = []
+    table_methods = pair_methods(names, dims, methods)
+    hits = {m: np.zeros(len(RANKS), dtype=np.int64) for m in table_methods}
+    folds = []
     for k in range(n_folds):
-        maps = leave_one_out_maps(fg, k, alpha)
-        if log and isinstance(alpha, list):
-            log(f"identification fold {k + 1}: alphas chosen by inner cross-validation: "
-                + ", ".join(f"{a}->{b} {m.attrs['alpha']:g}" for (a, b), m in maps.items()))
         gk = np.flatnonzero(gfold == k)
         pk = np.flatnonzero(pfold == k)
-        local = np.searchsorted(gk, pid[pk])  # probe identity -> row of this fold's gallery
-        sizes.append(len(gk))
-        for a, b, method in methods:
-            x = feats[a][probes[pk]]
-            if method == RIDGE:
-                x = maps[(a, b)](x)
-            r = rank_of_true(x, feats[b][gallery[gk]], local)
-            hits[(a, b, method)] += np.array([(r <= q).sum() for q in RANKS])
+        folds.append((gk, pk, np.searchsorted(gk, pid[pk])))  # probe identity -> row of this fold's gallery
+    sizes = [len(gk) for gk, _, _ in folds]
+    gal = {b: np.asarray(features[b][gallery], dtype=np.float64) for b in names}
+    for a, b, method in table_methods:
+        if method not in MAP_METHODS:
+            for gk, pk, local in folds:
+                r = rank_of_true(np.asarray(features[a][probes[pk]], dtype=np.float64), gal[b][gk], local)
+                hits[(a, b, method)] += np.array([(r <= q).sum() for q in RANKS])
+    mapped_methods = [m for m in MAP_METHODS if m in methods]
+    alphas = alphas_of(alpha)
+    if scale == "standard" and PROCRUSTES in mapped_methods:
+        for k in names:
+            x = np.asarray(features[k][probes], dtype=np.float64)
+            check_standard(k, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x))
+    with workers(threads) as run:
+        for a in names if mapped_methods else []:
+            targets = [b for b in names if b != a]
+            xa = np.asarray(features[a][probes], dtype=np.float64)
+            sf = SourceFolds(a, xa, {b: gal[b][pid] for b in targets}, pfold, n_folds, precision, run)
+            for method in mapped_methods:
+                chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
+                if log and chosen:
+                    for k in range(n_folds):
+                        log(f"identification fold {k + 1}: alphas chosen by inner cross-validation: "
+                            + ", ".join(f"{a}->{b} {chosen[k][b]:g}" for b in targets))
+
+                def fold(k, method=method, chosen=chosen):
+                    gk, pk, local = folds[k]
+                    w, c, _ = sf.weights(k, method, alphas[0], scale, chosen[k] if chosen else None)
+                    m = xa[pk] @ w + c
+                    return {b: rank_of_true(m[:, sl], gal[b][gk], local) for b, sl in sf.slices.items()}
+
+                for ranks in run(fold, range(n_folds)):
+                    for b, r in ranks.items():
+                        hits[(a, b, method)] += np.array([(r <= q).sum() for q in RANKS])
+            del sf, xa  # one source's blocks in memory at a time
     rows = []
     for (a, b, method), h in hits.items():
         rows.append({"source": a, "target": b, "method": method, "rank1": h[0] / len(probes),

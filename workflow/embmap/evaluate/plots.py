@@ -123,3 +123,96 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
         return fig
     plt.close(fig)
     return None
+
+
+def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+                       title: str = "", paths=()) -> None:
+    """One panel per similarity index (rows source, columns target); symmetric indices fill both triangles.
+
+    Each panel has its own colour scale: CKA, CCA, SVCCA and R^2 in [0, 1]
+    (darker = more similar), the angular shape metric in radians from 0
+    (the same up to rotation) to pi/2 (darker = more similar, i.e. smaller).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .similarity import INDICES, matrices
+
+    mats = matrices(table, order)
+    indices = [i for i in INDICES if i in mats]
+    labels = labels or {}
+    names = [short_label(labels.get(k, k)) for k in order]
+    k = len(order)
+    cols = min(3, len(indices))
+    rows = -(-len(indices) // cols)
+    side = max(3.2, 0.55 * k + 1.6)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, (0.55 * k + 1.9) * rows + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(indices):]:
+        ax.set_visible(False)
+    titles = {"cka": "linear CKA", "cca": "mean squared CCA", "svcca": "SVCCA",
+              "procrustes": "angular shape metric (rad)", "r2": "ridge R² (fit split)"}
+    for ax, index in zip(axes.flat, indices):
+        m = mats[index].to_numpy(dtype=float)
+        if index == "procrustes":
+            im = ax.imshow(m, cmap="Blues_r", vmin=0, vmax=np.pi / 2)
+        else:
+            im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                if np.isfinite(m[i, j]):
+                    dark = (m[i, j] < 0.6) if index == "procrustes" else (m[i, j] > 0.6)
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(k), names, fontsize=8)
+        for t in ax.get_xticklabels() + ax.get_yticklabels():
+            if t.get_text() in {short_label(labels.get(c, c)) for c in controls}:
+                t.set_color("grey")
+        ax.set_title(titles.get(index, index), fontsize=10)
+        ax.set_xlabel("target" if index == "r2" else "network", fontsize=8)
+        ax.set_ylabel("source" if index == "r2" else "network", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    fit_texts(fig, fig.suptitle(title) if title else None)
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+
+
+def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] | None = None, controls=(),
+                      title: str = "", paths=()) -> None:
+    """Target-classifier accuracy of maps into ``target`` against fit samples (log x), one line per source
+    (colour) and method (marker); the target's native accuracy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = labels or {}
+    t = table[(table.target == target) & (table.method != "native")]
+    native = table[(table.source == target) & (table.method == "native")].accuracy
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    markers = {"ridge": "o", "lstsq": "s", "procrustes": "^"}
+    colours = plt.get_cmap("tab10")
+    for i, (source, ts) in enumerate(t.groupby("source", sort=False)):
+        for method, tm in ts.groupby("method", sort=False):
+            tm = tm.sort_values("n_fit")
+            ax.plot(tm.n_fit, tm.accuracy, marker=markers.get(method, "x"), markersize=4,
+                    color="grey" if source in controls else colours(i % 10),
+                    linestyle="-" if method == "ridge" else ":",
+                    label=f"{short_label(labels.get(source, source))} ({method})")
+    if len(native):
+        ax.axhline(float(native.iloc[0]), color="black", linestyle="--", linewidth=1,
+                   label=f"{short_label(labels.get(target, target))} native")
+    ax.set_xscale("log")
+    ax.set_xlabel("fit samples (first n of the fit split)")
+    ax.set_ylabel(textwrap.fill(f"accuracy of {labels.get(target, target)}'s classifier", 40))
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=1 + (len(t.groupby(["source", "method"])) > 8))
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)

@@ -18,7 +18,8 @@ For every ordered pair of networks (A, B) and fold k of the pairs file:
 - mean and (population, ddof 0) standard deviation over the folds.
 
 Methods (:mod:`.common`): ``native`` (A = B, no map: the diagonal),
-``ridge`` (the per-fold map) and ``identity`` (``f_A`` compared with ``f_B``
+``ridge`` (the per-fold map; ``lstsq`` and ``procrustes`` likewise, when
+``mapping.methods`` asks for them) and ``identity`` (``f_A`` compared with ``f_B``
 as they are, where the dimensions agree: a control at chance).
 """
 
@@ -29,8 +30,10 @@ import pandas as pd
 
 from ..data.pairs import Pairs, PairsError, rows_of
 from ..fit import FitError
-from ..fit.folds import fold_grams, leave_one_out_maps
-from .common import RIDGE, cosine, pair_methods
+from ..fit.folds import SourceFolds, inner_cv, workers
+from ..fit.methods import check_standard
+from ..fit.ridge import alphas_of
+from .common import MAP_METHODS, PROCRUSTES, RIDGE, cosine, pair_methods
 
 TABLE_COLUMNS = ["source", "target", "method", "accuracy_mean", "accuracy_std", "threshold_mean"]
 FOLD_COLUMNS = ["source", "target", "method", "fold", "accuracy", "threshold", "train_accuracy", "n_test", "n_fit",
@@ -78,7 +81,8 @@ def fold_accuracy(d: np.ndarray, same: np.ndarray, fold: np.ndarray, k: int) -> 
 
 
 
-def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = "float64"):
+def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = "float64",
+                 methods=(RIDGE,), scale: str = "none", threads: int | None = None):
     """The 10-fold protocol for every ordered pair of networks.
 
     Parameters
@@ -93,43 +97,82 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
         cross-validation over the other folds.
     precision : {"float64", "float32"}
         Arithmetic of the per-fold cross products.
+    methods : map methods (:data:`embmap.fit.methods.METHODS`), each fitted per fold
+    scale : procrustes' feature scaling, ``none`` or ``standard``
+    threads : folds (and pairs of folds) fitted side by side, BLAS on one thread each
+        (:func:`embmap.fit.folds.workers`); None: one after another
 
     Returns
     -------
     (table with :data:`TABLE_COLUMNS`, per-fold table with :data:`FOLD_COLUMNS`;
     ``alpha`` is the penalty of the fold's map, empty without a map)
+
+    Work: per source network, the per-fold blocks of its fitting pairs against
+    every target (:class:`embmap.fit.folds.SourceFolds`); per fold one map
+    to all targets side by side, applied once to each distinct first image.
     """
     if pairs.n_folds < 2:
         raise PairsError(f"pairs file {pairs.source}: {pairs.n_folds} fold; the protocol needs at least 2")
     i1, i2 = rows_of(pairs, ids)
     names = list(features)
-    feats = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
+    dims = {k: int(np.shape(v)[1]) for k, v in features.items()}
     fit = pairs.same
-    fg = fold_grams({a: feats[a][i1[fit]] for a in names}, {b: feats[b][i2[fit]] for b in names},
-                    pairs.fold[fit], pairs.n_folds, precision)
-    n_fit = np.bincount(pairs.fold[fit], minlength=pairs.n_folds)
-    methods = pair_methods(names, {k: v.shape[1] for k, v in feats.items()})
-    fixed = {}  # distances that do not depend on the fold
-    for a, b, method in methods:
-        if method != RIDGE:
-            fixed[(a, b, method)] = cosine_distance(feats[a][i1], feats[b][i2])
-    rows = []
-    for k in range(pairs.n_folds):
-        try:
-            maps = leave_one_out_maps(fg, k, alpha)
-        except FitError as e:
-            raise FitError(f"pairs file {pairs.source}: {e}") from None
-        for a, b, method in methods:
-            if method == RIDGE:
-                d = cosine_distance(maps[(a, b)](feats[a][i1]), feats[b][i2])
-            else:
-                d = fixed[(a, b, method)]
-            acc, tau, train_acc = fold_accuracy(d, pairs.same, pairs.fold, k)
-            mapped = method == RIDGE
-            rows.append({"source": a, "target": b, "method": method, "fold": k + 1, "accuracy": acc,
-                         "threshold": tau, "train_accuracy": train_acc, "n_test": int(np.sum(pairs.fold == k)),
-                         "n_fit": int(n_fit.sum() - n_fit[k]) if mapped else 0,
-                         "alpha": maps[(a, b)].attrs["alpha"] if mapped else np.nan})
+    table_methods = pair_methods(names, dims, methods)
+    u1, inv1 = np.unique(i1, return_inverse=True)  # each distinct first image is mapped once per fold
+    y2 = {b: np.asarray(features[b][i2], dtype=np.float64) for b in names}
+    ny2 = {b: np.linalg.norm(y, axis=1) for b, y in y2.items()}
+    n_test = np.bincount(pairs.fold, minlength=pairs.n_folds)
+    found = {}
+
+    def score(a, b, method, k, result, n_fit=0, penalty=np.nan):
+        acc, tau, train_acc = result
+        found[(a, b, method, k)] = {"source": a, "target": b, "method": method, "fold": k + 1, "accuracy": acc,
+                                    "threshold": tau, "train_accuracy": train_acc, "n_test": int(n_test[k]),
+                                    "n_fit": int(n_fit), "alpha": penalty}
+
+    for a, b, method in table_methods:  # distances that do not depend on the fold
+        if method not in MAP_METHODS:
+            d = cosine_distance(np.asarray(features[a][i1], dtype=np.float64), y2[b])
+            for k in range(pairs.n_folds):
+                score(a, b, method, k, fold_accuracy(d, pairs.same, pairs.fold, k))
+    mapped_methods = [m for m in MAP_METHODS if m in methods]
+    if scale == "standard" and PROCRUSTES in mapped_methods:
+        for k in names:  # before any fold is fitted
+            x = np.asarray(features[k][i1[fit]], dtype=np.float64)
+            check_standard(k, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x))
+    alphas = alphas_of(alpha)
+    with workers(threads) as run:
+        for a in names if mapped_methods else []:
+            targets = [b for b in names if b != a]
+            x1 = np.asarray(features[a][u1], dtype=np.float64)
+            try:
+                sf = SourceFolds(a, np.asarray(features[a][i1[fit]], dtype=np.float64),
+                                 {b: features[b][i2[fit]] for b in targets}, pairs.fold[fit], pairs.n_folds,
+                                 precision, run)
+                for method in mapped_methods:
+                    chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
+
+                    def fold(k, method=method, chosen=chosen):
+                        w, c, penalty = sf.weights(k, method, alphas[0], scale, chosen[k] if chosen else None)
+                        out = {}
+                        for b, sl in sf.slices.items():
+                            mb = x1 @ w[:, sl] + c[sl]  # one target at a time: memory of one mapped set
+                            norm = np.sqrt(np.einsum("ij,ij->i", mb, mb))[inv1]
+                            num = np.empty(len(inv1))
+                            for lo in range(0, len(inv1), 1024):  # pairs in slices: no copy of every row
+                                rows = slice(lo, lo + 1024)
+                                num[rows] = np.einsum("ij,ij->i", mb[inv1[rows]], y2[b][rows])
+                            d = 1.0 - num / np.maximum(norm * ny2[b], 1e-300)
+                            out[b] = (fold_accuracy(d, pairs.same, pairs.fold, k), penalty[b])
+                        return out
+
+                    for k, out in enumerate(run(fold, range(pairs.n_folds))):
+                        for b, (result, penalty) in out.items():
+                            score(a, b, method, k, result, sf.n_fit(k), penalty)
+            except FitError as e:
+                raise FitError(f"pairs file {pairs.source}: {e}") from None
+            del sf, x1  # one source's blocks in memory at a time
+    rows = [found[(a, b, method, k)] for k in range(pairs.n_folds) for a, b, method in table_methods]
     folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
     return summarise(folds), folds
 

@@ -4,8 +4,10 @@
   and the centred cross-product blocks it leaves (:class:`~.gram.Blocks`);
 - :mod:`.ridge`: ridge maps from those blocks, one factorisation per source,
   alpha by K-fold cross-validation;
+- :mod:`.methods`: the other map methods from the same blocks (lstsq,
+  procrustes) and ridge by one linear solve;
 - :mod:`.folds`: per-fold maps of the pairs protocols (open set), from
-  per-fold blocks held in memory.
+  per-fold blocks of one source network at a time held in memory.
 """
 
 

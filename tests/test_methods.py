@@ -1,0 +1,124 @@
+"""Map methods from blocks (lstsq, procrustes) agree with textbook fits on the raw features (float64, 1e-8)."""
+
+import numpy as np
+import pytest
+from scipy.linalg import orthogonal_procrustes
+
+from conftest import latent_embeddings
+from embmap.fit import FitError, folds, gram, methods
+
+RTOL = 1e-8
+
+
+def centred(x):
+    return x - x.mean(axis=0)
+
+
+@pytest.fixture(scope="module")
+def feats():
+    _, xs = latent_embeddings(n=400, dims=(10, 7, 13), noise=0.3, offset=2.0, seed=9)
+    return {f"n{i}": x.astype(np.float64) for i, x in enumerate(xs)}
+
+
+def test_lstsq_is_ordinary_least_squares_with_an_intercept(feats):
+    bl = gram.blocks_in_memory(feats)
+    maps = methods.fit_maps(bl, "n0", ["n1", "n2"], "lstsq")
+    for b, m in maps.items():
+        x1 = np.c_[feats["n0"], np.ones(len(feats["n0"]))]
+        coef = np.linalg.lstsq(x1, feats[b], rcond=None)[0]
+        np.testing.assert_allclose(m.weight, coef[:-1], rtol=RTOL, atol=RTOL * np.abs(coef).max())
+        np.testing.assert_allclose(m.intercept, coef[-1], rtol=RTOL, atol=RTOL * np.abs(coef).max())
+        assert m.attrs["method"] == "lstsq" and m.attrs["rank"] == 10 and m.attrs["alpha"] == 0.0
+        pred = m(feats["n0"])
+        r2 = 1 - np.sum((feats[b] - pred) ** 2) / np.sum(centred(feats[b]) ** 2)
+        assert m.attrs["fit_r2"] == pytest.approx(r2, rel=RTOL)
+
+
+def test_lstsq_on_a_singular_source_is_the_minimum_norm_solution_with_its_rank():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 10))  # more features than samples: rank 5 after centring
+    y = rng.standard_normal((6, 3))
+    bl = gram.blocks_in_memory({"a": x, "b": y})
+    m = methods.fit_maps(bl, "a", ["b"], "lstsq")["b"]
+    want = np.linalg.pinv(centred(x)) @ centred(y)
+    np.testing.assert_allclose(m.weight, want, rtol=1e-7, atol=1e-9)
+    assert m.attrs["rank"] == 5 and m.attrs["rank_of"] == 10
+
+
+@pytest.mark.parametrize("a, b", [("n0", "n1"), ("n1", "n2"), ("n0", "n0b")])
+def test_procrustes_is_the_scaled_orthogonal_map_on_zero_padded_features(feats, a, b):
+    f = dict(feats, n0b=feats["n0"] @ np.linalg.qr(np.random.default_rng(2).standard_normal((10, 10)))[0] * 2 + 1)
+    bl = gram.blocks_in_memory(f)
+    m = methods.fit_maps(bl, a, [b], "procrustes")[b]
+    xa, xb = centred(f[a]), centred(f[b])
+    d = max(xa.shape[1], xb.shape[1])
+    pa, pb = (np.c_[x, np.zeros((len(x), d - x.shape[1]))] for x in (xa, xb))
+    r, _ = orthogonal_procrustes(pa, pb)
+    s = np.sum((pa @ r) * pb) / np.sum(pa ** 2)  # the best isotropic scale
+    want = (s * r)[:xa.shape[1], :xb.shape[1]]
+    np.testing.assert_allclose(m.weight, want, rtol=RTOL, atol=RTOL * np.abs(want).max())
+    np.testing.assert_allclose(m(f[a]).mean(axis=0), f[b].mean(axis=0), atol=1e-9)
+    assert m.attrs["isotropic_scale"] == pytest.approx(s, rel=RTOL)
+    if b == "n0b":  # an exact rotation, scale and shift is recovered exactly
+        np.testing.assert_allclose(m(f[a]), f[b], atol=1e-8)
+        assert m.attrs["fit_r2"] == pytest.approx(1.0, abs=1e-10)
+
+
+def test_procrustes_with_standard_scaling(feats):
+    bl = gram.blocks_in_memory(feats)
+    m = methods.fit_maps(bl, "n0", ["n2"], "procrustes", scale="standard")["n2"]
+    sa, sb = feats["n0"].std(axis=0), feats["n2"].std(axis=0)
+    za, zb = centred(feats["n0"]) / sa, centred(feats["n2"]) / sb
+    pa = np.c_[za, np.zeros((len(za), 3))]
+    r, _ = orthogonal_procrustes(pa, zb)
+    s = np.sum((pa @ r) * zb) / np.sum(pa ** 2)
+    pred = (za @ (s * r)[:10]) * sb + feats["n2"].mean(axis=0)
+    np.testing.assert_allclose(m(feats["n0"]), pred, rtol=1e-8, atol=1e-8)
+
+
+def test_standard_scaling_refuses_a_constant_feature_naming_the_network(feats):
+    f = dict(feats)
+    f["n2"] = f["n2"].copy()
+    f["n2"][:, 4] = 3.25
+    bl = gram.blocks_in_memory(f)
+    with pytest.raises(FitError, match=r"network 'n2': 1 constant feature\(s\) .*index 4.*scale: none"):
+        methods.fit_maps(bl, "n0", ["n1", "n2"], "procrustes", scale="standard")
+    methods.fit_maps(bl, "n0", ["n2"], "procrustes")  # without scaling a constant feature is fine
+
+
+def test_unknown_method_is_refused(feats):
+    bl = gram.blocks_in_memory(feats)
+    with pytest.raises(FitError, match="mapping.methods: unknown method 'cca'"):
+        methods.fit_maps(bl, "n0", ["n1"], "cca")
+
+
+@pytest.mark.parametrize("method", ["lstsq", "procrustes"])
+def test_per_fold_maps_of_every_method_equal_a_fit_on_the_other_folds(feats, method):
+    rng = np.random.default_rng(3)
+    fold = rng.integers(0, 4, len(feats["n0"]))
+    sf = folds.SourceFolds("n0", feats["n0"], {"n1": feats["n1"], "n2": feats["n2"]}, fold, 4)
+    w, c, penalty = sf.weights(2, method)
+    keep = fold != 2
+    direct = gram.blocks_in_memory({k: x[keep] for k, x in feats.items()})
+    for b in ("n1", "n2"):
+        m = methods.fit_maps(direct, "n0", [b], method)[b]
+        np.testing.assert_allclose(w[:, sf.slices[b]], m.weight, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(c[sf.slices[b]], m.intercept, rtol=1e-8, atol=1e-10)
+    assert penalty["n1"] == 0.0 if method == "lstsq" else np.isnan(penalty["n1"])
+
+
+def test_ridge_by_one_solve_equals_ridge_by_eigh(feats):
+    """A single alpha takes one LU solve for every target: the same maps as the eigenbasis formula."""
+    from embmap.fit import ridge
+
+    bl = gram.blocks_in_memory(feats)
+    fast = ridge.fit_maps(bl, "n1", ["n0", "n2"], 2.5)
+    w, v = np.linalg.eigh(bl.gram("n1", "n1"))
+    for b in ("n0", "n2"):
+        p = v.T @ bl.gram("n1", b)
+        m = v @ (p / (w + 2.5)[:, None])
+        np.testing.assert_allclose(fast[b].weight, m, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fast[b].intercept, bl.means[b] - bl.means["n1"] @ m, rtol=1e-9, atol=1e-12)
+        rss = float(bl.sumsq(b).sum()) - 2 * float(np.sum(m * bl.gram("n1", b))) + float(
+            np.sum(m * (bl.gram("n1", "n1") @ m)))
+        assert fast[b].attrs["fit_r2"] == pytest.approx(1 - rss / float(bl.sumsq(b).sum()), rel=1e-10)
