@@ -34,7 +34,7 @@ import numpy as np
 
 from . import FitError
 from . import methods as mt
-from .ridge import _singular, _solve_eig, alphas_of, choose_alpha
+from .ridge import _solve_eig, alphas_of, choose_alpha, held_out_rss
 
 
 def sequential(fn, items) -> list:
@@ -280,14 +280,5 @@ def _held_out(sf: SourceFolds, h: int, t: Part, w, v, p, pps, alphas) -> tuple[d
         py = pb @ dy[sl]
         tk = float(fh.sbb[sl].sum())
         tss[b] = tk
-        dd = float(dy[sl] @ dy[sl])
-        rss[b] = np.empty(len(alphas))
-        for i, alpha in enumerate(alphas):
-            if _singular(w, alpha):
-                rss[b][i] = np.nan
-                continue
-            hh = 1.0 / (w + alpha)
-            uh = u * hh
-            shift2 = dd - 2.0 * float(uh @ py) + float(uh @ pp @ uh)
-            rss[b][i] = tk - 2.0 * float(hh @ pr) + float(hh @ tpp @ hh) + fh.n * shift2
+        rss[b] = held_out_rss(w, alphas, tk, pr, tpp, pp, u, py, float(dy[sl] @ dy[sl]), fh.n)
     return rss, tss

@@ -100,16 +100,32 @@ def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list
             py = p @ dy
             tk = float(f.sumsq(b).sum())
             tss[b] += tk
-            for i, alpha in enumerate(alphas):
-                if _singular(w, alpha):
-                    rss[b][i] = np.nan
-                    continue
-                h = 1.0 / (w + alpha)
-                uh = u * h
-                # held-out residual mean: dy - u q; its squared norm, expanded
-                shift2 = float(dy @ dy) - 2.0 * float(uh @ py) + float(uh @ pp @ uh)
-                rss[b][i] += tk - 2.0 * float(h @ pr) + float(h @ tpp @ h) + nk * shift2
+            rss[b] += held_out_rss(w, alphas, tk, pr, tpp, pp, u, py, float(dy @ dy), nk)
     return {b: 1.0 - rss[b] / tss[b] if tss[b] > 0 else np.full(len(alphas), np.nan) for b in targets}
+
+
+def held_out_rss(w, alphas, tk: float, pr, tpp, pp, u, py, dd: float, nk: int) -> np.ndarray:
+    """The held-out residual sum of squares of every penalty, from terms shared by all of them.
+
+    In the eigenbasis of the training Gram (eigenvalues ``w``) the coefficients
+    are ``q = p / (w + alpha)``; every term of the held-out error is linear or
+    quadratic in ``q``: ``tk`` (held-out sum of squares about the held-out
+    mean), ``pr`` = rowwise p . (v' F_ab), ``tpp`` = (v' F_aa v) * p p', ``pp`` =
+    p p', ``u`` the held-out minus training source mean in the eigenbasis,
+    ``py`` = p dy and ``dd`` = |dy|^2 with ``dy`` the target's mean shift, ``nk``
+    held-out samples. NaN where ``S + alpha I`` is singular.
+    """
+    out = np.empty(len(alphas))
+    for i, alpha in enumerate(alphas):
+        if _singular(w, alpha):
+            out[i] = np.nan
+            continue
+        h = 1.0 / (w + alpha)
+        uh = u * h
+        # held-out residual mean: dy - u q; its squared norm, expanded
+        shift2 = dd - 2.0 * float(uh @ py) + float(uh @ pp @ uh)
+        out[i] = tk - 2.0 * float(h @ pr) + float(h @ tpp @ h) + nk * shift2
+    return out
 
 
 def choose_alpha(alphas: list[float], scores: np.ndarray) -> float:
