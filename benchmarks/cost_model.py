@@ -4,8 +4,8 @@
     python benchmarks/cost_model.py --shards 8 --alphas 7 --folds 5 --gflops32 100 --gflops64 50 --cores 32
 
 Counts follow the implementation (embmap.fit.gram, embmap.fit.ridge): the pass forms the upper
-triangle of the joint Gram as row panels of GEMMs (n (D^2 + sum of panel heights^2) flops,
-float32 or float64 products, float64 sums); a fit job with one alpha solves one linear system
+triangle of the joint Gram as row panels of GEMMs over the blocks (A, B), A at or before B
+(n (D^2 + sum of d^2) flops, float32 or float64 products, float64 sums); a fit job with one alpha solves one linear system
 per source for all targets (an LU, 2/3 d^3, and 2 d^2 (D - d) for the right-hand sides); with
 an alpha list it eigendecomposes its source's Gram once per fold and once for the whole split. Wall times divide those counts by per-core rates measured
 with benchmarks/ridge.py on this machine (give yours) and a number of cores;
@@ -41,10 +41,10 @@ def costs(dims: list[int], n: int, shards: int, folds: int, alphas: int) -> dict
     acc = (D * D + sq) / 2 * 8  # upper blocks, float64
     per_shard_folds = 1 if (k == 1 or shards % k == 0) else k
     out = {"D": D, "features_GB": n * D * 4 / 1e9}
-    # row panels: each computes its square diagonal part in full, so a little over the symmetric product
+    # row panels (stored with their square diagonal part); the GEMMs cover the blocks (A, B), A <= B, only
     panels = panel_heights(dims)
     acc = sum(h * (D - sum(panels[:i])) for i, h in enumerate(panels)) * 8  # the panels, float64
-    out["pass"] = {"flops": n * (D * D + sum(h * h for h in panels)) / shards, "read": n * D * 4 / shards,
+    out["pass"] = {"flops": n * (D * D + sq) / shards, "read": n * D * 4 / shards,
                    "write": per_shard_folds * acc, "memory": per_shard_folds * acc + 3 * BLOCK_ROWS * D * 4}
     out["reduce"] = {"flops": 0.0, "read": shards * per_shard_folds * acc, "write": (k + (k > 1)) * acc,
                      "memory": (k + 2) * max(dims) ** 2 * 8}

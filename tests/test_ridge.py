@@ -92,6 +92,37 @@ def test_blocks_equal_centred_products_and_count():
     np.testing.assert_allclose(bl.means["b"], feats[1].astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dims,panel_rows,width", [((5, 4, 7, 3, 9), 6, 4), ((256, 256, 448, 512, 1008, 1080), 768, 1024)])
+def test_pass_tiles_cover_each_upper_block_once_and_nothing_below(dims, panel_rows, width):
+    """The GEMM tiles compute every entry of the blocks (A, B), A at or before B, exactly once, and no other."""
+    off = np.concatenate([[0], np.cumsum(dims)])
+    bounds = gram.panels_of(list(dims), panel_rows)
+    count = np.zeros((off[-1], off[-1]), dtype=int)
+    for p, r1, c0, c1 in gram._tiles(bounds, off, width):
+        assert c1 - c0 <= width
+        count[bounds[p][0]:r1, c0:c1] += 1
+    network = np.repeat(np.arange(len(dims)), dims)
+    needed = network[:, None] <= network[None, :]
+    np.testing.assert_array_equal(count, needed.astype(int))
+
+
+def test_blocks_of_many_panels_and_tiles_equal_centred_products():
+    _, feats = latent_embeddings(n=500, dims=(5, 4, 7, 3, 9), offset=3.0)
+    acc = gram._Accumulator([f.shape[1] for f in feats], np.zeros(28), panel_rows=6)
+    acc.tiles = gram._tiles(acc.bounds, acc.offsets, width=4)
+    x = np.concatenate(feats, axis=1).astype(np.float64)
+    for lo in range(0, 500, 128):
+        acc.add(np.ascontiguousarray(x[lo:lo + 128]))
+    names = [f"n{i}" for i in range(5)]
+    bl = acc.centred(names, {})
+    xc = x - x.mean(axis=0)
+    off = np.concatenate([[0], np.cumsum([f.shape[1] for f in feats])])
+    for i in range(5):
+        for j in range(5):
+            np.testing.assert_allclose(bl.gram(names[i], names[j]), xc[:, off[i]:off[i + 1]].T @ xc[:, off[j]:off[j + 1]],
+                                       rtol=1e-9, atol=1e-9)
+
+
 def test_shards_read_every_block_once_and_pool_to_the_whole_pass():
     _, feats = latent_embeddings(n=1000, dims=(6, 5, 3), offset=20.0)
     arrays = _arrays(feats)

@@ -221,16 +221,44 @@ def panels_of(dims: list[int], panel_rows: int = PANEL_ROWS) -> list[tuple[int, 
     return out
 
 
+def _split(c0: int, c1: int, width: int = TILE_COLUMNS) -> list[tuple[int, int]]:
+    """``[c0, c1)`` cut into ``ceil((c1 - c0) / width)`` pieces of nearly equal width."""
+    k = -(-(c1 - c0) // width)
+    cuts = [c0 + (c1 - c0) * i // k for i in range(k + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _tiles(bounds: list[tuple[int, int]], offsets: np.ndarray,
+           width: int = TILE_COLUMNS) -> list[tuple[int, int, int, int]]:
+    """GEMM tasks ``(panel, row_end, c0, c1)`` covering every block (A, B) with A at or before B, largest first.
+
+    Within a panel, the columns of each network take only the panel's rows up
+    to that network's end (the blocks above the diagonal and its own); the
+    columns past the panel take all its rows. Wide column ranges are cut into
+    pieces of at most ``width`` columns.
+    """
+    total = int(offsets[-1])
+    out = []
+    for p, (r0, r1) in enumerate(bounds):
+        for lo, hi in zip(offsets[:-1], offsets[1:]):
+            if r0 <= lo < r1:
+                out += [(p, int(hi), c0, c1) for c0, c1 in _split(int(lo), int(hi), width)]
+        if r1 < total:
+            out += [(p, r1, c0, c1) for c0, c1 in _split(r1, total, width)]
+    out.sort(key=lambda t: (-(t[1] - bounds[t[0]][0]) * (t[3] - t[2]), t))
+    return out
+
+
 class _Accumulator:
     """Shifted cross products of one set of samples, summed in float64 in the order blocks are added.
 
     The upper triangle of the joint Gram matrix ``X^T X`` is kept as row
     panels (:func:`panels_of`): panel ``[r0, r1)`` holds rows ``r0..r1`` and
-    columns ``r0..D``. Each added block costs GEMMs over the panels, cut into
-    tiles of :data:`TILE_COLUMNS` columns: large enough to run at the BLAS's
-    full rate, about ``1 + 1 / panels`` times the flops of the symmetric
-    product (a SYRK computes no more, but runs at well under half the GEMM's
-    rate). The tiles run side by side on ``workers`` threads, each tile on one
+    columns ``r0..D``. Each added block costs GEMMs over the panels
+    (:func:`_tiles`), large enough to run at the BLAS's full rate and no more
+    flops than the blocks (A, B), A at or before B, need: the symmetric
+    product plus half the networks' own diagonal blocks (a SYRK computes a
+    little less, but runs at well under half the GEMM's rate). The tiles run side by side on ``workers`` threads, each tile on one
     BLAS thread, so every entry is summed in the same order whatever the
     number of threads: the result is bit-identical across thread counts
     (OpenBLAS's own threading is not). All products use numpy's BLAS: a second
@@ -247,9 +275,7 @@ class _Accumulator:
         self.n = 0
         self.sums = np.zeros(total)
         self.panels = [np.zeros((r1 - r0, total - r0)) for r0, r1 in self.bounds]
-        self.tiles = [(p, c0, min(total, c0 + TILE_COLUMNS)) for p, (r0, _) in enumerate(self.bounds)
-                      for c0 in range(r0, total, TILE_COLUMNS)]
-        self.tiles.sort(key=lambda t: -(self.bounds[t[0]][1] - self.bounds[t[0]][0]) * (t[2] - t[1]))
+        self.tiles = _tiles(self.bounds, self.offsets)
 
     def add(self, x: np.ndarray, pool=None) -> None:
         """Add one block ``x`` [rows, D], already shifted, C-ordered, in the products' dtype.
@@ -265,10 +291,10 @@ class _Accumulator:
             self.sums += x.sum(axis=0, dtype=np.float64)
 
         def tile(t):
-            p, c0, c1 = t
-            r0, r1 = self.bounds[p]
+            p, r1, c0, c1 = t
+            r0 = self.bounds[p][0]
             with np.errstate(invalid="ignore", over="ignore"):  # errstate is per thread
-                self.panels[p][:, c0 - r0:c1 - r0] += x[:, r0:r1].T @ x[:, c0:c1]
+                self.panels[p][:r1 - r0, c0 - r0:c1 - r0] += x[:, r0:r1].T @ x[:, c0:c1]
 
         with threadpool_limits(limits=1, user_api="blas"):
             if pool is None:
