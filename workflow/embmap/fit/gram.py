@@ -411,6 +411,8 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
         ``on_subset(m, blocks)`` receives the shard's blocks of its rows
         below ``m`` as soon as the pass is past ``m`` (so a caller can write
         them and let them go); without it they are returned in ``subsets``.
+        It runs on a thread of its own while the pass goes on, one prefix at
+        a time and in order, and the pass returns after the last call.
 
     Returns
     -------
@@ -446,6 +448,15 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
         else:
             subsets[m] = blocks
 
+    writing = []  # at most one prefix being centred and handed over while the pass goes on
+
+    def emit_soon(m: int, writer) -> None:
+        for w in writing:
+            w.result()  # the previous prefix first: one copy of the accumulators in memory at a time
+        writing.clear()
+        copies = [a.copy() for a in acc.values() if a.n > 0]  # now, before the next block is added
+        writing.append(writer.submit(lambda: emit(m, _pooled(copies, names, dims))))
+
     if not pieces:
         for m in lay.sample_sizes:
             emit(m, empty_blocks(names, dims))
@@ -465,7 +476,8 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     acc: dict[int, _Accumulator] = {}
     pending = list(lay.sample_sizes)
     shifts = None
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as compute:
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as compute, \
+            ThreadPoolExecutor(max_workers=1) as writer:
         upcoming = iter(pieces)
         queue = deque([(*p, reader.submit(read, p[0], p[1])) for p in [next(upcoming)]])
         while queue:  # the next piece is read while this one is multiplied: two pieces in memory at most
@@ -475,15 +487,17 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
             if nxt is not None:
                 queue.append((*nxt, reader.submit(read, nxt[0], nxt[1])))
             while pending and pending[0] <= lo:  # past a sample size: the blocks below it are complete
-                emit(pending.pop(0), _subset_blocks(acc, names, dims))
+                emit_soon(pending.pop(0), writer)
             if shifts is None:  # the shard's first piece sets the shift, in the products' precision
                 shifts = x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
                 attrs["shift_rows"] = [lo, hi]
                 acc = {g: _Accumulator(dims, shifts) for g in lay.folds_of_shard(shard)}
             acc[f].add(_shifted(x, shifts, dtype), compute if workers > 1 else None)
             del x
+        for w in writing:
+            w.result()
     for m in pending:
-        emit(m, _subset_blocks(acc, names, dims))
+        emit(m, _pooled([a.copy() for a in acc.values() if a.n > 0], names, dims))
     off = np.concatenate([[0], np.cumsum(dims)]).astype(int)
     attrs["shifts"] = {a: shifts[off[k]:off[k + 1]].tolist() for k, a in enumerate(names)}
     if folds == 1:
@@ -496,9 +510,9 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     return out
 
 
-def _subset_blocks(acc: dict, names: list[str], dims: list[int]) -> Blocks:
+def _pooled(copies: list, names: list[str], dims: list[int]) -> Blocks:
     """The blocks of everything accumulated so far (all folds pooled), from copies of the accumulators."""
-    parts = [a.copy().centred(names, {}) for a in acc.values() if a.n > 0]
+    parts = [a.centred(names, {}) for a in copies]
     if not parts:
         return empty_blocks(names, dims)
     return parts[0] if len(parts) == 1 else pool(parts)
