@@ -61,6 +61,10 @@ def run(smk) -> None:
         else:
             if p.default is inspect.Parameter.empty:
                 raise TypeError(f"rule {smk.rule}: its step {fn.__name__} needs {name!r}, which the rule does not give")
+    # embmap never uses tf.keras (TF Hub models load through tf_keras, Keras Applications through
+    # keras): asked for the legacy one, TensorFlow's import skips loading Keras 3 and scikit-learn
+    # with it, 3 of the 9 s every TensorFlow job of the demo spent importing it (benchmarks/demo.py)
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     with logged(smk.log[0] if smk.log else None):
         set_threads(smk.threads)
         try:
