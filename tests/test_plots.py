@@ -10,14 +10,15 @@ from embmap.plan import HEATMAPS
 
 
 def _inside(fig):
+    """Everything drawn (what ``savefig(bbox_inches="tight")`` keeps) lies inside the figure."""
     fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    width, height = fig.bbox.width, fig.bbox.height
-    for t in fig.findobj(Text):
-        if t.get_visible() and t.get_text():
-            b = t.get_window_extent(renderer)
-            assert b.x0 >= -0.5 and b.y0 >= -0.5 and b.x1 <= width + 0.5 and b.y1 <= height + 0.5, (
-                f"{t.get_text()!r} at {b} leaves the {width}x{height} figure")
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    width, height = fig.get_size_inches()
+    tol = 0.5 / fig.dpi
+    assert box.x0 >= -tol and box.y0 >= -tol and box.x1 <= width + tol and box.y1 <= height + tol, (
+        f"drawn texts span {box} beyond the {width}x{height} in figure")
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert texts
 
 
 @pytest.mark.parametrize("k", [2, 5])
@@ -47,3 +48,17 @@ def test_short_labels_keep_at_most_three_lines():
     assert plots.short_label("mlp") == "mlp"
     long = plots.short_label("a" * 200)
     assert long.count("\n") == 2 and long.endswith("…") and max(map(len, long.split("\n"))) <= plots.LABEL_CHARS
+
+
+def test_sample_efficiency_figure_keeps_its_size(tmp_path):
+    """Log-x tick labels outside the view are not drawn: they must not grow the figure (they once made 16,000 px PNGs)."""
+    rows = [{"source": src, "target": "cnn", "method": m, "n_fit": n, "accuracy": 0.1 + n / 1000}
+            for src in ["mlp", "resnet", "random"] for m in ["ridge", "lstsq", "procrustes"] for n in [64, 256, 898]]
+    rows.append({"source": "cnn", "target": "cnn", "method": "native", "n_fit": 898, "accuracy": 0.97})
+    png = tmp_path / "s.png"
+    plots.sample_efficiency(pd.DataFrame(rows), "cnn", {}, ["random"], "digits: sample efficiency into cnn", [png])
+    from PIL import Image
+
+    with Image.open(png) as im:
+        w, h = im.size
+    assert w <= 2 * 6.4 * 150 and h <= 2 * 4.2 * 150, (w, h)

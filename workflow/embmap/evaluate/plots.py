@@ -24,13 +24,15 @@ def short_label(name: str) -> str:
     return "\n".join(lines)
 
 
-def fit_texts(fig, title=None, max_rounds: int = 6) -> None:
+def fit_texts(fig, title=None, max_rounds: int = 6, max_growth: float = 4.0) -> None:
     """Make every text of ``fig`` (constrained layout) lie inside it: wrap ``title`` (a suptitle) to its width, grow
-    the figure while anything sticks out."""
-    from matplotlib.text import Text
-    from matplotlib.transforms import Bbox
+    the figure while anything drawn sticks out, to at most ``max_growth`` times its size in each direction.
 
+    What is drawn is what ``savefig(bbox_inches="tight")`` would keep (``fig.get_tightbbox``): tick
+    labels a locator made outside the axes' view are not drawn and do not count.
+    """
     raw = title.get_text().replace("\n", " ") if title is not None else ""
+    w0, h0 = fig.get_size_inches()
     for _ in range(max_rounds):
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
@@ -42,14 +44,13 @@ def fit_texts(fig, title=None, max_rounds: int = 6) -> None:
                 chars = max(8, int(len(raw) * room / width))
                 title.set_text(textwrap.fill(raw, chars, break_long_words=True, break_on_hyphens=True))
         fig.canvas.draw()  # the constrained layout places axes, colorbar and title afresh
-        boxes = [t.get_window_extent(renderer) for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
-        box = Bbox.union(boxes)
-        over_x = max(0.0, -box.x0) + max(0.0, box.x1 - fig.bbox.width)
-        over_y = max(0.0, -box.y0) + max(0.0, box.y1 - fig.bbox.height)
-        if over_x <= 0.5 and over_y <= 0.5:
-            return
+        box = fig.get_tightbbox(renderer)  # inches
         w, h = fig.get_size_inches()
-        fig.set_size_inches(w + over_x / fig.dpi + 0.3, h + over_y / fig.dpi + 0.3)
+        over_x = max(0.0, -box.x0) + max(0.0, box.x1 - w)
+        over_y = max(0.0, -box.y0) + max(0.0, box.y1 - h)
+        if over_x * fig.dpi <= 0.5 and over_y * fig.dpi <= 0.5:
+            return
+        fig.set_size_inches(min(w + over_x + 0.3, max_growth * w0), min(h + over_y + 0.3, max_growth * h0))
 
 
 def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
