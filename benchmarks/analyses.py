@@ -31,12 +31,12 @@ from embmap.fit import methods, ridge  # noqa: E402
 
 def fit_stage(bl, method, **kw):
     t = time.perf_counter()
-    for a in bl.names:
-        targets = [b for b in bl.names if b != a]
-        if method == "ridge":
-            ridge.fit_maps(bl, a, targets, kw.get("alpha", 1.0))
-        else:
-            methods.fit_maps(bl, a, targets, method, **kw)
+    if method == "ridge":
+        for a in bl.names:
+            ridge.fit_maps(bl, a, [b for b in bl.names if b != a], kw.get("alpha", 1.0))
+    else:
+        for _ in methods.fit_pairs(bl, list(bl.names), method, **kw):  # as the fit_method_maps job does
+            pass
     return time.perf_counter() - t
 
 

@@ -122,3 +122,18 @@ def test_ridge_by_one_solve_equals_ridge_by_eigh(feats):
         rss = float(bl.sumsq(b).sum()) - 2 * float(np.sum(m * bl.gram("n1", b))) + float(
             np.sum(m * (bl.gram("n1", "n1") @ m)))
         assert fast[b].attrs["fit_r2"] == pytest.approx(1 - rss / float(bl.sumsq(b).sum()), rel=1e-10)
+
+@pytest.mark.parametrize("method,scale", [("procrustes", "none"), ("procrustes", "standard"), ("lstsq", "none")])
+def test_all_pairs_share_one_factorisation_per_unordered_pair_and_equal_per_source_fits(feats, method, scale):
+    """fit_pairs (one SVD per unordered pair for procrustes) gives every ordered pair the map fit_maps gives."""
+    bl = gram.blocks_in_memory(feats)
+    names = list(feats)
+    pairs = dict(methods.fit_pairs(bl, names, method, scale=scale))
+    assert sorted(pairs) == sorted((a, b) for a in names for b in names if a != b)
+    for a in names:
+        for b, m in methods.fit_maps(bl, a, [b for b in names if b != a], method, scale=scale).items():
+            np.testing.assert_allclose(pairs[(a, b)].weight, m.weight, rtol=1e-9, atol=1e-12 * np.abs(m.weight).max())
+            np.testing.assert_allclose(pairs[(a, b)].intercept, m.intercept, rtol=1e-9, atol=1e-9)
+            for k in ("fit_r2", "isotropic_scale"):
+                if k in m.attrs:
+                    assert pairs[(a, b)].attrs[k] == pytest.approx(m.attrs[k], rel=1e-9), k

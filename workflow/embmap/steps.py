@@ -416,21 +416,22 @@ def fit_method_maps(blocks: str, method: str, networks: list[str], scale: str, m
 
     bl = st.open_blocks(blocks)
     versions = st.versions()
-    for source in networks:
-        targets = [b for b in networks if b != source]
+    fitted = methods.fit_pairs(bl, list(networks), method, scale=scale)  # one map at a time
+    while True:
         try:
-            fitted = methods.fit_maps(bl, source, targets, method, scale=scale)
+            (source, target), m = next(fitted)
+        except StopIteration:
+            break
         except FitError as e:
-            raise FitError(f"experiment {experiment!r}, method {method}, source network {source!r}: {e}") from None
+            raise FitError(f"experiment {experiment!r}, method {method}: {e}") from None
         Path(maps, source).mkdir(parents=True, exist_ok=True)
-        for target, m in fitted.items():
-            st.write_map(f"{maps}/{source}/{target}.zarr", m, experiment=experiment, fit_split=fit_split,
-                         blocks=blocks, versions=versions)
-            extra = f", rank {m.attrs['rank']} of {m.attrs['rank_of']}" if "rank" in m.attrs else ""
-            if "rank" in m.attrs and m.attrs["rank"] < m.attrs["rank_of"]:
-                log.warning("%s -> %s: S_AA is singular (rank %d of %d); lstsq took the minimum-norm solution",
-                            source, target, m.attrs["rank"], m.attrs["rank_of"])
-            log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
+        st.write_map(f"{maps}/{source}/{target}.zarr", m, experiment=experiment, fit_split=fit_split,
+                     blocks=blocks, versions=versions)
+        extra = f", rank {m.attrs['rank']} of {m.attrs['rank_of']}" if "rank" in m.attrs else ""
+        if "rank" in m.attrs and m.attrs["rank"] < m.attrs["rank_of"]:
+            log.warning("%s -> %s: S_AA is singular (rank %d of %d); lstsq took the minimum-norm solution",
+                        source, target, m.attrs["rank"], m.attrs["rank_of"])
+        log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
 
 
 # -- evaluation ---------------------------------------------------------------------

@@ -50,16 +50,14 @@ def prefix_blocks(blocks: gram.Blocks, sizes: list[int]) -> dict[int, gram.Block
 
 def fit_all(blocks: gram.Blocks, method: str, alphas: dict, scale: str) -> dict[tuple[str, str], LinearMap]:
     """Every ordered pair's map of ``method`` from ``blocks`` (ridge: the pair's penalty in ``alphas``)."""
+    if method != mt.RIDGE:
+        return dict(mt.fit_pairs(blocks, list(blocks.names), method, scale=scale))
     out = {}
     for a in blocks.names:
         targets = [b for b in blocks.names if b != a]
-        if method == mt.RIDGE:
-            for alpha in sorted({alphas[(a, b)] for b in targets}):
-                group = [b for b in targets if alphas[(a, b)] == alpha]
-                for b, m in ridge_maps(blocks, a, group, alpha).items():
-                    out[(a, b)] = m
-        else:
-            for b, m in mt.fit_maps(blocks, a, targets, method, scale=scale).items():
+        for alpha in sorted({alphas[(a, b)] for b in targets}):
+            group = [b for b in targets if alphas[(a, b)] == alpha]
+            for b, m in ridge_maps(blocks, a, group, alpha).items():
                 out[(a, b)] = m
     return out
 

@@ -73,22 +73,39 @@ def check_standard(name: str, sumsq: np.ndarray, mean: np.ndarray, n: int) -> No
                        "mapping.scale: standard divides every feature by its standard deviation: use scale: none")
 
 
-def procrustes_weights(s_aa_trace: float, s_ab: np.ndarray, n: int, scale: str = "none",
-                       sumsq_a: np.ndarray | None = None, sumsq_b: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, float]:
-    """The scaled orthogonal map ``W`` (d_A x d_B) and its isotropic scale ``s``."""
+def _procrustes_factor(s_ab: np.ndarray, n: int, scale: str, sumsq_a=None, sumsq_b=None):
+    """``(Q, tr Σ, sd_a, sd_b)``: ``Q = U V^T`` from the thin SVD ``U Σ V^T`` of ``S_AB`` (standardised with ``scale``).
+
+    ``S_BA = S_AB^T`` has the same factors swapped, so ``Q^T`` and the same ``tr Σ`` serve the map B -> A.
+    """
+    if scale not in SCALES:
+        raise FitError(f"mapping.scale {scale!r}: use one of {SCALES}")
+    sd_a = sd_b = None
+    k = s_ab
     if scale == "standard":
         sd_a = np.sqrt(np.asarray(sumsq_a) / n)
         sd_b = np.sqrt(np.asarray(sumsq_b) / n)
         k = s_ab / sd_a[:, None] / sd_b[None, :]
-        u, sv, vt = np.linalg.svd(k, full_matrices=False)
-        s = float(sv.sum()) / (n * len(sd_a))
-        return (u * (s / sd_a)[:, None]) @ (vt * sd_b[None, :]), s
-    if scale != "none":
-        raise FitError(f"mapping.scale {scale!r}: use one of {SCALES}")
-    u, sv, vt = np.linalg.svd(s_ab, full_matrices=False)
-    s = float(sv.sum()) / s_aa_trace if s_aa_trace > 0 else 0.0
-    return s * (u @ vt), s
+    u, sv, vt = np.linalg.svd(k, full_matrices=False)
+    return u @ vt, float(sv.sum()), sd_a, sd_b
+
+
+def _procrustes_map(q: np.ndarray, trace_sv: float, s_aa_trace: float, n: int, scale: str, sd_a, sd_b
+                    ) -> tuple[np.ndarray, float]:
+    """``W`` (d_A x d_B) and ``s`` from the orthogonal factor ``q`` of :func:`_procrustes_factor`."""
+    if scale == "standard":
+        s = trace_sv / (n * len(sd_a))
+        return (s / sd_a)[:, None] * q * sd_b[None, :], s
+    s = trace_sv / s_aa_trace if s_aa_trace > 0 else 0.0
+    return s * q, s
+
+
+def procrustes_weights(s_aa_trace: float, s_ab: np.ndarray, n: int, scale: str = "none",
+                       sumsq_a: np.ndarray | None = None, sumsq_b: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, float]:
+    """The scaled orthogonal map ``W`` (d_A x d_B) and its isotropic scale ``s``."""
+    q, trace_sv, sd_a, sd_b = _procrustes_factor(s_ab, n, scale, sumsq_a, sumsq_b)
+    return _procrustes_map(q, trace_sv, s_aa_trace, n, scale, sd_a, sd_b)
 
 
 def fit_r2(w: np.ndarray, s_aa: np.ndarray, s_ab: np.ndarray, s_bb_trace: float) -> float:
@@ -139,3 +156,34 @@ def fit_maps(blocks: Blocks, source: str, targets: list[str], method: str = RIDG
         attrs["fit_r2"] = fit_r2(w, s_aa, s_ab, float(sumsq_b.sum()))
         out[b] = LinearMap(w, mu[b] - mu[source] @ w, attrs)
     return out
+
+
+def fit_pairs(blocks: Blocks, names: list[str], method: str = RIDGE, alpha=1.0, scale: str = "none"):
+    """Every ordered pair's map of ``method``: yields ``((source, target), LinearMap)``, one at a time.
+
+    ``procrustes`` takes one SVD per unordered pair: ``S_BA = S_AB^T`` has the
+    same singular values and its vectors swapped, so ``B -> A`` is ``Q^T``
+    with its own scale (half the SVDs of :func:`fit_maps` per source). The
+    other methods run :func:`fit_maps` per source.
+    """
+    check_method(method, scale)
+    if method != PROCRUSTES:
+        for a in names:
+            yield from (((a, b), m) for b, m in fit_maps(blocks, a, [b for b in names if b != a], method, alpha,
+                                                          scale).items())
+        return
+    n, mu = blocks.n, blocks.means
+    if scale == "standard":
+        for k in names:  # every network before any SVD
+            check_standard(k, blocks.sumsq(k), mu[k], n)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            s_ab = blocks.gram(a, b)
+            sumsq_a, sumsq_b = blocks.sumsq(a), blocks.sumsq(b)
+            q, trace_sv, sd_a, sd_b = _procrustes_factor(s_ab, n, scale, sumsq_a, sumsq_b)
+            for (src, tgt, qq, sd_s, sd_t, ss_s, ss_t, s_st) in (
+                    (a, b, q, sd_a, sd_b, sumsq_a, sumsq_b, s_ab), (b, a, q.T, sd_b, sd_a, sumsq_b, sumsq_a, s_ab.T)):
+                w, s = _procrustes_map(qq, trace_sv, float(ss_s.sum()), n, scale, sd_s, sd_t)
+                attrs = {"source": src, "target": tgt, "method": method, "n": n, "scale": scale, "isotropic_scale": s,
+                         "fit_r2": fit_r2(w, blocks.gram(src, src), s_st, float(ss_t.sum()))}
+                yield (src, tgt), LinearMap(w, mu[tgt] - mu[src] @ w, attrs)
