@@ -137,7 +137,10 @@ def _start(workdir, cfg):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
     out = open(workdir / "run.log", "w")
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    # SIGINT as a terminal leaves it: a shell that starts pytest in the background (`cmd &`) has it ignored,
+    # and an ignored signal stays ignored through exec, in Snakemake and its jobs
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _reader_opened(fifo, proc, limit=600):
@@ -229,24 +232,9 @@ def test_after_kill_9_the_next_run_explains_the_stale_lock_takes_it_over_and_fin
 @pytest.mark.workflow
 def test_ctrl_c_releases_the_lock(tmp_path):
     cfg, fifo, real, results, one, fd = _first_run_inside_its_first_job(tmp_path)
-    log = tmp_path / "one" / "run.log"
-    taken = "Terminating processes on user request"
-    end = time.monotonic() + 60
-    while one.poll() is None and taken not in log.read_text() and time.monotonic() < end:
-        # what Ctrl-C in the terminal sends: to Snakemake and its job. Sent again until Snakemake says it
-        # took it (one CI run saw a single SIGINT leave no trace at all), never after: a second Ctrl-C
-        # during Snakemake's cancelling is another test.
-        os.killpg(one.pid, signal.SIGINT)
-        for _ in range(40):
-            time.sleep(0.05)
-            if taken in log.read_text():
-                break
-    assert taken in log.read_text(), log.read_text()[-3000:]
+    os.killpg(one.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends: to Snakemake and its job
     # the job's read of the chunk runs in a worker thread, which a signal does not interrupt: let it finish
-    try:
-        _feed(fifo, fd, real)
-    except BrokenPipeError:  # the job was already gone
-        os.close(fd)
+    _feed(fifo, fd, real)
     assert one.wait(timeout=600) != 0
     assert "SIGINT" in (tmp_path / "one" / "run.log").read_text(), "the run was not interrupted by Ctrl-C"
     assert not (results / "byo" / LOCK_NAME).exists(), (tmp_path / "one" / "run.log").read_text()[-3000:]
