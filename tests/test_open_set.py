@@ -231,6 +231,25 @@ def test_table_columns_rows_and_controls(small):
     assert m.loc["net0", "net0"] == native["net0"] and m.loc["net0", "net1"] == rid[("net0", "net1")]
 
 
+@pytest.mark.parametrize("block", [1, 3, 512])
+def test_mapped_distances_match_mapping_every_pair(block):
+    """Blocks of first images mapped once to all targets give each pair's distance as mapping it alone."""
+    rng = np.random.default_rng(3)
+    x1 = rng.standard_normal((7, 5))
+    w, c = rng.standard_normal((5, 9)), rng.standard_normal(9)
+    slices = {"p": slice(0, 4), "q": slice(4, 9)}
+    first = np.array([0, 0, 1, 3, 3, 3, 4, 6])  # image 2 and 5 in no pair; grouped, not one per pair
+    y2 = {b: rng.standard_normal((len(first), sl.stop - sl.start)) for b, sl in slices.items()}
+    ny2 = {b: np.linalg.norm(y, axis=1) for b, y in y2.items()}
+    got = verification.mapped_distances(x1, w, c, slices, first, y2, ny2, block=block)
+    for b, sl in slices.items():
+        m = x1[first] @ w[:, sl] + c[sl]
+        want = 1 - np.sum(m * y2[b], axis=1) / (np.linalg.norm(m, axis=1) * ny2[b])
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="grouped by first image"):
+        verification.mapped_distances(x1, w, c, slices, first[::-1], y2, ny2)
+
+
 def test_fold_map_ignores_its_own_fold():
     ids, feats = face_embeddings(n_id=20, per_id=3, dims=(6, 5))
     pairs = pairs_among(ids, n_folds=3, per_fold=8)

@@ -53,11 +53,19 @@ def identification_split(ids, n_folds: int, seed: int):
 
 def rank_of_true(probes: np.ndarray, gallery: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """1-based rank of each probe's own gallery entry by cosine similarity; ties count against the probe."""
-    p = probes / np.maximum(np.linalg.norm(probes, axis=1, keepdims=True), 1e-300)
-    g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-300)
+    return _ranks(_unit(probes), _unit(gallery), truth)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+
+
+def _ranks(p: np.ndarray, g: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """:func:`rank_of_true` of unit rows ``p`` [n_probe, d] against unit rows ``g`` [n_gallery, d]."""
     s = p @ g.T
     own = s[np.arange(len(s)), truth]
-    return (s >= own[:, None]).sum(axis=1)
+    return np.count_nonzero(s >= own[:, None], axis=1)
 
 
 def identification(features: dict, ids, n_folds: int, seed: int, alpha, precision: str = "float64",
@@ -84,11 +92,7 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
         folds.append((gk, pk, np.searchsorted(gk, pid[pk])))  # probe identity -> row of this fold's gallery
     sizes = [len(gk) for gk, _, _ in folds]
     gal = {b: np.asarray(features[b][gallery], dtype=np.float64) for b in names}
-    for a, b, method in table_methods:
-        if method not in MAP_METHODS:
-            for gk, pk, local in folds:
-                r = rank_of_true(np.asarray(features[a][probes[pk]], dtype=np.float64), gal[b][gk], local)
-                hits[(a, b, method)] += np.array([(r <= q).sum() for q in RANKS])
+    gal_unit = {b: _unit(g) for b, g in gal.items()}  # every fold's gallery rows, normalised once
     mapped_methods = [m for m in MAP_METHODS if m in methods]
     alphas = alphas_of(alpha)
     if scale == "standard" and PROCRUSTES in mapped_methods:
@@ -96,6 +100,16 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
             x = np.asarray(features[k][probes], dtype=np.float64)
             check_standard(k, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x))
     with workers(threads) as run:
+        unmapped = [(a, b, method) for a, b, method in table_methods if method not in MAP_METHODS]
+
+        def fixed(row):  # ranks that need no map
+            a, b, _ = row
+            x = _unit(np.asarray(features[a][probes], dtype=np.float64))
+            return [_ranks(x[pk], gal_unit[b][gk], local) for gk, pk, local in folds]
+
+        for row, ranks in zip(unmapped, run(fixed, unmapped)):
+            for r in ranks:
+                hits[row] += np.array([(r <= q).sum() for q in RANKS])
         for a in names if mapped_methods else []:
             targets = [b for b in names if b != a]
             xa = np.asarray(features[a][probes], dtype=np.float64)
@@ -111,7 +125,7 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
                     gk, pk, local = folds[k]
                     w, c, _ = sf.weights(k, method, alphas[0], scale, chosen[k] if chosen else None)
                     m = xa[pk] @ w + c
-                    return {b: rank_of_true(m[:, sl], gal[b][gk], local) for b, sl in sf.slices.items()}
+                    return {b: _ranks(_unit(m[:, sl]), gal_unit[b][gk], local) for b, sl in sf.slices.items()}
 
                 for ranks in run(fold, range(n_folds)):
                     for b, r in ranks.items():

@@ -118,8 +118,12 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
     dims = {k: int(np.shape(v)[1]) for k, v in features.items()}
     fit = pairs.same
     table_methods = pair_methods(names, dims, methods)
-    u1, inv1 = np.unique(i1, return_inverse=True)  # each distinct first image is mapped once per fold
-    y2 = {b: np.asarray(features[b][i2], dtype=np.float64) for b in names}
+    # pairs are scored grouped by first image (the order changes no threshold and no accuracy), so that each
+    # distinct first image is mapped once per fold and a block of them meets its pairs as one run of rows
+    u1, inv1 = np.unique(i1, return_inverse=True)
+    order = np.argsort(inv1, kind="stable")
+    first, second, same, in_fold = inv1[order], i2[order], pairs.same[order], pairs.fold[order]
+    y2 = {b: np.asarray(features[b][second], dtype=np.float64) for b in names}
     ny2 = {b: np.linalg.norm(y, axis=1) for b, y in y2.items()}
     n_test = np.bincount(pairs.fold, minlength=pairs.n_folds)
     found = {}
@@ -130,11 +134,6 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
                                     "threshold": tau, "train_accuracy": train_acc, "n_test": int(n_test[k]),
                                     "n_fit": int(n_fit), "alpha": penalty}
 
-    for a, b, method in table_methods:  # distances that do not depend on the fold
-        if method not in MAP_METHODS:
-            d = cosine_distance(np.asarray(features[a][i1], dtype=np.float64), y2[b])
-            for k in range(pairs.n_folds):
-                score(a, b, method, k, fold_accuracy(d, pairs.same, pairs.fold, k))
     mapped_methods = [m for m in MAP_METHODS if m in methods]
     if scale == "standard" and PROCRUSTES in mapped_methods:
         for k in names:  # before any fold is fitted
@@ -142,6 +141,16 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
             check_standard(k, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x))
     alphas = alphas_of(alpha)
     with workers(threads) as run:
+        unmapped = [(a, b, method) for a, b, method in table_methods if method not in MAP_METHODS]
+
+        def fixed(row):  # distances that do not depend on the fold
+            a, b, _ = row
+            d = cosine_distance(np.asarray(features[a][u1[first]], dtype=np.float64), y2[b])
+            return [fold_accuracy(d, same, in_fold, k) for k in range(pairs.n_folds)]
+
+        for row, results in zip(unmapped, run(fixed, unmapped)):
+            for k, result in enumerate(results):
+                score(*row, k, result)
         for a in names if mapped_methods else []:
             targets = [b for b in names if b != a]
             x1 = np.asarray(features[a][u1], dtype=np.float64)
@@ -154,17 +163,8 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
 
                     def fold(k, method=method, chosen=chosen):
                         w, c, penalty = sf.weights(k, method, alphas[0], scale, chosen[k] if chosen else None)
-                        out = {}
-                        for b, sl in sf.slices.items():
-                            mb = x1 @ w[:, sl] + c[sl]  # one target at a time: memory of one mapped set
-                            norm = np.sqrt(np.einsum("ij,ij->i", mb, mb))[inv1]
-                            num = np.empty(len(inv1))
-                            for lo in range(0, len(inv1), 1024):  # pairs in slices: no copy of every row
-                                rows = slice(lo, lo + 1024)
-                                num[rows] = np.einsum("ij,ij->i", mb[inv1[rows]], y2[b][rows])
-                            d = 1.0 - num / np.maximum(norm * ny2[b], 1e-300)
-                            out[b] = (fold_accuracy(d, pairs.same, pairs.fold, k), penalty[b])
-                        return out
+                        d = mapped_distances(x1, w, c, sf.slices, first, y2, ny2)
+                        return {b: (fold_accuracy(d[b], same, in_fold, k), penalty[b]) for b in sf.slices}
 
                     for k, out in enumerate(run(fold, range(pairs.n_folds))):
                         for b, (result, penalty) in out.items():
@@ -175,6 +175,35 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
     rows = [found[(a, b, method, k)] for k in range(pairs.n_folds) for a, b, method in table_methods]
     folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
     return summarise(folds), folds
+
+
+def mapped_distances(x1: np.ndarray, w: np.ndarray, c: np.ndarray, slices: dict, first: np.ndarray,
+                     y2: dict, ny2: dict, block: int = 512) -> dict:
+    """Cosine distances of every pair through one map to every target: target -> float [n_pairs].
+
+    ``x1`` [n_first, d_a] holds each distinct first image once; ``w`` [d_a, D]
+    and ``c`` [D] map to all targets side by side (``slices`` their columns).
+    Pair p's first image is row ``first[p]`` (non-decreasing: pairs grouped by
+    first image); ``y2[b]`` [n_pairs, d_b] and ``ny2[b]`` [n_pairs] are target
+    b's second images and their norms. Each block of first images is mapped
+    once, to all targets in one product, and meets its pairs as one run of
+    rows. Memory: one block of mapped rows.
+    """
+    if np.any(np.diff(first) < 0):
+        raise ValueError("pairs must be grouped by first image (first non-decreasing)")
+    d = {b: np.empty(len(first)) for b in slices}
+    ends = np.searchsorted(first, np.arange(0, len(x1) + block, block))
+    for i, lo in enumerate(range(0, len(x1), block)):
+        p0, p1 = ends[i], ends[i + 1]
+        m = x1[lo:lo + block] @ w
+        m += c
+        at = first[p0:p1] - lo  # the rows of this block's pairs
+        for b, sl in slices.items():
+            mb = m[:, sl]
+            norm = np.sqrt(np.einsum("ij,ij->i", mb, mb))[at]
+            num = np.einsum("ij,ij->i", mb[at], y2[b][p0:p1])
+            d[b][p0:p1] = 1.0 - num / np.maximum(norm * ny2[b][p0:p1], 1e-300)
+    return d
 
 
 def summarise(folds: pd.DataFrame) -> pd.DataFrame:
