@@ -95,3 +95,25 @@ def test_same_seed_trains_the_same_network(tmp_path):
     fa = models.open_model("a", {"source": "train"}, model_dir=str(tmp_path / "a")).features(x[:16])
     fb = models.open_model("b", {"source": "train"}, model_dir=str(tmp_path / "b")).features(x[:16])
     np.testing.assert_array_equal(fa, fb)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet", "separable"])
+def test_export_reads_back_as_keras_own_savedmodel_does(arch, tmp_path):
+    """The lean export (one traced call) and Keras' SavedModel give the same outputs bit for bit and the same
+    variables through hub.KerasLayer."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    from embmap.models import demo
+
+    feat, _ = demo.build(arch, (8, 8, 1), 10, 8, seed=3)
+    rng = np.random.default_rng(0)
+    for v in feat.variables:  # away from the initial values (batch norm's moving statistics included)
+        v.assign(v.numpy() + 0.1 * rng.standard_normal(v.shape).astype(np.float32))
+    demo.export(feat, tmp_path / "lean")
+    tf.saved_model.save(feat, str(tmp_path / "keras"))
+    lean, keras = hub.KerasLayer(str(tmp_path / "lean")), hub.KerasLayer(str(tmp_path / "keras"))
+    x = rng.random((33, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_array_equal(lean(x).numpy(), keras(x).numpy())
+    assert sorted(v.name for v in lean.weights) == sorted(v.name for v in keras.weights)
+    assert sum(int(np.prod(v.shape)) for v in lean.weights) == feat.count_params()
