@@ -206,3 +206,36 @@ def test_nasnet_controls_draw_kernels_as_tf_slims_fan_out_variance_scaling(world
     net = models.open_model("c", spec_of(world["pair"], randomize=True, seed=5, initializer="fan_out"))
     assert net.randomized["initializer"] == "fan_out" and "FAN_OUT" in net.randomized["kernels"]
     assert models.open_model("d", spec_of(world["pair"], randomize=True)).randomized["initializer"] == "fan_in"
+
+
+def test_a_handle_loads_without_importing_keras_3(world):
+    """hub.KerasLayer given a path tries a Keras 2 import that pulls in all of Keras 3 and scikit-learn (seconds
+    of every extraction job); the loader hands it the loaded SavedModel instead."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import embmap
+
+    code = ("import sys; from embmap.models import hub; "
+            f"m = hub.hub_model('n', {str(world['pair'] / 'feature_vector')!r}); "
+            "print(len(m.features_layer.weights) > 0, 'keras' in sys.modules, 'sklearn' in sys.modules)")
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": str(Path(embmap.__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_a_savedmodel_without_a_call_function_is_named(tmp_path):
+    import tensorflow as tf
+
+    from embmap import models
+    from embmap.models import hub
+
+    obj = tf.Module()
+    obj.f = tf.function(lambda x: x + 1.0, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(obj, str(tmp_path / "nocall"))
+    with pytest.raises(models.NetworkError, match="network 'odd'.*no __call__"):
+        hub.hub_model("odd", str(tmp_path / "nocall"))

@@ -32,11 +32,23 @@ def is_remote(h: str) -> bool:
 
 
 def load_layer(name: str, which: str, handle: str):
-    """``hub.KerasLayer(handle)``; an error names the network, the handle and, for a URL, the cache."""
+    """``hub.KerasLayer`` of the SavedModel at ``handle``; an error names the network, the handle and, for a
+    URL, the cache.
+
+    The layer wraps what ``hub.load`` returns (resolved and read as ``hub.KerasLayer(handle)`` would): given a
+    handle, ``hub.KerasLayer`` first tries a Keras 2 import that, with Keras 3 installed, imports all of
+    Keras 3 and scikit-learn before it fails (3.4 s of every extraction job).
+    """
     import tensorflow_hub as hub
 
     try:
-        return hub.KerasLayer(handle.removeprefix("file://"))
+        module = hub.load(handle.removeprefix("file://"))
+        if not callable(module):
+            raise NetworkError(f"network {name!r}: the {which} SavedModel at {handle!r} has no __call__ function "
+                               "(a TF Hub image model for TF2 has one)")
+        return hub.KerasLayer(module)
+    except NetworkError:
+        raise
     except Exception as e:  # tf/hub raise many kinds; name the network and the handle
         hint = ""
         if is_remote(handle):
