@@ -158,3 +158,27 @@ def test_image_list_reads_paths_labels_and_splits(tmp_path):
     pd.DataFrame([("imgs/missing.jpg", 0)], columns=["path", "label"]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(data.DatasetError, match="missing.jpg"):
         data.get({"kind": "image_list", "path": str(tmp_path / "bad.csv")}).manifest()
+
+
+def test_digits_are_read_as_scikit_learn_reads_them():
+    """The digits file is parsed without importing scikit-learn, to the same values and order."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from embmap.data.digits import load_digits
+
+    images, target = load_digits()
+    d = sklearn_digits()
+    np.testing.assert_array_equal(images, d.images)
+    np.testing.assert_array_equal(target, d.target)
+    assert images.dtype == d.images.dtype and images.shape == (1797, 8, 8)
+    code = ("import sys; from embmap import data; ds = data.get({'kind': 'digits'}); ds.images(['digits/0001']); "
+            "print('sklearn' in sys.modules)")
+    workflow = str(Path(data.__file__).resolve().parents[2])  # the folder holding embmap/
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": workflow})
+    assert out.stdout.strip() == "False"
