@@ -87,3 +87,15 @@ def test_a_network_under_other_preprocessing_is_not_shared(tmp_path):
     other["preprocessing"] = {"input_size": [331, 331]}
     with pytest.raises(ConfigError, match=r"in331\.networks\.a: .*differently"):
         check(cfg, tmp_path)
+
+
+def test_only_experiments_of_image_files_hold_cores_to_decode(tmp_path):
+    from types import SimpleNamespace
+
+    cfg = imagenet_config(tmp_path)
+    cfg["experiments"]["digits"] = {"task": "closed_set", "dataset": {"kind": "digits"}, "fit_split": "train",
+                                    "eval_split": "test", "networks": {
+                                        k: {"source": "train", "train": {"architecture": k}} for k in ("mlp", "cnn")}}
+    threads = check(cfg, tmp_path).decoding_threads(4)
+    assert threads(SimpleNamespace(exp="in")) == 4
+    assert threads(SimpleNamespace(exp="digits")) == 1

@@ -374,6 +374,11 @@ class Plan:
         """The benchmark file of a rule's job, spelled as its log: ``results/{exp}/benchmarks/RULE[/SUB].tsv``."""
         return f"{self.results}/{{exp}}/benchmarks/{rule}{'/' + sub if sub else ''}.tsv"
 
+    def decoding_threads(self, n: int):
+        """A rule's ``threads``: ``n`` for an experiment whose images are files the job decodes, 1 for the others
+        (datasets held in memory), so such a job does not hold cores it leaves idle."""
+        return lambda wc: n if self.experiments[wc.exp].kind.image_files else 1
+
     def manifest(self, exp: str) -> str:
         return self.path("manifest", exp)
 
