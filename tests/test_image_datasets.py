@@ -182,3 +182,15 @@ def test_digits_are_read_as_scikit_learn_reads_them():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": workflow})
     assert out.stdout.strip() == "False"
+
+
+def test_digits_fall_back_to_scikit_learns_loader_when_its_file_moves(monkeypatch):
+    import importlib.util
+
+    from embmap.data import digits
+
+    want_images, want_target = digits.load_digits()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    images, target = digits.load_digits()
+    np.testing.assert_array_equal(images, want_images)
+    np.testing.assert_array_equal(target, want_target)

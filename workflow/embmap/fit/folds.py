@@ -184,21 +184,16 @@ class SourceFolds:
         d_a = t.saa.shape[0]
         if method == mt.RIDGE:
             per_target = chosen or dict.fromkeys(self.targets, float(alpha))
-            values = sorted(set(per_target.values()))
-            w = np.empty_like(t.sab) if len(values) > 1 else None
-            for value in values:  # one factorisation per distinct penalty serves its targets
-                cols = (slice(None) if w is None else
-                        np.concatenate([np.arange(self.slices[b].start, self.slices[b].stop)
-                                        for b in self.targets if per_target[b] == value]))
-                if value > 0:  # S + alpha I is positive definite: one solve
-                    wv = np.linalg.solve(t.saa + value * np.eye(d_a), t.sab[:, cols])
+            w = np.empty_like(t.sab)
+            for value in sorted(set(per_target.values())):  # one factorisation per distinct penalty
+                chosen_b = [b for b in self.targets if per_target[b] == value]
+                cols = (slice(None) if len(chosen_b) == len(self.targets) else  # no scatter of columns
+                        np.concatenate([np.arange(self.slices[b].start, self.slices[b].stop) for b in chosen_b]))
+                if value > 0:  # S + alpha I is positive definite: one solve serves these targets
+                    w[:, cols] = np.linalg.solve(t.saa + value * np.eye(d_a), t.sab[:, cols])
                 else:
                     ev, v = np.linalg.eigh(t.saa)
-                    wv = v @ _solve_eig(ev, v.T @ t.sab[:, cols], value)
-                if w is None:
-                    w = wv
-                else:
-                    w[:, cols] = wv
+                    w[:, cols] = v @ _solve_eig(ev, v.T @ t.sab[:, cols], value)
             penalty = {b: float(per_target[b]) for b in self.targets}
         elif method == mt.LSTSQ:
             w, _ = mt.lstsq_weights(t.saa, t.sab)
