@@ -14,7 +14,10 @@ Rates, same images and batch size:
   r_decode    the pipeline alone (all cores), batches of float32 arrays;
   r_decode/1  the pipeline on one core (one parallel call, TensorFlow on one thread in a child process):
               decode throughput per core, what a GPU node's CPU cores must supply;
-  r_forward   the model's forward pass alone on an in-memory batch;
+  r_forward   the model's forward pass alone on an in-memory batch, as extraction runs it: every kernel on one
+              thread, ``--threads`` batches at once (the same embeddings whatever the count);
+  r_forward/k the same forward pass with each kernel on ``--threads`` threads, one batch at a time (how
+              extraction ran before, in a child process): what running batches side by side costs or gains;
   pipeline    ``embmap.extract.extract``: decode, pre-process, batch, run, write the store.
 
 Bound: on a CPU-only machine decoding and the model share the cores, so
@@ -86,6 +89,24 @@ print("RATE", len(paths) / (time.perf_counter() - start))
 """
 
 
+KERNEL_THREADS = """
+import os, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path.insert(0, {workflow!r})
+import numpy as np
+from embmap import steps
+steps.tf_threads({threads})
+from embmap.models.hub import hub_model
+net = hub_model("mobilenet_v2", {model!r}, input_size=({size}, {size}))
+batch = np.load({batch!r})
+net.features(batch)  # trace once
+start = time.perf_counter()
+for _ in range({calls}):
+    net.features(batch)
+print("RATE", {calls} * len(batch) / (time.perf_counter() - start))
+"""
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1024)
@@ -97,10 +118,10 @@ def main(argv=None) -> None:
     n = args.images - args.images % args.batch  # whole batches: one traced shape
     from embmap import data, steps
     from embmap.data import images
-    from embmap.extract import extract
+    from embmap.extract import extract, in_order
     from embmap.models.hub import hub_model
 
-    steps.tf_threads(args.threads)
+    steps.tf_threads(1, concurrent=args.threads)  # as embmap.steps.extract: kernels on one thread
     print(f"machine: {machine()}")
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
@@ -127,18 +148,25 @@ def main(argv=None) -> None:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         r_one = float(r.stdout.split("RATE")[-1]) if r.returncode == 0 else float("nan")
         start = time.perf_counter()
-        for _ in range(0, n, args.batch):
-            net.features(batch)
+        for _ in in_order(net.features, [batch] * (n // args.batch), args.threads):
+            pass
         r_forward = rate(n, time.perf_counter() - start)
+        np.save(tmp / "batch.npy", np.asarray(batch))
+        code = KERNEL_THREADS.format(workflow=str(ROOT / "workflow"), threads=args.threads, model=str(tmp / "model"),
+                                     size=args.size, batch=str(tmp / "batch.npy"), calls=n // args.batch)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        r_kernels = float(r.stdout.split("RATE")[-1]) if r.returncode == 0 else float("nan")
         start = time.perf_counter()
         extract(net, ds, ids, np.zeros(n, int), tmp / "store.zarr", chunk_rows=None, batch_size=args.batch,
-                with_classifier=False, progress=False, preprocessing=pre)
+                with_classifier=False, progress=False, preprocessing=pre, workers=args.threads)
         r_pipe = rate(n, time.perf_counter() - start)
 
     cpu_bound = 1 / (1 / r_decode + 1 / r_forward)
     print(f"r_decode   {r_decode:8.1f} images/s  (the tf.data pipeline on all cores)")
     print(f"r_decode/1 {r_one:8.1f} images/s  (one core: decode, crop and resize per core)")
-    print(f"r_forward  {r_forward:8.1f} images/s")
+    print(f"r_forward  {r_forward:8.1f} images/s  ({args.threads} batches at once, each kernel on one thread)")
+    print(f"r_forward/k{r_kernels:8.1f} images/s  (one batch at a time, each kernel on {args.threads} threads; "
+          f"r_forward / this = {r_forward / r_kernels:.2f})")
     print(f"pipeline   {r_pipe:8.1f} images/s")
     print(f"CPU bound 1/(1/r_decode + 1/r_forward) = {cpu_bound:.1f} images/s; pipeline / bound = "
           f"{r_pipe / cpu_bound:.2f} (target >= 0.85)")

@@ -253,3 +253,45 @@ def test_an_onnx_model_whose_last_op_is_not_linear_says_so(tmp_path):
     net = models.open_model("tiny", {**spec, "classifier": "logits", "features": "pre"})  # before the Relu
     with pytest.raises(models.NetworkError, match=r"network 'tiny': the weights of Gemm 'head' do not reproduce"):
         net.classifier(images(4, 4, seed=5) - 0.5)
+
+
+# -- several batches at once (extraction's workers) ---------------------------------------------------------------
+class _Pixels:
+    def __init__(self, x):
+        self.x = x
+
+    def images(self, ids):
+        return self.x[[int(i) for i in ids]]
+
+
+def _stores_with_workers(net, x, tmp_path):
+    """The store of ``x`` extracted one batch at a time and three at a time."""
+    from embmap import stores
+    from embmap.extract import extract
+
+    ids = np.array([str(i) for i in range(len(x))])
+    out = []
+    for workers in (1, 3):
+        extract(net, _Pixels(x), ids, np.zeros(len(x), int), tmp_path / f"w{workers}.zarr", chunk_rows=None,
+                batch_size=2, with_classifier=False, progress=False, workers=workers)
+        out.append(stores.open_embeddings(tmp_path / f"w{workers}.zarr").embeddings[:])
+    return out
+
+
+def test_a_tflite_model_runs_batches_on_threads_each_with_its_own_interpreter(tmp_path):
+    path, _ = _tflite(tmp_path / "m.tflite", False)
+    net = models.open_model("lite", {"source": "tflite", "model": path})
+    x = images(9, 12, seed=3)
+    one, three = _stores_with_workers(net, x, tmp_path)
+    np.testing.assert_array_equal(three, one)
+    np.testing.assert_array_equal(one, net.features(x))
+
+
+def test_an_onnx_model_runs_batches_from_threads_with_the_same_results(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path, *_ = _onnx(tmp_path / "m.onnx", gemm=True, batch_one=False)
+    net = models.open_model("tiny", {"source": "onnx", "model": path, "input_range": [0, 255], "classifier": "logits"})
+    x = images(9, 4, seed=3)
+    one, three = _stores_with_workers(net, x, tmp_path)
+    np.testing.assert_array_equal(three, one)
+    np.testing.assert_allclose(one, net.features(x), rtol=1e-5, atol=1e-5)  # another batch size

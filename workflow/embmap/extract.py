@@ -7,10 +7,18 @@ and writes the store chunk by chunk through
 from its last durable chunk. The classifier is located and verified on the
 first batch (:meth:`embmap.models.Model.classifier`) or recovered by least
 squares (:class:`embmap.models.classifiers.LeastSquares`).
+
+Batches after the first run ``workers`` at a time, each on threads of its
+own, and are written in order. With every kernel on one thread
+(:func:`embmap.steps.tf_threads`), each image's embedding is then computed
+by the same arithmetic whatever the number of workers: stores do not depend
+on the cores a job was given.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +58,30 @@ def _classifier_from_first_batch(network, images, f, dataset, lstsq_images):
         return classifiers.LeastSquares(f.shape[1], want=lstsq_images), z, offset
 
 
+def in_order(fn, items, workers: int):
+    """``fn(item)`` of every item, in order, computed on up to ``workers`` threads at once.
+
+    At most ``workers`` results are pending, so memory holds ``workers``
+    batches however many there are. ``workers=1`` runs each call in the
+    calling thread.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        for item in items:
+            if len(pending) == workers:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
+
+
 def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | None, batch_size: int,
             with_classifier: bool = True, attrs: dict | None = None, progress: bool = True,
             normalise: bool = False, log=None, preprocessing: dict | None = None,
-            lstsq_images: int | None = None, flip: bool = False) -> None:
+            lstsq_images: int | None = None, flip: bool = False, workers: int = 1) -> None:
     """Write ``network``'s embeddings of the images ``ids`` into the store at ``path``, batch by batch.
 
     ``chunk_rows`` (None: about 8 MB of rows) and ``batch_size`` are the
@@ -70,7 +98,10 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     is recovered by least squares from the features and logits of the first
     ``lstsq_images`` images (default 2 (d + 1)) and the residual is recorded.
 
-    Memory holds one batch and one chunk, whatever the number of images. The
+    ``workers`` batches run at once, each with ``network`` called from a
+    thread of its own (models whose ``parallel_calls`` is False run one at a
+    time); memory holds that many batches and one chunk, whatever the number
+    of images. The
     store is built at ``<path>.partial`` and appears at ``path`` only when every
     row is written; an interrupted extraction run again with the same network,
     images and options continues from its last durable chunk (see
@@ -107,29 +138,50 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     if store.start:
         log(f"resuming {store.partial} at row {store.start} of {n} ({store.resumed_rows} rows were on disk)")
     want_classifier = with_classifier and network.has_logits
-    probe, label_offset = None, 0
+    probe = None
     bar = tqdm(total=n, initial=store.start, desc=f"{network.name} -> {Path(path).name}", unit="img",
                disable=not progress, mininterval=2.0)
-    images = None
-    for _, images in batches(dataset, ids[store.start:], batch_size, pre):
-        f = network.features(images)
-        z = None
-        if want_classifier and not store.has_classifier and probe is None:
-            found, z, label_offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
-            if isinstance(found, classifiers.LeastSquares):
-                probe = found
-                log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C and b "
-                    f"by least squares from {probe.want} images")
-            else:
-                st.write_classifier(store.group, *found, label_offset=label_offset)
-        if probe is not None and not probe.full:
-            probe.add(f, network.logits(images) if z is None else z)
+    probe_rows = 0  # rows handed to the least-squares probe, counted as batches are submitted
+
+    def embed(job):
+        """(features, the probe's logits or None, the embedding to store, rows) of one batch."""
+        images, f, z, logits_wanted = job
+        if f is None:
+            f = network.features(images)
+        if logits_wanted and z is None:
+            z = network.logits(images)
+        out = f
         if flip:
-            f = f + network.features(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
+            out = out + network.features(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
         if normalise:
-            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-        store.append(f)
-        bar.update(len(images))
+            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return f, z, out, len(images)
+
+    def jobs():
+        nonlocal probe, label_offset, probe_rows, images
+        for _, images in batches(dataset, ids[store.start:], batch_size, pre):
+            f = z = None
+            if want_classifier and not store.has_classifier and probe is None:
+                # the first batch: the classifier is located here, before any batch runs beside it
+                f = network.features(images)
+                found, z, label_offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
+                if isinstance(found, classifiers.LeastSquares):
+                    probe = found
+                    log(f"network {network.name!r}: no classifier variables of the right shapes; recovering C "
+                        f"and b by least squares from {probe.want} images")
+                else:
+                    st.write_classifier(store.group, *found, label_offset=label_offset)
+            wanted = probe is not None and probe_rows < probe.want
+            probe_rows += len(images) if wanted else 0
+            yield images, f, z, wanted
+
+    label_offset, images = 0, None
+    workers = max(1, int(workers)) if getattr(network, "parallel_calls", True) else 1
+    for f, z, out, rows in in_order(embed, jobs(), workers):
+        if z is not None and probe is not None:
+            probe.add(f, z)
+        store.append(out)
+        bar.update(rows)
     bar.close()
     if images is None:  # resumed with nothing left but the final rename
         images = next(batches(dataset, ids[:1], 1, pre))[1]
@@ -157,6 +209,6 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         "network": network.name, "handle": network.handle, "classifier_handle": network.classifier_handle,
         "input_size": list(network.input_size) if network.input_size else list(images.shape[1:3]),
         "preprocessing": preprocessing_attrs, "parameters": network.parameters(), "randomized": network.randomized,
-        "l2_normalised": bool(normalise), "flip": bool(flip), "created": st.now(), "versions": st.versions(),
-        **(attrs or {}),
+        "l2_normalised": bool(normalise), "flip": bool(flip), "workers": workers, "created": st.now(),
+        "versions": st.versions(), **(attrs or {}),
     })

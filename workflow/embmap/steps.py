@@ -135,19 +135,23 @@ def set_threads(n: int) -> None:
         pass
 
 
-def tf_threads(n: int) -> int:
-    """Run TensorFlow's kernels on ``n`` threads; returns the count in effect.
+def tf_threads(n: int, concurrent: int | None = None) -> int:
+    """Run each of TensorFlow's CPU kernels on ``n`` threads and up to ``concurrent`` (default ``min(2, n)``) ops
+    at once; returns the kernels' thread count in effect.
 
-    Its CPU kernels split sums by the thread count, so embeddings are
-    bit-identical for the same count and differ by float32 rounding between
-    counts; stores record the count (attribute ``tf_threads``).
+    Its CPU kernels split sums by their thread count, so results are
+    bit-identical for the same ``n`` and differ by float32 rounding between
+    counts. Extraction therefore runs every kernel on one thread and
+    ``concurrent`` batches at once (:func:`embmap.extract.extract`'s
+    ``workers``): its stores do not depend on the job's cores. Stores record
+    ``n`` (attribute ``tf_threads``).
     """
     import tensorflow as tf
 
     n = max(1, int(n))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, int(concurrent or min(2, n))))
     except RuntimeError:  # already initialised in this process
         pass
     return tf.config.threading.get_intra_op_parallelism_threads() or n
@@ -248,7 +252,11 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
     from .data.manifest import read_manifest, skipped_ids
     from .extract import extract as run_extraction
 
-    n_threads = tf_threads(threads)
+    import tensorflow as tf
+
+    kernel_threads = tf_threads(1, concurrent=threads)  # see tf_threads: the same embeddings whatever `threads`
+    # a GPU runs one batch after another anyway: batches side by side would only hold their activations at once
+    workers = 1 if tf.config.list_physical_devices("GPU") else threads
     rows = read_manifest(manifest, split)
     net = models.open_model(network, spec, preprocessing, model_dir=model)
     if net.randomized:
@@ -268,10 +276,10 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
     run_extraction(
         net, images, rows["id"].to_numpy(), rows["label"].to_numpy(), store, chunk_rows=chunk_rows,
         batch_size=batch_size, with_classifier=with_classifier, normalise=normalise, log=log.info,
-        preprocessing=preprocessing, lstsq_images=lstsq_images, flip=bool(spec.get("flip", False)),
+        preprocessing=preprocessing, lstsq_images=lstsq_images, flip=bool(spec.get("flip", False)), workers=workers,
         attrs={"experiment": experiment, "source": spec["source"], "source_kind": spec["source"], "dataset": dataset,
                "split": split, "seed": seed, "spec": spec, "manifest": str(manifest),
-               "skipped": skipped_ids(manifest, split), "tf_threads": n_threads, **extra},
+               "skipped": skipped_ids(manifest, split), "tf_threads": kernel_threads, **extra},
     )
     log.info("wrote %s (%d images)", store, len(rows))
 

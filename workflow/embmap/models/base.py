@@ -124,6 +124,9 @@ class Model:
         features otherwise override :meth:`features`.
     """
 
+    #: :meth:`features` and :meth:`logits` may be called from several threads at once (extraction's ``workers``)
+    parallel_calls = True
+
     def __init__(self, name, handle, classifier_handle=None, input_size=None, channels=None,
                  input_range=(0.0, 1.0), features_layer=None, logits_layer=None):
         self.name = name

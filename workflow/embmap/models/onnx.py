@@ -110,6 +110,9 @@ class ONNXModel(FileModel):
                 g.output.append(onnx.helper.make_empty_tensor_value_info(t))
         options = ort.SessionOptions()
         options.log_severity_level = 3  # exporters' benign warnings (initialisers listed as inputs) stay quiet
+        # every operator on one thread, as TensorFlow's kernels in extraction: its sums then do not depend on the
+        # job's cores; extraction runs several batches at once instead (session.run may be called from threads)
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
         providers = [p for p in ort.get_available_providers() if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(m.SerializeToString(), options, providers=providers)

@@ -21,6 +21,8 @@ Standard library only at import time (the source registry imports it).
 
 from __future__ import annotations
 
+import threading
+
 from .base import NONE, FileModel, Model, NetworkError, Source, check_model_file, listing, tf
 
 FULLY_CONNECTED = "FULLY_CONNECTED"
@@ -77,9 +79,8 @@ class TFLiteModel(FileModel):
                 # holds the weights; the other runs the images with TFLite's default CPU delegate, 4x faster
                 inspect = t.lite.Interpreter(model_path=path,
                                              experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-                it = t.lite.Interpreter(model_path=path, experimental_preserve_all_tensors=True, num_threads=threads)
             inspect.allocate_tensors()
-            it.allocate_tensors()
+            it = self._runner(path, threads)
         except Exception as e:  # the interpreter raises ValueError or RuntimeError
             raise NetworkError(f"network {name!r}: cannot read the TFLite model {path}: {e}") from None
         inputs = it.get_input_details()
@@ -104,6 +105,8 @@ class TFLiteModel(FileModel):
                 input_range = (0.0, 1.0)
         super().__init__(name, path, None, own, int(self.input["shape"][3]), input_range)
         self.interpreter, self.inspector = it, inspect
+        self._path, self._threads = path, threads
+        self._owner, self._local = threading.get_ident(), threading.local()
         self.details = {d["index"]: d for d in inspect.get_tensor_details()}
         ops = inspect._get_ops_details()  # the only listing of a model's ops the interpreter offers
         by_name = {d["name"]: i for i, d in self.details.items()}
@@ -156,13 +159,33 @@ class TFLiteModel(FileModel):
         q = np.round(x / self.input_quant[0][0] + self.input_quant[1][0])
         return np.clip(q, lo, hi)[None].astype(self.input["dtype"])
 
+    @staticmethod
+    def _runner(path: str, threads: int | None):
+        """An interpreter that runs images with every intermediate tensor kept (TFLite's default CPU delegate)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation in favour of LiteRT
+            it = tf().lite.Interpreter(model_path=path, experimental_preserve_all_tensors=True, num_threads=threads)
+        it.allocate_tensors()
+        return it
+
+    def _thread_interpreter(self):
+        """The interpreter of the calling thread (one runs one image at a time): the model's own in the thread that
+        opened it, another of the same file in each other thread."""
+        if threading.get_ident() == self._owner:
+            return self.interpreter
+        if getattr(self._local, "interpreter", None) is None:
+            self._local.interpreter = self._runner(self._path, self._threads)
+        return self._local.interpreter
+
     def _forward(self, images):
         """(features float32 [n, d], the head's outputs dequantised float64 [n, classes] or None)."""
         import numpy as np
 
         x = np.asarray(self.preprocess(images), np.float64)
         feats, logits = [], []
-        it = self.interpreter
+        it = self._thread_interpreter()
         for image in x:
             it.set_tensor(self.input["index"], self._feed(image))
             it.invoke()
