@@ -51,7 +51,7 @@ def test_every_rule_has_a_log_a_benchmark_threads_and_memory():
         assert log, f"rule {name}: log: must be P.log({name!r}[, SUB])"
         assert d.get("benchmark", "") == f"P.benchmark{d['log'].rstrip(',')[5:]}", \
             f"rule {name}: benchmark: must be spelled as its log: P.benchmark({name!r}[, SUB])"
-        threads = re.fullmatch(r"(?:P\.decoding_threads\()?(\d+)\)?", d.get("threads", ""))
+        threads = re.fullmatch(r"(?:P\.threads\()?(\d+)\)?", d.get("threads", ""))
         assert threads and int(threads.group(1)) >= 1, f"rule {name} names no threads:"
         assert re.search(r"\bmem_mb=\d+", d.get("resources", "")), f"rule {name} names no mem_mb resource"
         # the rule only wires: its step takes its arguments from the plan

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from embmap import plan
+from embmap import data, plan
 from embmap.config import ConfigError, check as check_config
 
 
@@ -89,13 +89,15 @@ def test_a_network_under_other_preprocessing_is_not_shared(tmp_path):
         check(cfg, tmp_path)
 
 
-def test_only_experiments_of_image_files_hold_cores_to_decode(tmp_path):
+def test_only_experiments_on_the_bundled_digits_ask_for_one_core(tmp_path):
     from types import SimpleNamespace
 
     cfg = imagenet_config(tmp_path)
     cfg["experiments"]["digits"] = {"task": "closed_set", "dataset": {"kind": "digits"}, "fit_split": "train",
                                     "eval_split": "test", "networks": {
                                         k: {"source": "train", "train": {"architecture": k}} for k in ("mlp", "cnn")}}
-    threads = check(cfg, tmp_path).decoding_threads(4)
+    threads = check(cfg, tmp_path).threads(4)
     assert threads(SimpleNamespace(exp="in")) == 4
     assert threads(SimpleNamespace(exp="digits")) == 1
+    # faces (LFW) and brought stores may be ImageNet-sized: they keep the rule's threads
+    assert {k for k, kind in data.KINDS.items() if kind.small} == {"digits", "digit_pairs"}

@@ -374,10 +374,11 @@ class Plan:
         """The benchmark file of a rule's job, spelled as its log: ``results/{exp}/benchmarks/RULE[/SUB].tsv``."""
         return f"{self.results}/{{exp}}/benchmarks/{rule}{'/' + sub if sub else ''}.tsv"
 
-    def decoding_threads(self, n: int):
-        """A rule's ``threads``: ``n`` for an experiment whose images are files the job decodes, 1 for the others
-        (datasets held in memory), so such a job does not hold cores it leaves idle."""
-        return lambda wc: n if self.experiments[wc.exp].kind.image_files else 1
+    def threads(self, n: int):
+        """A rule's ``threads``: ``n``, or 1 for an experiment on a small dataset held in memory (``Kind.small``:
+        the bundled digits), whose jobs are seconds of work: such a job then holds no core it would leave idle,
+        and two run side by side. No result depends on the count (README, "Determinism")."""
+        return lambda wc: 1 if self.experiments[wc.exp].kind.small else n
 
     def manifest(self, exp: str) -> str:
         return self.path("manifest", exp)

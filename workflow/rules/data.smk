@@ -12,7 +12,7 @@ rule prepare_split:
         P.benchmark("prepare_split")
     conda:
         "../../envs/tensorflow.yaml"  # image files are decoded once to find unreadable ones
-    threads: P.decoding_threads(2)
+    threads: P.threads(2)
     resources:
         mem_mb=2000,
     params:

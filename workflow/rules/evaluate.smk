@@ -23,7 +23,7 @@ rule evaluate_closed_set:
         P.benchmark("evaluate_closed_set")
     conda:
         "../../envs/analysis.yaml"
-    threads: 4
+    threads: P.threads(4)
     resources:
         mem_mb=8000,
     params:
@@ -86,7 +86,7 @@ rule evaluate_open_set:
         P.benchmark("evaluate_open_set")
     conda:
         "../../envs/analysis.yaml"
-    threads: 2
+    threads: P.threads(2)
     resources:
         mem_mb=6000,
     params:
@@ -117,7 +117,7 @@ rule evaluate_identification:
         P.benchmark("evaluate_identification")
     conda:
         "../../envs/analysis.yaml"
-    threads: 2
+    threads: P.threads(2)
     resources:
         mem_mb=6000,
     params:
@@ -142,7 +142,7 @@ rule similarity:
         P.benchmark("similarity")
     conda:
         "../../envs/analysis.yaml"
-    threads: 2
+    threads: P.threads(2)
     resources:
         mem_mb=4000,
     params:
@@ -167,7 +167,7 @@ rule sample_efficiency:
         P.benchmark("sample_efficiency")
     conda:
         "../../envs/analysis.yaml"
-    threads: 4
+    threads: P.threads(4)
     resources:
         mem_mb=8000,
     params:

@@ -33,7 +33,8 @@ rule extract:
         P.benchmark("extract", "{network}/{split}")
     conda:
         "../../envs/tensorflow.yaml"
-    threads: 4
+    # batches run `threads` at a time, each kernel on one thread: the same embeddings whatever the count
+    threads: P.threads(4)
     resources:
         mem_mb=8000,
     params:

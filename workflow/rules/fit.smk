@@ -15,7 +15,7 @@ rule cross_products_shard:
         shard="[0-9]+",
     conda:
         "../../envs/analysis.yaml"
-    threads: 2
+    threads: P.threads(2)
     resources:
         mem_mb=4000,
     params:
@@ -55,7 +55,7 @@ rule fit_maps:
         P.benchmark("fit_maps", "{source}")
     conda:
         "../../envs/analysis.yaml"
-    threads: 2
+    threads: P.threads(2)
     resources:
         mem_mb=4000,
     params:
@@ -75,7 +75,7 @@ rule fit_method_maps:
         P.benchmark("fit_method_maps", "{method}")
     conda:
         "../../envs/analysis.yaml"
-    threads: 2
+    threads: P.threads(2)
     resources:
         mem_mb=4000,
     params:

@@ -58,6 +58,10 @@ class Kind:
         cropped and resized by each network's preprocessing); it has a
         labelled ``train`` split the demo networks can be trained on; its
         images are photographs of faces (MTCNN alignment applies).
+    small : bool
+        A small set bundled with the workflow and held in memory (the
+        digits): every job on it is seconds of work, so its jobs ask for one
+        core (:meth:`embmap.plan.Plan.threads`).
     pairs : None, "given" or "written"
         open_set: the pairs file is named in the config, or written by the workflow.
     """
@@ -70,6 +74,7 @@ class Kind:
     image_files: bool = False
     trains: bool = False
     faces: bool = False
+    small: bool = False
     pairs: str | None = None
     task_hint: str = ""
     train_hint: str = "has no labelled training images"

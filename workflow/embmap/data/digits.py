@@ -164,8 +164,8 @@ class DigitPairs(Digits):
 
 
 KINDS = [
-    Kind("digits", reader=Digits, tasks=("closed_set",), trains=True,
+    Kind("digits", reader=Digits, tasks=("closed_set",), trains=True, small=True,
          task_hint=": open_set needs pairs; use digit_pairs, lfw or embeddings with a pairs file"),
-    Kind("digit_pairs", reader=DigitPairs, tasks=("open_set",), trains=True, pairs="written",
+    Kind("digit_pairs", reader=DigitPairs, tasks=("open_set",), trains=True, small=True, pairs="written",
          task_hint=": its images come with verification pairs"),
 ]
