@@ -10,6 +10,9 @@ rule train_network:
         P.log("train_network", "{network}"),
     benchmark:
         P.benchmark("train_network", "{network}")
+    # trainings are the longest jobs: started first, the extractions of trained networks fill the
+    # cores they leave, and no training left for last holds up everything after the extractions
+    priority: 1
     conda:
         "../../envs/tensorflow.yaml"
     # one thread: bit-identical weights whatever the core count (embmap.steps.TRAIN_THREADS)
