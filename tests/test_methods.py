@@ -64,6 +64,35 @@ def test_procrustes_is_the_scaled_orthogonal_map_on_zero_padded_features(feats, 
         assert m.attrs["fit_r2"] == pytest.approx(1.0, abs=1e-10)
 
 
+@pytest.mark.parametrize("case", ["dead units", "fewer samples than features"])
+def test_procrustes_where_s_ab_is_rank_deficient_maps_its_null_space_to_zero(case):
+    """The orthogonal factor is not determined outside the rank of S_AB; the map must not depend on rounding."""
+    rng = np.random.default_rng(5)
+    if case == "dead units":  # the target has 4 units that never fire on the fit samples
+        x = rng.standard_normal((200, 9))
+        y = np.c_[np.tanh(x @ rng.standard_normal((9, 6))), np.zeros((200, 4))]
+        rank = 6
+    else:  # 8 samples: centred blocks of rank 7 < 9 features
+        x, y = rng.standard_normal((8, 9)), rng.standard_normal((8, 10))
+        rank = 7
+
+    def fit(xx, yy):
+        return methods.fit_maps(gram.blocks_in_memory({"a": xx, "b": yy}), "a", ["b"], "procrustes")["b"]
+
+    m = fit(x, y)
+    xa, yb = centred(x), centred(y)
+    u, sv, vt = np.linalg.svd(xa.T @ yb)  # re-derived from the features: U_r V_r' over the non-zero singular values
+    s = sv.sum() / np.sum(xa ** 2)
+    np.testing.assert_allclose(m.weight, s * u[:, :rank] @ vt[:rank], rtol=1e-9, atol=1e-12)
+    assert (m.attrs["rank"], m.attrs["rank_of"]) == (rank, 9)
+    # rounding-sized changes of the features move the map by rounding-sized amounts, not by a new completion
+    again = fit(x * (1 + 1e-13), y + 1e-15 * rng.standard_normal(y.shape) * (y != 0))
+    np.testing.assert_allclose(again.weight, m.weight, atol=1e-9)
+    both = dict(methods.fit_pairs(gram.blocks_in_memory({"a": x, "b": y}), ["a", "b"], "procrustes"))
+    np.testing.assert_allclose(both["a", "b"].weight, m.weight, rtol=1e-12, atol=1e-15)
+    assert both["b", "a"].attrs["rank"] == rank
+
+
 def test_procrustes_with_standard_scaling(feats):
     bl = gram.blocks_in_memory(feats)
     m = methods.fit_maps(bl, "n0", ["n2"], "procrustes", scale="standard")["n2"]

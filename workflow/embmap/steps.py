@@ -437,8 +437,13 @@ def fit_method_maps(blocks: str, method: str, networks: list[str], scale: str, m
                      blocks=blocks, versions=versions)
         extra = f", rank {m.attrs['rank']} of {m.attrs['rank_of']}" if "rank" in m.attrs else ""
         if "rank" in m.attrs and m.attrs["rank"] < m.attrs["rank_of"]:
-            log.warning("%s -> %s: S_AA is singular (rank %d of %d); lstsq took the minimum-norm solution",
-                        source, target, m.attrs["rank"], m.attrs["rank_of"])
+            if method == methods.LSTSQ:
+                log.warning("%s -> %s: S_AA is singular (rank %d of %d); lstsq took the minimum-norm solution",
+                            source, target, m.attrs["rank"], m.attrs["rank_of"])
+            else:
+                log.warning("%s -> %s: S_AB has rank %d of %d (units without variance on the fit split, or fewer "
+                            "samples than features); procrustes maps the directions outside it to zero",
+                            source, target, m.attrs["rank"], m.attrs["rank_of"])
         log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
 
 

@@ -206,7 +206,7 @@ class SourceFolds:
                 for b, sl in self.slices.items():
                     mt.check_standard(b, t.sbb[sl], t.mb[sl], t.n)
             for b, sl in self.slices.items():
-                w[:, sl], _ = mt.procrustes_weights(float(sumsq_a.sum()), t.sab[:, sl], t.n, scale, sumsq_a,
+                w[:, sl], *_ = mt.procrustes_weights(float(sumsq_a.sum()), t.sab[:, sl], t.n, scale, sumsq_a,
                                                     t.sbb[sl])
             penalty = dict.fromkeys(self.targets, float("nan"))
         else:

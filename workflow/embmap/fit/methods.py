@@ -74,9 +74,17 @@ def check_standard(name: str, sumsq: np.ndarray, mean: np.ndarray, n: int) -> No
 
 
 def _procrustes_factor(s_ab: np.ndarray, n: int, scale: str, sumsq_a=None, sumsq_b=None):
-    """``(Q, tr Σ, sd_a, sd_b)``: ``Q = U V^T`` from the thin SVD ``U Σ V^T`` of ``S_AB`` (standardised with ``scale``).
+    """``(Q, tr Σ, sd_a, sd_b, rank)``: ``Q = U_r V_r^T`` over the singular values of the thin SVD ``U Σ V^T`` of
+    ``S_AB`` (standardised with ``scale``) above ``max(d_A, d_B) ε σ_1`` (numpy's ``matrix_rank`` tolerance),
+    ``rank`` of them.
 
-    ``S_BA = S_AB^T`` has the same factors swapped, so ``Q^T`` and the same ``tr Σ`` serve the map B -> A.
+    With full rank ``Q`` is the orthogonal factor ``U V^T``. Below it (units that are dead on the fit
+    samples, or fewer samples than features) the orthogonal factor is not determined on the null space of
+    ``S_AB``: every orthonormal completion fits the blocks equally well, and the one an SVD returns
+    depends on rounding. ``U_r V_r^T`` is the one element of least norm among the maximisers of
+    ``tr(Q^T S_AB)`` over ``||Q||_2 <= 1``: directions the fit samples do not correlate map to zero, as
+    ``pinv`` does for least squares. ``S_BA = S_AB^T`` has the same factors swapped, so ``Q^T``, the
+    same ``tr Σ`` and the same rank serve the map B -> A.
     """
     if scale not in SCALES:
         raise FitError(f"mapping.scale {scale!r}: use one of {SCALES}")
@@ -87,12 +95,14 @@ def _procrustes_factor(s_ab: np.ndarray, n: int, scale: str, sumsq_a=None, sumsq
         sd_b = np.sqrt(np.asarray(sumsq_b) / n)
         k = s_ab / sd_a[:, None] / sd_b[None, :]
     u, sv, vt = np.linalg.svd(k, full_matrices=False)
-    return u @ vt, float(sv.sum()), sd_a, sd_b
+    tol = sv[0] * max(k.shape) * np.finfo(np.float64).eps if sv.size else 0.0
+    rank = int(np.count_nonzero(sv > tol))
+    return u[:, :rank] @ vt[:rank], float(sv.sum()), sd_a, sd_b, rank
 
 
 def _procrustes_map(q: np.ndarray, trace_sv: float, s_aa_trace: float, n: int, scale: str, sd_a, sd_b
                     ) -> tuple[np.ndarray, float]:
-    """``W`` (d_A x d_B) and ``s`` from the orthogonal factor ``q`` of :func:`_procrustes_factor`."""
+    """``W`` (d_A x d_B) and ``s`` from the factor ``q`` of :func:`_procrustes_factor`."""
     if scale == "standard":
         s = trace_sv / (n * len(sd_a))
         return (s / sd_a)[:, None] * q * sd_b[None, :], s
@@ -102,10 +112,11 @@ def _procrustes_map(q: np.ndarray, trace_sv: float, s_aa_trace: float, n: int, s
 
 def procrustes_weights(s_aa_trace: float, s_ab: np.ndarray, n: int, scale: str = "none",
                        sumsq_a: np.ndarray | None = None, sumsq_b: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, float]:
-    """The scaled orthogonal map ``W`` (d_A x d_B) and its isotropic scale ``s``."""
-    q, trace_sv, sd_a, sd_b = _procrustes_factor(s_ab, n, scale, sumsq_a, sumsq_b)
-    return _procrustes_map(q, trace_sv, s_aa_trace, n, scale, sd_a, sd_b)
+                       ) -> tuple[np.ndarray, float, int]:
+    """The scaled orthogonal map ``W`` (d_A x d_B), its isotropic scale ``s`` and the rank of ``S_AB`` it spans
+    (see :func:`_procrustes_factor`)."""
+    q, trace_sv, sd_a, sd_b, rank = _procrustes_factor(s_ab, n, scale, sumsq_a, sumsq_b)
+    return (*_procrustes_map(q, trace_sv, s_aa_trace, n, scale, sd_a, sd_b), rank)
 
 
 def fit_r2(w: np.ndarray, s_aa: np.ndarray, s_ab: np.ndarray, s_bb_trace: float) -> float:
@@ -151,8 +162,8 @@ def fit_maps(blocks: Blocks, source: str, targets: list[str], method: str = RIDG
             w = v @ (inv[:, None] * (v.T @ s_ab))
             attrs.update({"alpha": 0.0, "rank": rank, "rank_of": len(inv)})
         else:
-            w, s = procrustes_weights(float(sumsq_a.sum()), s_ab, n, scale, sumsq_a, sumsq_b)
-            attrs.update({"scale": scale, "isotropic_scale": s})
+            w, s, rank = procrustes_weights(float(sumsq_a.sum()), s_ab, n, scale, sumsq_a, sumsq_b)
+            attrs.update({"scale": scale, "isotropic_scale": s, "rank": rank, "rank_of": min(s_ab.shape)})
         attrs["fit_r2"] = fit_r2(w, s_aa, s_ab, float(sumsq_b.sum()))
         out[b] = LinearMap(w, mu[b] - mu[source] @ w, attrs)
     return out
@@ -180,10 +191,11 @@ def fit_pairs(blocks: Blocks, names: list[str], method: str = RIDGE, alpha=1.0, 
         for b in names[i + 1:]:
             s_ab = blocks.gram(a, b)
             sumsq_a, sumsq_b = blocks.sumsq(a), blocks.sumsq(b)
-            q, trace_sv, sd_a, sd_b = _procrustes_factor(s_ab, n, scale, sumsq_a, sumsq_b)
+            q, trace_sv, sd_a, sd_b, rank = _procrustes_factor(s_ab, n, scale, sumsq_a, sumsq_b)
             for (src, tgt, qq, sd_s, sd_t, ss_s, ss_t, s_st) in (
                     (a, b, q, sd_a, sd_b, sumsq_a, sumsq_b, s_ab), (b, a, q.T, sd_b, sd_a, sumsq_b, sumsq_a, s_ab.T)):
                 w, s = _procrustes_map(qq, trace_sv, float(ss_s.sum()), n, scale, sd_s, sd_t)
                 attrs = {"source": src, "target": tgt, "method": method, "n": n, "scale": scale, "isotropic_scale": s,
+                         "rank": rank, "rank_of": min(s_ab.shape),
                          "fit_r2": fit_r2(w, blocks.gram(src, src), s_st, float(ss_t.sum()))}
                 yield (src, tgt), LinearMap(w, mu[tgt] - mu[src] @ w, attrs)
