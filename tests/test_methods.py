@@ -166,3 +166,20 @@ def test_all_pairs_share_one_factorisation_per_unordered_pair_and_equal_per_sour
             for k in ("fit_r2", "isotropic_scale"):
                 if k in m.attrs:
                     assert pairs[(a, b)].attrs[k] == pytest.approx(m.attrs[k], rel=1e-9), k
+
+
+@pytest.mark.parametrize("method, says", [("lstsq", "S_AA is singular (rank 7 of 9)"),
+                                          ("procrustes", "S_AB has rank 7 of 9")])
+def test_fit_method_maps_warns_when_a_map_spans_less_than_its_dimensions(tmp_path, caplog, method, says):
+    import logging
+
+    from embmap import steps, stores
+
+    rng = np.random.default_rng(6)  # 8 samples of 9 and 10 features: centred blocks of rank 7
+    stores.write_blocks(tmp_path / "blocks.zarr", gram.blocks_in_memory(
+        {"a": rng.standard_normal((8, 9)), "b": rng.standard_normal((8, 10))}))
+    with caplog.at_level(logging.WARNING, logger="embmap"):
+        steps.fit_method_maps(str(tmp_path / "blocks.zarr"), method, ["a", "b"], "none", str(tmp_path / "maps"),
+                              "exp", "train")
+    assert any(says in r.getMessage() and r.getMessage().startswith("a -> b") for r in caplog.records), caplog.text
+    assert stores.read_map(tmp_path / "maps" / "a" / "b.zarr").attrs["rank"] == 7
