@@ -49,9 +49,8 @@ onerror:
 wildcard_constraints:
     exp="[A-Za-z0-9_-]+",
     network="[A-Za-z0-9_-]+",
-    source="(?!(lstsq|procrustes)$)[A-Za-z0-9_-]+",
+    source="[A-Za-z0-9_-]+",
     target="[A-Za-z0-9_-]+",
-    method="(lstsq|procrustes)",
     split="[A-Za-z0-9_-]+",
     align="(facenet[0-9]+m[0-9]+|arcface[0-9]+)",
 

@@ -76,7 +76,7 @@ def main():
                 np.asarray(s.embeddings[:])
         r = time.perf_counter() - t
         t = time.perf_counter()
-        table = closed_set.evaluate(opened, maps)
+        table = closed_set.evaluate(opened, {"ridge": maps})
         e = time.perf_counter() - t
         cls = {k: s.classifier() for k, s in opened.items()}
     # (g): the unavoidable products (multiply-adds per sample), at the GEMM rate of a typical one

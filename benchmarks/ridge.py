@@ -47,6 +47,7 @@ def run_jobs(stores: dict, work: Path, alpha, shards: int, folds: int, precision
     import shutil
 
     from embmap import steps
+    from embmap.fit import methods
 
     shutil.rmtree(work, ignore_errors=True)
     steps.set_threads(threads)
@@ -63,8 +64,9 @@ def run_jobs(stores: dict, work: Path, alpha, shards: int, folds: int, precision
     start = time.perf_counter()
     names = list(stores)
     for a in names:
-        steps.fit_maps(str(work / "blocks.zarr"), a, [b for b in names if b != a], alpha, str(work / "maps" / a),
-                       experiment="benchmark", fit_split="train")
+        steps.fit_maps(str(work / "blocks.zarr"), "ridge", a, [b for b in names if b != a],
+                       methods.options(alpha=alpha), str(work / "maps" / a), experiment="benchmark",
+                       fit_split="train")
     t["fit"] = time.perf_counter() - start
     t["total"] = t["pass"] + t["reduce"] + t["fit"]
     return t
@@ -145,12 +147,13 @@ if {scipy_first}:
     x = np.ones((2048, 2048), dtype=np.float32, order="F")
     blas.sgemm(1.0, x, x)
 from embmap import steps
+from embmap.fit import methods
 steps.set_threads({threads})
 names = {names!r}
 start = time.perf_counter()
 for a in names:
-    steps.fit_maps({blocks!r}, a, [b for b in names if b != a], {alpha!r}, {out!r} + "/" + a, experiment="benchmark",
-                   fit_split="train")
+    steps.fit_maps({blocks!r}, "ridge", a, [b for b in names if b != a], methods.options(alpha={alpha!r}),
+                   {out!r} + "/" + a, experiment="benchmark", fit_split="train")
 print("FIT", time.perf_counter() - start)
 """
 

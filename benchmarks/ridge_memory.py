@@ -59,9 +59,12 @@ def measure(n: int, dims: dict, work: Path, shards: int, folds: int, alpha, prec
         "precision": precision, "threads": threads}) for j, p in enumerate(partials))
     out["reduce"] = peak_rss_mb("cross_products", {"partials": partials, "blocks": str(work / "blocks.zarr"),
                                                    "split": "train", "stores": stores})
+    from embmap.fit import methods
+
     names = list(dims)
     out["fit"] = max(peak_rss_mb("fit_maps", {
-        "blocks": str(work / "blocks.zarr"), "source": a, "targets": [b for b in names if b != a], "alpha": alpha,
+        "blocks": str(work / "blocks.zarr"), "method": "ridge", "source": a, "targets": [b for b in names if b != a],
+        "mapping": {**methods.options(), "alpha": alpha},
         "maps": str(work / "maps" / a), "experiment": "benchmark", "fit_split": "train", "threads": threads})
         for a in names)
     return out

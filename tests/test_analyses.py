@@ -31,9 +31,9 @@ def all_maps(bl, method, **kw):
 def test_further_methods_add_rows_and_change_none_of_the_others(byo):
     _, _, ev, bl = byo
     ridge_maps = all_maps(bl, "ridge", alpha=1.0)
-    before = closed_set.evaluate(ev, ridge_maps)
+    before = closed_set.evaluate(ev, {"ridge": ridge_maps})
     more = {"lstsq": all_maps(bl, "lstsq"), "procrustes": all_maps(bl, "procrustes")}
-    after = closed_set.evaluate(ev, ridge_maps, more=more)
+    after = closed_set.evaluate(ev, {"ridge": ridge_maps, **more})
     old = after[after.method.isin(before.method.unique())].reset_index(drop=True)
     pd.testing.assert_frame_equal(old, before)
     for method in ("lstsq", "procrustes"):
@@ -71,19 +71,19 @@ def test_sample_efficiency_rows_equal_the_maps_fitted_on_a_prefix(byo):
     dirs, fit, ev, bl = byo
     full = {"ridge": all_maps(bl, "ridge", alpha=1.0), "lstsq": all_maps(bl, "lstsq")}
     subsets = sample_efficiency.prefix_blocks(bl, [60])
-    t = sample_efficiency.sample_efficiency(ev, full, subsets, bl.n, ["ridge", "lstsq"])
+    t = sample_efficiency.sample_efficiency(ev, full, subsets, bl.n, methods=["ridge", "lstsq"])
     assert list(t.columns) == sample_efficiency.COLUMNS
     assert set(t[t.method != "native"].n_fit) == {60, 400} and len(t[t.method == "native"]) == 3
     # the ridge map on the first 60 rows, fitted directly and measured by closed_set.evaluate
     first = gram.blocks_in_memory({k: np.asarray(s.embeddings[:60]) for k, s in fit.items()})
     direct = {(a, b): m for a in first.names
               for b, m in ridge.fit_maps(first, a, [x for x in first.names if x != a], 1.0).items()}
-    want = closed_set.evaluate(ev, direct, controls=False)
+    want = closed_set.evaluate(ev, {"ridge": direct}, controls=False)
     for r in want[want.method == "ridge"].itertuples():
         got = t[(t.source == r.source) & (t.target == r.target) & (t.method == "ridge") & (t.n_fit == 60)].iloc[0]
         assert got.accuracy == r.accuracy and got.r2 == pytest.approx(r.r2, rel=1e-9)
     whole = t[(t.method == "ridge") & (t.n_fit == 400)].set_index(["source", "target"])
-    ref = closed_set.evaluate(ev, full["ridge"]).set_index(["source", "target", "method"])
+    ref = closed_set.evaluate(ev, {"ridge": full["ridge"]}).set_index(["source", "target", "method"])
     assert whole.loc[("a", "b"), "accuracy"] == ref.loc[("a", "b", "ridge"), "accuracy"]
 
 
@@ -144,7 +144,7 @@ def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     assert len(t[t.method == "procrustes"]) == 6
     g = zarr.open_group(str(res / "maps" / "lstsq" / "a" / "b.zarr"), mode="r")
     assert g.attrs["method"] == "lstsq" and g.attrs["rank"] == 12 and g["weight"].shape == (12, 10)
-    assert (res / "maps" / "a" / "b.zarr").exists()  # ridge keeps the paper's path
+    assert (res / "maps" / "ridge" / "a" / "b.zarr").exists()  # every method's maps in one layout
     s = pd.read_csv(res / "tables" / "similarity.csv")
     assert list(s.columns) == sim.COLUMNS and set(s["index"]) == set(sim.INDICES)
     e = pd.read_csv(res / "tables" / "sample_efficiency.csv")

@@ -22,7 +22,7 @@ def evaluated(tmp_path_factory):
         for b, m in ridge.fit_maps(bl, a, [t for t in fit if t != a], 1.0).items():
             maps[(a, b)] = m
     ev = stores.open_matched({k: f"{d}/test.zarr" for k, d in dirs.items()}, need_classifier=True)
-    return ev, maps, closed_set.evaluate(ev, maps, block_rows=37)
+    return ev, maps, closed_set.evaluate(ev, {"ridge": maps}, block_rows=37)
 
 
 def test_table_has_the_documented_columns_and_rows(evaluated):
@@ -139,7 +139,7 @@ def test_networks_of_1001_and_1000_classes_are_compared_on_the_datasets_labels(t
     ev = stores.open_matched({k: d / "test.zarr" for k, d in dirs.items()}, need_classifier=True)
     assert ev["tfhub_like"].label_offset == 0 and ev["keras_like"].label_offset == 1
     assert ev["tfhub_like"].classifier()[0].shape[0] == 7 and ev["keras_like"].classifier()[0].shape[0] == 6
-    t = closed_set.evaluate(ev, maps)
+    t = closed_set.evaluate(ev, {"ridge": maps})
     y = ev["tfhub_like"].labels
     own = {}
     for k, s in ev.items():  # each network's predictions in dataset labels, computed here from the raw classifier

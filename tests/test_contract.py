@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from embmap import contract, plan, stores
 from embmap.config import ConfigError
 from embmap.evaluate import closed_set
-from embmap.fit.ridge import LinearMap
+from embmap.fit.linear import LinearMap
 
 
 def raw_store(path, emb, ids, labels, classifier=None, attrs=None, *, zarr_format=3, consolidate=True,
@@ -485,7 +485,7 @@ def verify(root, spec):
     names = list(opened)
     maps = {(a, b): LinearMap(np.zeros((opened[a].dim, opened[b].dim)), np.zeros(opened[b].dim), {})
             for a in names for b in names if a != b}
-    t = closed_set.evaluate(opened, maps)
+    t = closed_set.evaluate(opened, {"ridge": maps})
     assert (t.n == labelled).all(), "every labelled sample, and only those, is counted"
     assert np.isfinite(t.accuracy).all() and t.accuracy.between(0, 1).all()
     native = t[t.method == "native"].set_index("source").accuracy

@@ -77,7 +77,7 @@ def test_stores_blocks_and_maps_are_bit_identical_run_after_run(two_runs):
     (a, _), (b, _) = two_runs
     paths = [f"one/embeddings/{n}/{s}.zarr" for n in ("mlp", "cnn") for s in ("train", "test")]
     paths += ["two/embeddings/rnd/test.zarr", "one/fit/blocks.zarr", "two/fit/blocks.zarr",
-              "one/maps/mlp/cnn.zarr", "two/maps/rnd/cnn.zarr", "two/maps/procrustes/rnd/cnn.zarr"]
+              "one/maps/ridge/mlp/cnn.zarr", "two/maps/ridge/rnd/cnn.zarr", "two/maps/procrustes/rnd/cnn.zarr"]
     for p in paths:
         xa, xb = _arrays(a / "results" / p), _arrays(b / "results" / p)
         assert xa.keys() == xb.keys() and xa, p

@@ -30,8 +30,8 @@ def test_sharded_pass_with_an_alpha_list_records_the_choice(tmp_path):
         np.testing.assert_allclose(blocks.folds[1].gram(a, b), whole.folds[1].gram(a, b), rtol=1e-9, atol=1e-9)
     expected = ridge.fit_maps(whole, "a", ["b", "c"], [0.01, 1.0, 100.0])
     for b in ("b", "c"):
-        g = zarr.open_group(str(res / "maps" / "a" / f"{b}.zarr"), mode="r")
+        g = zarr.open_group(str(res / "maps" / "ridge" / "a" / f"{b}.zarr"), mode="r")
         assert g.attrs["alphas"] == [0.01, 1.0, 100.0] and g.attrs["cv_folds"] == 2
         assert g.attrs["alpha"] == expected[b].attrs["alpha"]
         np.testing.assert_allclose(g.attrs["cv_score"], expected[b].attrs["cv_score"], rtol=1e-9)
-    assert "CV 0.01:" in (res / "logs" / "fit_maps" / "a.log").read_text()
+    assert "CV 0.01:" in (res / "logs" / "fit_maps" / "ridge" / "a.log").read_text()

@@ -8,7 +8,7 @@ import zarr
 
 from conftest import ROOT
 from embmap import stores
-from embmap.fit import ridge
+from embmap.fit import linear
 from embmap.__main__ import main
 
 
@@ -44,7 +44,7 @@ def test_inspect_counts_nans_and_flags_incomplete_stores(tmp_path, capsys):
 
 
 def test_inspect_pair_shows_provenance_and_fit_quality(tmp_path, capsys):
-    m = ridge.LinearMap(np.diag([2.0, 1.0, 0.5]), np.zeros(3),
+    m = linear.LinearMap(np.diag([2.0, 1.0, 0.5]), np.zeros(3),
                         {"source": "a", "target": "b", "method": "ridge", "alpha": 0.5, "n": 400, "fit_r2": 0.87})
     stores.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
     assert main(["inspect", "--pair", str(tmp_path / "b.zarr")]) == 0
@@ -67,7 +67,7 @@ def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
     import xarray as xr
 
     f = _store(tmp_path / "s.zarr")
-    m = ridge.LinearMap(np.arange(12.0).reshape(4, 3), np.ones(3), {"source": "a", "target": "b", "method": "ridge",
+    m = linear.LinearMap(np.arange(12.0).reshape(4, 3), np.ones(3), {"source": "a", "target": "b", "method": "ridge",
                                                                      "alpha": 1.0, "n": 50, "fit_r2": 0.5})
     stores.write_map(tmp_path / "b.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
     with warnings.catch_warnings():

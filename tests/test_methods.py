@@ -179,7 +179,7 @@ def test_fit_method_maps_warns_when_a_map_spans_less_than_its_dimensions(tmp_pat
     stores.write_blocks(tmp_path / "blocks.zarr", gram.blocks_in_memory(
         {"a": rng.standard_normal((8, 9)), "b": rng.standard_normal((8, 10))}))
     with caplog.at_level(logging.WARNING, logger="embmap"):
-        steps.fit_method_maps(str(tmp_path / "blocks.zarr"), method, ["a", "b"], "none", str(tmp_path / "maps"),
-                              "exp", "train")
+        steps.fit_method_maps(str(tmp_path / "blocks.zarr"), method, ["a", "b"], methods.options(),
+                              str(tmp_path / "maps"), "exp", "train")
     assert any(says in r.getMessage() and r.getMessage().startswith("a -> b") for r in caplog.records), caplog.text
     assert stores.read_map(tmp_path / "maps" / "a" / "b.zarr").attrs["rank"] == 7

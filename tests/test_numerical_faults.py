@@ -7,7 +7,7 @@ from sklearn.linear_model import Ridge
 
 from embmap import stores
 from embmap.evaluate import closed_set
-from embmap.fit import FitError, gram, ridge
+from embmap.fit import FitError, gram, linear, ridge
 
 
 def _stores(tmp_path, feats: dict, n_classes=3, seed=0):
@@ -44,9 +44,9 @@ def test_nan_in_the_evaluation_split_is_named_not_tabled(tmp_path):
     paths = _stores(tmp_path, {"a": rng.standard_normal((40, 4)), "b": rng.standard_normal((40, 4))})
     zarr.open_group(str(paths["a"]), mode="r+")["embeddings"][33, 0] = np.nan
     ev = stores.open_matched(paths, need_classifier=True)
-    eye = ridge.LinearMap(np.eye(4), np.zeros(4), {})
+    eye = linear.LinearMap(np.eye(4), np.zeros(4), {})
     with pytest.raises(stores.StoreError, match="network 'a': non-finite embedding at row 33"):
-        closed_set.evaluate(ev, {("a", "b"): eye, ("b", "a"): eye})
+        closed_set.evaluate(ev, {"ridge": {("a", "b"): eye, ("b", "a"): eye}})
 
 
 def test_a_constant_feature_column_gives_the_same_map_as_sklearn(tmp_path):
@@ -99,7 +99,7 @@ def test_zero_vectors_and_constant_targets_keep_every_table_cell_finite(tmp_path
     b = rng.standard_normal((48, 4))
     paths = _stores(tmp_path, {"a": a, "b": b})
     ev = stores.open_matched(paths, need_classifier=True)
-    zero = ridge.LinearMap(np.zeros((4, 4)), np.zeros(4), {})  # maps everything to the origin
-    t = closed_set.evaluate(ev, {("a", "b"): zero, ("b", "a"): zero}, block_rows=10)
+    zero = linear.LinearMap(np.zeros((4, 4)), np.zeros(4), {})  # maps everything to the origin
+    t = closed_set.evaluate(ev, {"ridge": {("a", "b"): zero, ("b", "a"): zero}}, block_rows=10)
     numeric = t.drop(columns=["source", "target", "method"])
     assert np.isfinite(numeric.to_numpy(dtype=float)).all(), t

@@ -259,7 +259,7 @@ def test_fold_map_ignores_its_own_fold():
     tgt = {"net1": feats["net1"][i2[fit]].astype(np.float64)}
 
     def fold_map(x, k):
-        return folds.SourceFolds("net0", x, tgt, pairs.fold[fit], 3).weights(k, "ridge", 1.0)[:2]
+        return folds.SourceFolds("net0", x, tgt, pairs.fold[fit], 3).weights(k, "ridge", alpha=1.0)[:2]
 
     w0, c0 = fold_map(src, 0)
     in0 = pairs.fold[fit] == 0

@@ -183,8 +183,8 @@ def test_an_open_set_alpha_list_is_planned_for_the_evaluation_jobs():
     class W:
         exp = "digits_open_set"
 
-    assert p.job("evaluate_open_set")(W)["alpha"] == [0.1, 1.0, 10.0]
-    assert p.job("evaluate_identification")(W)["alpha"] == [0.1, 1.0, 10.0]
+    assert p.job("evaluate_open_set")(W)["mapping"]["alpha"] == [0.1, 1.0, 10.0]
+    assert p.job("evaluate_identification")(W)["mapping"]["alpha"] == [0.1, 1.0, 10.0]
 
 
 def test_every_rule_job_of_the_demo_is_answered_by_the_plan():

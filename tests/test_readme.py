@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 from embmap import contract, plan, stores
 from embmap.evaluate import closed_set
-from embmap.fit.ridge import LinearMap
+from embmap.fit.linear import LinearMap
 
 CLASSES, FEATURES, PIXELS = 5, 8, 12
 
@@ -120,7 +120,7 @@ def test_the_readme_example_writes_stores_that_pass_every_check(fake_torch, tmp_
     contract.check_experiment({sp: p.stores("mine", sp) for sp in ("train", "test")}, "closed_set", "train", "test")
     opened = stores.open_matched(p.stores("mine", "test"), need_classifier=True)
     eye = LinearMap(np.eye(FEATURES), np.zeros(FEATURES), {})
-    t = closed_set.evaluate(opened, {("resnet50", "copy"): eye, ("copy", "resnet50"): eye})
+    t = closed_set.evaluate(opened, {"ridge": {("resnet50", "copy"): eye, ("copy", "resnet50"): eye}})
     logits = np.asarray(model(tensor(x)))
     known = y >= 0
     assert t.n.iloc[0] == known.sum()

@@ -50,7 +50,7 @@ def test_bring_your_own_embeddings_end_to_end(tmp_path):
     for ext in ("png", "svg"):
         assert (res / "figures" / f"closed_set_heatmap.{ext}").stat().st_size > 1000
     # map stores: the documented arrays and attributes
-    g = zarr.open_group(str(res / "maps" / "a" / "b.zarr"), mode="r")
+    g = zarr.open_group(str(res / "maps" / "ridge" / "a" / "b.zarr"), mode="r")
     assert g["weight"].shape == (12, 10) and g["intercept"].shape == (10,)
     assert g.attrs["alpha"] == 1.0 and g.attrs["n"] == 400 and g.attrs["fit_split"] == "train"
     blocks = zarr.open_group(str(res / "fit" / "blocks.zarr"), mode="r")

@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("inspect", help="describe a Zarr store written by the workflow")
     p.add_argument("path", help="an embedding store, block store or map store (a .zarr folder)")
     p.add_argument("--pair", action="store_true",
-                   help="PATH is a map store (maps/SOURCE/TARGET.zarr): show provenance and fit quality")
+                   help="PATH is a map store (maps/METHOD/SOURCE/TARGET.zarr): show provenance and fit quality")
     p.add_argument("--no-stats", action="store_true", help="skip value statistics (no data read)")
     c = sub.add_parser("convert", help="rewrite an embedding store (a Zarr v2 store too) as an embmap Zarr v3 store")
     c.add_argument("source", help="the store to read (left as it is)")

@@ -124,12 +124,12 @@ def _groups(group: zarr.Group, prefix: str = ""):
 
 
 def describe_map(path: str | Path) -> str:
-    """Provenance and fit quality of a map store (``maps/{source}/{target}.zarr``)."""
+    """Provenance and fit quality of a map store (``maps/{method}/{source}/{target}.zarr``)."""
     g = st.open_group(path, "map store")
     if "weight" not in g or "intercept" not in g:
         kind = ("an embedding store" if "embeddings" in g else "a block store" if "networks" in g.attrs
                 else "not a map store")
-        raise st.StoreError(f"{path}: is {kind}, not a map store (maps/SOURCE/TARGET.zarr, with weight and "
+        raise st.StoreError(f"{path}: is {kind}, not a map store (maps/METHOD/SOURCE/TARGET.zarr, with weight and "
                             "intercept); --pair describes maps only: inspect it without --pair")
     m = st.read_map(path)
     a = m.attrs

@@ -25,6 +25,7 @@ from pathlib import Path
 from . import config as cfg
 from . import data, models
 from .config import ConfigError
+from .fit import methods as mapmethods
 
 # Every output path, relative to results/EXPERIMENT/; named once, used by rules, steps and tests.
 OUTPUTS = {
@@ -37,10 +38,9 @@ OUTPUTS = {
     "store": "embeddings/{network}/{split}.zarr",
     "shard": "fit/shards/{shard}.zarr",
     "blocks": "fit/blocks.zarr",
-    "maps": "maps/{source}",
-    "map": "maps/{source}/{target}.zarr",
-    "method_maps": "maps/{method}",
-    "method_map": "maps/{method}/{source}/{target}.zarr",
+    "maps": "maps/{method}/{source}",  # one fit job's maps: a method fitted per source (rule fit_maps)
+    "method_maps": "maps/{method}",  # one fit job's maps: a method fitted for all pairs (rule fit_method_maps)
+    "map": "maps/{method}/{source}/{target}.zarr",
     "similarity": "tables/similarity.csv",
     "sample_efficiency": "tables/sample_efficiency.csv",
     "networks_table": "tables/networks.csv",
@@ -58,8 +58,6 @@ OUTPUTS = {
     "similarity_heatmap": "figures/similarity_heatmap.{ext}",
     "sample_efficiency_figure": "figures/sample_efficiency/{target}.{ext}",
 }
-# map methods whose maps live under maps/METHOD/ (ridge keeps maps/SOURCE/, the paper's path)
-EXTRA_METHODS = ("lstsq", "procrustes")
 FIGURE_FORMATS = ("png", "svg")
 # what each task writes: tables, then figures (each in FIGURE_FORMATS)
 TASK_OUTPUTS = {
@@ -167,13 +165,8 @@ class Experiment:
 
     @property
     def methods(self) -> list[str]:
-        """Map methods (``mapping.methods``), ridge first."""
-        return self.mapping["methods"]
-
-    @property
-    def extra_methods(self) -> list[str]:
-        """Map methods besides ridge, each with maps under ``maps/METHOD/``."""
-        return [m for m in EXTRA_METHODS if m in self.methods]
+        """Map methods (``mapping.methods``), in the order of :data:`embmap.fit.methods.METHODS`."""
+        return [m.name for m in mapmethods.fitted(self.mapping["methods"])]
 
     @property
     def sample_sizes(self) -> list[int]:
@@ -261,9 +254,6 @@ class Plan:
             for key in ordered:
                 nspec = nets[key]
                 where = f"experiments.{name}.networks.{key}"
-                if key in EXTRA_METHODS and key in exp.methods:
-                    raise ConfigError(f"{where}: a network key cannot be named like the map method {key!r} "
-                                      f"(maps/{key}/ holds that method's maps); rename the network")
                 self._check_network(where, nspec, ctx)
                 owner = name
                 if models.SOURCES[nspec["source"]].open is not None:
@@ -400,9 +390,6 @@ class Plan:
         """The pass's per-shard partial block stores (temporary), one per shard."""
         return [self.path("shard", exp, shard=j) for j in range(self.experiments[exp].shards)]
 
-    def maps_dir(self, exp: str, source: str) -> str:
-        return self.path("maps", exp, source=source)
-
     def aligned(self, exp: str, network: str) -> str | None:
         """The cached face crops a network reads (``aligned/KEY.zarr`` of its owner), or None."""
         net = self.network(exp, network)
@@ -503,23 +490,32 @@ class Plan:
 
     _inputs_network_table = _inputs_eval_stores
 
-    def method_maps_dirs(self, exp: str) -> list[str]:
-        """Every source's map folders: ridge's and each further method's."""
+    def map_dirs(self, exp: str, methods: list[str] | None = None) -> list[str]:
+        """The folders the fit jobs of ``methods`` (default: the experiment's) write: ``maps/METHOD/SOURCE/``
+        per source network for a method fitted per source, ``maps/METHOD/`` for one fitted for all pairs."""
         e = self.experiments[exp]
-        return ([self.maps_dir(exp, a) for a in e.networks]
-                + [self.path("method_maps", exp, method=m) for m in e.extra_methods])
+        out = []
+        for m in mapmethods.fitted(e.methods if methods is None else methods):
+            if m.jobs == mapmethods.SOURCE_JOBS:
+                out += [self.path("maps", exp, method=m.name, source=a) for a in e.networks]
+            else:
+                out.append(self.path("method_maps", exp, method=m.name))
+        return out
+
+    def method_regex(self, jobs: str) -> str:
+        """The ``{method}`` wildcard of the fit rule for methods fitted per ``jobs`` (``source`` or ``pairs``)."""
+        names = [m.name for m in mapmethods.METHODS.values() if m.jobs == jobs]
+        return f"({'|'.join(names)})" if names else "(?!)"
 
     def _inputs_evaluate_closed_set(self, wc) -> dict:
-        return {**self._inputs_eval_stores(wc), "map_dirs": self.method_maps_dirs(wc.exp)}
+        return {**self._inputs_eval_stores(wc), "map_dirs": self.map_dirs(wc.exp)}
 
     def _inputs_similarity(self, wc) -> dict:
-        return {"blocks": self.path("blocks", wc.exp),
-                "map_dirs": [self.maps_dir(wc.exp, a) for a in self.experiments[wc.exp].networks]}
+        return {"blocks": self.path("blocks", wc.exp), "map_dirs": self.map_dirs(wc.exp, ["ridge"])}
 
     def _inputs_sample_efficiency(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
         return {**self._inputs_eval_stores(wc), "blocks": self.path("blocks", wc.exp),
-                "map_dirs": self.method_maps_dirs(wc.exp)}
+                "map_dirs": self.map_dirs(wc.exp)}
 
     def _inputs_pairs_stores(self, wc) -> dict:
         return {"network_stores": list(self.stores(wc.exp, PAIRS_SPLIT).values()), **self._checked(wc)}
@@ -591,36 +587,33 @@ class Plan:
     def _job_fit_maps(self, wc) -> dict:
         exp = self.experiments[wc.exp]
         return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
-                "alpha": exp.mapping["alpha"], "fit_split": exp.fit_split}
+                "mapping": exp.mapping, "fit_split": exp.fit_split}
 
     def _job_fit_method_maps(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"experiment": wc.exp, "networks": list(exp.networks), "scale": exp.mapping["scale"],
+        return {"experiment": wc.exp, "networks": list(exp.networks), "mapping": exp.mapping,
                 "fit_split": exp.fit_split}
 
-    def map_paths(self, exp: str, method: str = "ridge") -> dict:
-        """{source: {target: map store}} of one method."""
+    def map_paths(self, exp: str, methods: list[str] | None = None) -> dict:
+        """{method: {source: {target: map store}}} of ``methods`` (default: the experiment's)."""
         names = list(self.experiments[exp].networks)
-        if method == "ridge":
-            return {a: {b: self.path("map", exp, source=a, target=b) for b in names if b != a} for a in names}
-        return {a: {b: self.path("method_map", exp, method=method, source=a, target=b) for b in names if b != a}
-                for a in names}
+        return {m: {a: {b: self.path("map", exp, method=m, source=a, target=b) for b in names if b != a}
+                    for a in names}
+                for m in (self.experiments[exp].methods if methods is None else methods)}
 
     def _job_evaluate_closed_set(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, exp.eval_split), "maps": self.map_paths(wc.exp),
-                "more_maps": {m: self.map_paths(wc.exp, m) for m in exp.extra_methods}}
+        return {"stores": self.stores(wc.exp, exp.eval_split), "maps": self.map_paths(wc.exp)}
 
     def _job_similarity(self, wc) -> dict:
         exp = self.experiments[wc.exp]
         return {"indices": exp.indices, "options": {k: v for k, v in exp.spec["similarity"].items() if k != "indices"},
-                "ridge_maps": self.map_paths(wc.exp)}
+                "ridge_maps": self.map_paths(wc.exp, ["ridge"])["ridge"]}
 
     def _job_sample_efficiency(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, exp.eval_split), "sizes": exp.sample_sizes, "whole": "all" in exp.mapping["sample_sizes"],
-                "methods": exp.methods, "scale": exp.mapping["scale"],
-                "maps": {m: self.map_paths(wc.exp, m) for m in exp.methods}}
+        return {"stores": self.stores(wc.exp, exp.eval_split), "sizes": exp.sample_sizes,
+                "whole": "all" in exp.mapping["sample_sizes"], "mapping": exp.mapping, "maps": self.map_paths(wc.exp)}
 
     def _job_plot_similarity(self, wc) -> dict:
         return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp),
@@ -635,14 +628,12 @@ class Plan:
 
     def _job_evaluate_open_set(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "alpha": exp.mapping["alpha"],
-                "precision": exp.mapping["precision"], "methods": exp.methods, "scale": exp.mapping["scale"]}
+        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping}
 
     def _job_evaluate_identification(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "alpha": exp.mapping["alpha"],
-                "precision": exp.mapping["precision"], "n_folds": exp.identification["folds"],
-                "seed": exp.identification["seed"], "methods": exp.methods, "scale": exp.mapping["scale"]}
+        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping,
+                "n_folds": exp.identification["folds"], "seed": exp.identification["seed"]}
 
     def _heatmap(self, wc, figure: str) -> dict:
         _, what, xlabel = HEATMAPS[figure]

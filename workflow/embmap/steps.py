@@ -390,41 +390,15 @@ def cross_products(partials: list, blocks: str, split: str, stores: dict[str, st
              max(1, len(merged.folds)))
 
 
-@step()
-def fit_maps(blocks: str, source: str, targets: list[str], alpha, maps: str, experiment: str,
-             fit_split: str) -> None:
-    """Ridge maps from ``source`` to every target from the block store; ``alpha`` a number or a list (CV)."""
+def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, blocks: str) -> None:
+    """Write the maps of the iterator ``fitted`` (((source, target), LinearMap) of ``method``, one at a time) to
+    ``path(source, target)``, logging each with its fit R2, the method's own figures and its warnings."""
     from . import stores as st
-    from .fit import FitError, ridge
+    from .fit import FitError
+    from .fit import methods as mt
 
-    bl = st.open_blocks(blocks)
+    m_ = mt.get(method)
     versions = st.versions()
-    try:
-        fitted = ridge.fit_maps(bl, source, targets, alpha)
-    except FitError as e:
-        raise FitError(f"experiment {experiment!r}, source network {source!r}: {e}") from None
-    Path(maps).mkdir(parents=True, exist_ok=True)
-    for target, m in fitted.items():
-        st.write_map(f"{maps}/{target}.zarr", m, experiment=experiment, fit_split=fit_split, blocks=blocks,
-                     versions=versions)
-        curve = ""
-        if "cv_score" in m.attrs:
-            curve = ", CV " + " ".join(f"{a:g}:{s if s is None else round(s, 5)}"
-                                       for a, s in zip(m.attrs["alphas"], m.attrs["cv_score"]))
-        log.info("%s -> %s: alpha %g, fit R2 %.4f%s", source, target, m.attrs["alpha"], m.attrs["fit_r2"], curve)
-
-
-@step()
-def fit_method_maps(blocks: str, method: str, networks: list[str], scale: str, maps: str, experiment: str,
-                    fit_split: str) -> None:
-    """Maps of a method besides ridge (lstsq, procrustes) for every ordered pair, from the block store, into
-    ``maps/METHOD/SOURCE/TARGET.zarr``."""
-    from . import stores as st
-    from .fit import FitError, methods
-
-    bl = st.open_blocks(blocks)
-    versions = st.versions()
-    fitted = methods.fit_pairs(bl, list(networks), method, scale=scale)  # one map at a time
     while True:
         try:
             (source, target), m = next(fitted)
@@ -432,42 +406,65 @@ def fit_method_maps(blocks: str, method: str, networks: list[str], scale: str, m
             break
         except FitError as e:
             raise FitError(f"experiment {experiment!r}, method {method}: {e}") from None
-        Path(maps, source).mkdir(parents=True, exist_ok=True)
-        st.write_map(f"{maps}/{source}/{target}.zarr", m, experiment=experiment, fit_split=fit_split,
-                     blocks=blocks, versions=versions)
-        extra = f", rank {m.attrs['rank']} of {m.attrs['rank_of']}" if "rank" in m.attrs else ""
-        if "rank" in m.attrs and m.attrs["rank"] < m.attrs["rank_of"]:
-            if method == methods.LSTSQ:
-                log.warning("%s -> %s: S_AA is singular (rank %d of %d); lstsq took the minimum-norm solution",
-                            source, target, m.attrs["rank"], m.attrs["rank_of"])
-            else:
-                log.warning("%s -> %s: S_AB has rank %d of %d (units without variance on the fit split, or fewer "
-                            "samples than features); procrustes maps the directions outside it to zero",
-                            source, target, m.attrs["rank"], m.attrs["rank_of"])
+        out = Path(path(source, target))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        st.write_map(str(out), m, experiment=experiment, fit_split=fit_split, blocks=blocks, versions=versions)
+        warning = m_.warning(m) if m_.warning else None
+        if warning:
+            log.warning("%s -> %s: %s", source, target, warning)
+        extra = f", {m_.describe(m)}" if m_.describe else ""
         log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
+
+
+@step()
+def fit_maps(blocks: str, method: str, source: str, targets: list[str], mapping: dict, maps: str, experiment: str,
+             fit_split: str) -> None:
+    """Maps of a method fitted per source network (ridge: ``alpha`` a number or a list, CV) from ``source`` to
+    every target, from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    from . import stores as st
+    from .fit import FitError
+    from .fit import methods as mt
+
+    bl = st.open_blocks(blocks)
+    try:
+        fitted = mt.get(method).from_blocks(bl, source, list(targets), mapping)
+    except FitError as e:
+        raise FitError(f"experiment {experiment!r}, method {method}, source network {source!r}: {e}") from None
+    _write_maps(iter(((source, b), m) for b, m in fitted.items()), method, lambda a, b: f"{maps}/{b}.zarr",
+                experiment, fit_split, blocks)
+
+
+@step()
+def fit_method_maps(blocks: str, method: str, networks: list[str], mapping: dict, maps: str, experiment: str,
+                    fit_split: str) -> None:
+    """Maps of a method fitted for all ordered pairs in one job (lstsq, procrustes: work shared between A -> B and
+    B -> A), from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    from . import stores as st
+    from .fit import methods as mt
+
+    bl = st.open_blocks(blocks)
+    fitted = mt.get(method).fit_pairs(bl, list(networks), mapping)  # one map at a time
+    _write_maps(fitted, method, lambda a, b: f"{maps}/{a}/{b}.zarr", experiment, fit_split, blocks)
 
 
 # -- evaluation ---------------------------------------------------------------------
 def _read_maps(paths: dict) -> dict:
-    """{(source, target): map} of the map stores ``paths[source][target]``."""
+    """{(source, target): map} of the map stores ``paths[source][target]`` (one method's)."""
     from . import stores as st
 
     return {(a, b): st.read_map(p) for a, row in paths.items() for b, p in row.items()}
 
 
 @step()
-def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str,
-                        more_maps: dict | None = None) -> None:
-    """Table 2: every target classifier on every source's mapped features (``maps[a][b]``: map store a -> b;
-    ``more_maps[method][a][b]`` those of further methods)."""
+def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str) -> None:
+    """Table 2: every target classifier on every source's mapped features (``maps[method][a][b]``: the map store
+    a -> b of each method)."""
     from . import stores as st
     from .evaluate import closed_set, common
 
     opened = st.open_matched(stores, need_classifier=True)
     names = list(opened)
-    fitted = {(a, b): st.read_map(maps[a][b]) for a in names for b in names if a != b}
-    more = {m: _read_maps(paths) for m, paths in (more_maps or {}).items()}
-    t = closed_set.evaluate(opened, fitted, more=more)
+    t = closed_set.evaluate(opened, {m: _read_maps(paths) for m, paths in maps.items()})
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     common.matrix(t, names, "accuracy").to_csv(matrix, float_format="%.6g")
@@ -519,8 +516,8 @@ def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict,
 
 
 @step()
-def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], whole: bool, methods: list[str],
-                      scale: str, maps: dict, table: str) -> None:
+def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], whole: bool, mapping: dict,
+                      maps: dict, table: str) -> None:
     """Maps fitted on nested prefixes of the fit split, measured on the evaluation split like the full maps."""
     from . import stores as st
     from .evaluate import sample_efficiency as se
@@ -532,7 +529,7 @@ def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], who
     full = {m: _read_maps(paths) for m, paths in maps.items()}
     opened = st.open_matched(stores, need_classifier=True)
     try:
-        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, methods, scale, log=log.info)
+        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, mapping, log=log.info)
     except FitError as e:
         raise FitError(f"mapping.sample_sizes: {e}") from None
     Path(table).parent.mkdir(parents=True, exist_ok=True)
@@ -542,8 +539,7 @@ def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], who
 
 @step()
 def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_table: str, matrix: str, meta: str,
-                      alpha, precision: str, methods: list | None = None, scale: str = "none",
-                      threads: int = 1) -> None:
+                      mapping: dict, threads: int = 1) -> None:
     """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata."""
     import json
 
@@ -553,16 +549,16 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
     p = read_pairs(pairs)
     feats, ids, attrs = _pairs_features(stores)
     log.info("%d pairs in %d folds over %d images, %d networks", len(p), p.n_folds, len(ids), len(feats))
-    t, f = verification.verification(feats, ids, p, alpha=alpha, precision=precision, methods=methods or ["ridge"],
-                                     scale=scale, threads=threads)
+    t, f = verification.verification(feats, ids, p, mapping, threads=threads)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     f.to_csv(folds_table, index=False, float_format="%.8g")
     common.matrix(t, list(feats), "accuracy_mean").to_csv(matrix, float_format="%.6g")
+    alpha = mapping["alpha"]
     info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
             "n_images": len(ids), "alpha": alpha if isinstance(alpha, list) else float(alpha),
             "alpha_selection": "inner cross-validation over the other folds" if isinstance(alpha, list) else "fixed",
-            "precision": precision, "methods": list(methods or ["ridge"]), "scale": scale,
+            "precision": mapping["precision"], "methods": list(mapping["methods"]), "scale": mapping["scale"],
             "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
                              "l2_normalised": a.get("l2_normalised"), "flip": bool(a.get("flip", False)),
                              "alignment": a.get("alignment")}
@@ -573,16 +569,14 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
 
 
 @step()
-def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_folds: int, seed: int, alpha,
-                            precision: str, methods: list | None = None, scale: str = "none",
-                            threads: int = 1) -> None:
+def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_folds: int, seed: int,
+                            mapping: dict, threads: int = 1) -> None:
     """Rank-1 and rank-5 identification of each network's probes in every network's gallery."""
     from .evaluate import common, identification
 
     feats, ids, _ = _pairs_features(stores)
-    t = identification.identification(feats, ids, n_folds=int(n_folds), seed=int(seed), alpha=alpha,
-                                      precision=precision, log=log.info, methods=methods or ["ridge"],
-                                      scale=scale, threads=threads)
+    t = identification.identification(feats, ids, n_folds=int(n_folds), seed=int(seed), mapping=mapping,
+                                      log=log.info, threads=threads)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     common.matrix(t, list(feats), "rank1").to_csv(matrix, float_format="%.6g")

@@ -18,7 +18,7 @@ a Zarr v3 group:
 
 Block store (``fit/blocks.zarr``): the pass's centred cross products
 (:func:`write_blocks`, :func:`open_blocks`, see :mod:`embmap.fit.gram`).
-Map store (``maps/{source}/{target}.zarr``): ``weight`` [d_source, d_target]
+Map store (``maps/{method}/{source}/{target}.zarr``): ``weight`` [d_source, d_target]
 and ``intercept`` [d_target] with f_target ≈ f_source @ weight + intercept
 (:func:`write_map`, :func:`read_map`); its ``source`` and ``target``
 attributes are network keys.

@@ -1,5 +1,7 @@
 # The one pass over the fit split, cut into shards (each reads its own row blocks of every store),
-# one reduce job pooling the shards' blocks, and one fit job per source network reading blocks only.
+# one reduce job pooling the shards' blocks, and the fit jobs reading blocks only: one per map method
+# and source network (fit_maps) or one per map method for all pairs (fit_method_maps), as the method
+# declares (embmap.fit.methods); every map is maps/METHOD/SOURCE/TARGET.zarr.
 
 
 rule cross_products_shard:
@@ -50,9 +52,11 @@ rule fit_maps:
     output:
         maps=directory(P.pattern("maps")),
     log:
-        P.log("fit_maps", "{source}"),
+        P.log("fit_maps", "{method}/{source}"),
     benchmark:
-        P.benchmark("fit_maps", "{source}")
+        P.benchmark("fit_maps", "{method}/{source}")
+    wildcard_constraints:
+        method=P.method_regex("source"),
     conda:
         "../../envs/analysis.yaml"
     threads: P.threads(2)
@@ -73,6 +77,8 @@ rule fit_method_maps:
         P.log("fit_method_maps", "{method}"),
     benchmark:
         P.benchmark("fit_method_maps", "{method}")
+    wildcard_constraints:
+        method=P.method_regex("pairs"),
     conda:
         "../../envs/analysis.yaml"
     threads: P.threads(2)

@@ -4,8 +4,8 @@ For every ordered pair (A, B) and method, features ``f_A`` of the
 evaluation split are mapped into B's space and fed to B's classifier:
 
 - ``native``   A = B, no map: the network's own accuracy (the diagonal);
-- ``ridge``    the fitted ridge map (paper eq. 5); ``lstsq`` and ``procrustes``
-  likewise when ``mapping.methods`` asks for them (:mod:`embmap.fit.methods`);
+- ``ridge``    the fitted ridge map (paper eq. 5); every other map method of
+  ``mapping.methods`` likewise (``lstsq``, ``procrustes``: :mod:`embmap.fit.methods`);
 - ``analytic`` Theorem 3.2: ``pinv(C_B) (C_A f_A + b_A - b_B)``; equals A's own
   accuracy whenever ``C_B`` has full row rank (across label spaces see
   :func:`analytic_map`);
@@ -34,8 +34,9 @@ import pandas as pd
 
 from .. import stores as st
 from ..fit import FitError
-from ..fit.ridge import LinearMap
-from .common import ANALYTIC, IDENTITY, MAP_METHODS, NATIVE, RIDGE, cosine
+from ..fit.linear import LinearMap
+from ..fit.methods import METHODS
+from .common import ANALYTIC, IDENTITY, NATIVE, cosine
 
 COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
            "r2", "cosine", "agreement", "n"]
@@ -100,9 +101,8 @@ def analytic_map(cls_a: tuple, cls_b: tuple, offset_a: int = 0, offset_b: int = 
                      {"method": "analytic", "exact": bool(full_rank), "shared_labels": int(hi - lo)})
 
 
-def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], LinearMap],
-             block_rows: int = 4096, more: dict[str, dict[tuple[str, str], LinearMap]] | None = None,
-             controls: bool = True) -> pd.DataFrame:
+def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[str, str], LinearMap]],
+             block_rows: int = 4096, controls: bool = True) -> pd.DataFrame:
     """Measure every pair and method in one pass over the evaluation stores.
 
     Parameters
@@ -110,11 +110,10 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
     stores : dict network -> EmbeddingStore
         Matched stores of the evaluation split (see :func:`embmap.stores.open_matched`),
         each with a classifier; their order is the table's order.
-    maps : dict (source, target) -> LinearMap
-        The ridge maps for every ordered pair of distinct networks.
-    more : dict method -> {(source, target): LinearMap}, optional
-        Maps of further methods (``lstsq``, ``procrustes``; :mod:`embmap.fit.methods`),
-        each measured like the ridge maps, in rows of their own ``method``.
+    maps : dict method -> {(source, target): LinearMap}
+        Each map method's maps (:mod:`embmap.fit.methods`) for every ordered pair of
+        distinct networks, measured in rows of their own ``method`` (in the
+        registry's order).
     controls : bool
         Also measure the analytic and identity maps (False: native and fitted maps only).
     block_rows : int
@@ -131,11 +130,11 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
         raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
     cls = {k: s.classifier() for k, s in stores.items()}
     offset = {k: s.label_offset for k, s in stores.items()}
-    for (a, b) in [(a, b) for a in names for b in names if a != b]:
-        if (a, b) not in maps:
-            raise KeyError(f"no ridge map from {a!r} to {b!r}")
-    more = {m: more[m] for m in MAP_METHODS if more and m in more and m != RIDGE}
-    for method, fitted in more.items():
+    unknown = [m for m in maps if m not in METHODS]
+    if unknown:
+        raise KeyError(f"maps of an unknown method {unknown[0]!r}; the map methods are {', '.join(METHODS)}")
+    maps = {m: maps[m] for m in METHODS if m in maps}
+    for method, fitted in maps.items():
         missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
         if missing:
             raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
@@ -146,8 +145,7 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[tuple[str, str], L
         for b in names:
             if a == b:
                 continue
-            methods[(a, b, RIDGE)] = maps[(a, b)]
-            for method, fitted in more.items():
+            for method, fitted in maps.items():
                 methods[(a, b, method)] = fitted[(a, b)]
             if controls:
                 if b not in factors:

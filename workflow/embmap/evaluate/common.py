@@ -1,16 +1,16 @@
-"""What the evaluations share: method names, cosines, and the Table 2 / Table 6 matrix."""
+"""What the evaluations share: the rows' method names, cosines, and the Table 2 / Table 6 matrix."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-# how the source features reach the target's space, as the tables' ``method`` column says
+from ..fit.methods import METHODS
+
+# how the source features reach the target's space, as the tables' ``method`` column says: a fitted map
+# method's name (embmap.fit.methods, per fold for the pairs protocols, eq. 17), or one of these
 NATIVE = "native"      # A = B, no map: the diagonal
-RIDGE = "ridge"        # the fitted ridge map (eq. 5; per fold for the pairs protocols, eq. 17)
-LSTSQ = "lstsq"        # least squares, no penalty (embmap.fit.methods)
-PROCRUSTES = "procrustes"  # scaled orthogonal map after centring (embmap.fit.methods)
-MAP_METHODS = (RIDGE, LSTSQ, PROCRUSTES)  # fitted maps, in the order of the tables' rows
+RIDGE = "ridge"        # the paper's map (eq. 5): the one the Table 2 / Table 6 matrices show
 IDENTITY = "identity"  # f_A unchanged where the dimensions agree: a control
 ANALYTIC = "analytic"  # Theorem 3.2 (closed set only)
 
@@ -24,8 +24,8 @@ def cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def pair_methods(names: list[str], dims: dict[str, int], methods=(RIDGE,)) -> list[tuple[str, str, str]]:
     """(source, target, method) of every row: native on the diagonal, each fitted map method off it (in
-    :data:`MAP_METHODS` order), identity where dims agree."""
-    fitted = [m for m in MAP_METHODS if m in methods]
+    the order of :data:`embmap.fit.methods.METHODS`), identity where dims agree."""
+    fitted = [m for m in METHODS if m in methods]
     out = []
     for a in names:
         for b in names:

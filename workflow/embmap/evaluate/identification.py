@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..data.pairs import PairsError, identities_of
-from ..fit.folds import SourceFolds, inner_cv, workers
-from ..fit.methods import check_standard
-from ..fit.ridge import alphas_of
-from .common import MAP_METHODS, PROCRUSTES, RIDGE, pair_methods
+from ..fit import methods as mt
+from ..fit.folds import SourceFolds, check_features, fold_maps, workers
+from .common import pair_methods
 
 COLUMNS = ["source", "target", "method", "rank1", "rank5", "n_probes", "gallery_size", "folds"]
 RANKS = (1, 5)
@@ -68,22 +67,24 @@ def _ranks(p: np.ndarray, g: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.count_nonzero(s >= own[:, None], axis=1)
 
 
-def identification(features: dict, ids, n_folds: int, seed: int, alpha, precision: str = "float64",
-                   log=None, methods=(RIDGE,), scale: str = "none", threads: int | None = None) -> pd.DataFrame:
+def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict | None = None, log=None,
+                   threads: int | None = None, **keys) -> pd.DataFrame:
     """Rank-1 and rank-5 identification of A's probes against B's gallery, for every ordered pair and method.
 
     ``features`` maps network -> float [n_images, d] over the images ``ids``
-    (``person/image``); ``alpha`` is a penalty or a list chosen per fold by
-    inner cross-validation; ``methods`` the fitted map methods
-    (:data:`embmap.fit.methods.METHODS`, ``scale`` procrustes' scaling). Rates
+    (``person/image``); ``mapping`` the experiment's mapping block (``keys`` such as
+    ``alpha=``, ``methods=`` override it): its ``methods`` are fitted per fold
+    (:data:`embmap.fit.methods.METHODS`; ridge's ``alpha`` a penalty, or a list
+    chosen per fold by inner cross-validation). Rates
     pool the probes of all folds; ``threads`` folds are fitted side by side
     (:func:`embmap.fit.folds.workers`). Returns a table with :data:`COLUMNS`.
     """
+    opts = mt.options(mapping, **keys)
     names = list(features)
     dims = {k: int(np.shape(v)[1]) for k, v in features.items()}
     gallery, gfold, probes, pid = identification_split(ids, n_folds, seed)
     pfold = gfold[pid]
-    table_methods = pair_methods(names, dims, methods)
+    table_methods = pair_methods(names, dims, opts["methods"])
     hits = {m: np.zeros(len(RANKS), dtype=np.int64) for m in table_methods}
     folds = []
     for k in range(n_folds):
@@ -93,14 +94,10 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
     sizes = [len(gk) for gk, _, _ in folds]
     gal = {b: np.asarray(features[b][gallery], dtype=np.float64) for b in names}
     gal_unit = {b: _unit(g) for b, g in gal.items()}  # every fold's gallery rows, normalised once
-    mapped_methods = [m for m in MAP_METHODS if m in methods]
-    alphas = alphas_of(alpha)
-    if scale == "standard" and PROCRUSTES in mapped_methods:
-        for k in names:
-            x = np.asarray(features[k][probes], dtype=np.float64)
-            check_standard(k, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x))
+    mapped = mt.fitted(opts["methods"])
+    check_features({k: features[k][probes] for k in names} if mapped else {}, mapped, opts)  # before any fold
     with workers(threads) as run:
-        unmapped = [(a, b, method) for a, b, method in table_methods if method not in MAP_METHODS]
+        unmapped = [(a, b, method) for a, b, method in table_methods if method not in mt.METHODS]
 
         def fixed(row):  # ranks that need no map
             a, b, _ = row
@@ -110,26 +107,19 @@ def identification(features: dict, ids, n_folds: int, seed: int, alpha, precisio
         for row, ranks in zip(unmapped, run(fixed, unmapped)):
             for r in ranks:
                 hits[row] += np.array([(r <= q).sum() for q in RANKS])
-        for a in names if mapped_methods else []:
+        for a in names if mapped else []:
             targets = [b for b in names if b != a]
             xa = np.asarray(features[a][probes], dtype=np.float64)
-            sf = SourceFolds(a, xa, {b: gal[b][pid] for b in targets}, pfold, n_folds, precision, run)
-            for method in mapped_methods:
-                chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
-                if log and chosen:
-                    for k in range(n_folds):
-                        log(f"identification fold {k + 1}: alphas chosen by inner cross-validation: "
-                            + ", ".join(f"{a}->{b} {chosen[k][b]:g}" for b in targets))
-
-                def fold(k, method=method, chosen=chosen):
+            sf = SourceFolds(a, xa, {b: gal[b][pid] for b in targets}, pfold, n_folds, opts["precision"], run)
+            for method in mapped:
+                def fold(k, w, c, penalty):
                     gk, pk, local = folds[k]
-                    w, c, _ = sf.weights(k, method, alphas[0], scale, chosen[k] if chosen else None)
                     m = xa[pk] @ w + c
                     return {b: _ranks(_unit(m[:, sl]), gal_unit[b][gk], local) for b, sl in sf.slices.items()}
 
-                for ranks in run(fold, range(n_folds)):
+                for ranks in fold_maps(sf, method, opts, run, fold, log=log):
                     for b, r in ranks.items():
-                        hits[(a, b, method)] += np.array([(r <= q).sum() for q in RANKS])
+                        hits[(a, b, method.name)] += np.array([(r <= q).sum() for q in RANKS])
             del sf, xa  # one source's blocks in memory at a time
     rows = []
     for (a, b, method), h in hits.items():

@@ -12,6 +12,9 @@ import textwrap
 import numpy as np
 import pandas as pd
 
+from ..fit.methods import METHODS
+from .common import RIDGE
+
 LABEL_CHARS, LABEL_LINES = 22, 3
 
 
@@ -195,14 +198,14 @@ def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] |
     t = table[(table.target == target) & (table.method != "native")]
     native = table[(table.source == target) & (table.method == "native")].accuracy
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-    markers = {"ridge": "o", "lstsq": "s", "procrustes": "^"}
+    markers = dict(zip(METHODS, "os^Dv<>ph*"))  # by the registry's order: ridge o, lstsq s, procrustes ^
     colours = plt.get_cmap("tab10")
     for i, (source, ts) in enumerate(t.groupby("source", sort=False)):
         for method, tm in ts.groupby("method", sort=False):
             tm = tm.sort_values("n_fit")
             ax.plot(tm.n_fit, tm.accuracy, marker=markers.get(method, "x"), markersize=4,
                     color="grey" if source in controls else colours(i % 10),
-                    linestyle="-" if method == "ridge" else ":",
+                    linestyle="-" if method == RIDGE else ":",
                     label=f"{short_label(labels.get(source, source))} ({method})")
     if len(native):
         ax.axhline(float(native.iloc[0]), color="black", linestyle="--", linewidth=1,

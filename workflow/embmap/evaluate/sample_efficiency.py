@@ -2,10 +2,10 @@
 
 For each n of ``mapping.sample_sizes`` the blocks of the first n rows of the
 fit split (nested prefixes) give every method's maps for every ordered pair,
-exactly as the whole split's blocks give the full maps (ridge with the
-penalty of the pair's full map: ``mapping.alpha``, or the one its
-cross-validation chose; one linear solve per source and penalty,
-:func:`embmap.fit.ridge.fit_maps`). Each size is then measured on the evaluation split
+exactly as the whole split's blocks give the full maps, with the choices the
+full maps made (each method's ``fit_like``, :mod:`embmap.fit.methods`: ridge
+keeps the penalty of the pair's full map, ``mapping.alpha`` or the one its
+cross-validation chose, one linear solve per source and penalty). Each size is then measured on the evaluation split
 by :func:`embmap.evaluate.closed_set.evaluate` (one pass over the evaluation
 stores per size; ``all`` is the full maps).
 
@@ -21,8 +21,6 @@ import pandas as pd
 from .. import stores as st
 from ..fit import FitError, gram
 from ..fit import methods as mt
-from ..fit.ridge import LinearMap
-from ..fit.ridge import fit_maps as ridge_maps
 from . import closed_set
 from .common import NATIVE
 
@@ -48,37 +46,26 @@ def prefix_blocks(blocks: gram.Blocks, sizes: list[int]) -> dict[int, gram.Block
     return {m: have[m] for m in sizes}
 
 
-def fit_all(blocks: gram.Blocks, method: str, alphas: dict, scale: str) -> dict[tuple[str, str], LinearMap]:
-    """Every ordered pair's map of ``method`` from ``blocks`` (ridge: the pair's penalty in ``alphas``)."""
-    if method != mt.RIDGE:
-        return dict(mt.fit_pairs(blocks, list(blocks.names), method, scale=scale))
-    out = {}
-    for a in blocks.names:
-        targets = [b for b in blocks.names if b != a]
-        for alpha in sorted({alphas[(a, b)] for b in targets}):
-            group = [b for b in targets if alphas[(a, b)] == alpha]
-            for b, m in ridge_maps(blocks, a, group, alpha).items():
-                out[(a, b)] = m
-    return out
-
-
 def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: dict[int, gram.Blocks],
-                      n_whole: int | None, methods: list[str], scale: str = "none", log=None) -> pd.DataFrame:
+                      n_whole: int | None, mapping: dict | None = None, log=None, **keys) -> pd.DataFrame:
     """The table of :data:`COLUMNS`: one row per (source, target, method, n_fit) and native rows (n_fit empty).
 
-    ``full_maps`` holds each method's maps on the whole split ({method: {(a, b): map}}); ridge's give the
-    penalty of every pair. ``n_whole`` adds the whole split's own rows (``all``), None leaves them out.
+    ``full_maps`` holds each method's maps on the whole split ({method: {(a, b): map}}), whose choices the
+    prefixes' maps keep (ridge: each pair's penalty); ``mapping`` is the experiment's mapping block (``keys``
+    such as ``methods=`` override it). ``n_whole`` adds the whole split's own rows (``all``), None leaves them
+    out.
     """
-    alphas = {pair: float(m.attrs["alpha"]) for pair, m in full_maps[mt.RIDGE].items()}
-    runs = [(m, {method: fit_all(bl, method, alphas, scale) for method in methods}) for m, bl in subsets.items()]
+    opts = mt.options(mapping, **keys)
+    methods = mt.fitted(opts["methods"])
+    runs = [(m, {method.name: method.fit_like(bl, list(bl.names), opts, full_maps[method.name])
+                 for method in methods}) for m, bl in subsets.items()]
     if n_whole is not None:
         runs.append((n_whole, full_maps))
     rows, native = [], None
     for n_fit, maps in runs:
         if log:
             log(f"measuring the maps fitted on {n_fit} samples")
-        t = closed_set.evaluate(eval_stores, maps[mt.RIDGE], more={k: v for k, v in maps.items() if k != mt.RIDGE},
-                                controls=False)
+        t = closed_set.evaluate(eval_stores, maps, controls=False)
         if native is None:
             native = t[t.method == NATIVE]
         for r in t[t.method != NATIVE].itertuples():

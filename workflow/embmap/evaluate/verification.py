@@ -30,10 +30,9 @@ import pandas as pd
 
 from ..data.pairs import Pairs, PairsError, rows_of
 from ..fit import FitError
-from ..fit.folds import SourceFolds, inner_cv, workers
-from ..fit.methods import check_standard
-from ..fit.ridge import alphas_of
-from .common import MAP_METHODS, PROCRUSTES, RIDGE, cosine, pair_methods
+from ..fit import methods as mt
+from ..fit.folds import SourceFolds, check_features, fold_maps, workers
+from .common import cosine, pair_methods
 
 TABLE_COLUMNS = ["source", "target", "method", "accuracy_mean", "accuracy_std", "threshold_mean"]
 FOLD_COLUMNS = ["source", "target", "method", "fold", "accuracy", "threshold", "train_accuracy", "n_test", "n_fit",
@@ -81,8 +80,8 @@ def fold_accuracy(d: np.ndarray, same: np.ndarray, fold: np.ndarray, k: int) -> 
 
 
 
-def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = "float64",
-                 methods=(RIDGE,), scale: str = "none", threads: int | None = None):
+def verification(features: dict, ids, pairs: Pairs, mapping: dict | None = None, threads: int | None = None,
+                 **keys):
     """The 10-fold protocol for every ordered pair of networks.
 
     Parameters
@@ -92,13 +91,13 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
     ids : array of str [n_images]
         Image paths relative to the dataset root (the store's ``ids``).
     pairs : Pairs
-    alpha : float or list of float
-        Ridge penalty, or candidates chosen per outer fold and target by inner
-        cross-validation over the other folds.
-    precision : {"float64", "float32"}
-        Arithmetic of the per-fold cross products.
-    methods : map methods (:data:`embmap.fit.methods.METHODS`), each fitted per fold
-    scale : procrustes' feature scaling, ``none`` or ``standard``
+    mapping : dict, optional
+        The experiment's ``mapping`` block (``keys`` such as ``alpha=``, ``methods=``
+        override it; the schema fills the rest): ``methods`` the map methods
+        (:data:`embmap.fit.methods.METHODS`), each fitted per fold with the options it
+        reads (ridge's ``alpha``: a penalty, or candidates chosen per outer fold and
+        target by inner cross-validation over the other folds); ``precision`` the
+        arithmetic of the per-fold cross products.
     threads : folds (and pairs of folds) fitted side by side, BLAS on one thread each
         (:func:`embmap.fit.folds.workers`); None: one after another
 
@@ -114,10 +113,11 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
     if pairs.n_folds < 2:
         raise PairsError(f"pairs file {pairs.source}: {pairs.n_folds} fold; the protocol needs at least 2")
     i1, i2 = rows_of(pairs, ids)
+    opts = mt.options(mapping, **keys)
     names = list(features)
     dims = {k: int(np.shape(v)[1]) for k, v in features.items()}
     fit = pairs.same
-    table_methods = pair_methods(names, dims, methods)
+    table_methods = pair_methods(names, dims, opts["methods"])
     # pairs are scored grouped by first image (the order changes no threshold and no accuracy), so that each
     # distinct first image is mapped once per fold and a block of them meets its pairs as one run of rows
     u1, inv1 = np.unique(i1, return_inverse=True)
@@ -134,14 +134,10 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
                                     "threshold": tau, "train_accuracy": train_acc, "n_test": int(n_test[k]),
                                     "n_fit": int(n_fit), "alpha": penalty}
 
-    mapped_methods = [m for m in MAP_METHODS if m in methods]
-    if scale == "standard" and PROCRUSTES in mapped_methods:
-        for k in names:  # before any fold is fitted
-            x = np.asarray(features[k][i1[fit]], dtype=np.float64)
-            check_standard(k, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x))
-    alphas = alphas_of(alpha)
+    mapped = mt.fitted(opts["methods"])
+    check_features({k: features[k][i1[fit]] for k in names} if mapped else {}, mapped, opts)  # before any fold
     with workers(threads) as run:
-        unmapped = [(a, b, method) for a, b, method in table_methods if method not in MAP_METHODS]
+        unmapped = [(a, b, method) for a, b, method in table_methods if method not in mt.METHODS]
 
         def fixed(row):  # distances that do not depend on the fold
             a, b, _ = row
@@ -151,24 +147,21 @@ def verification(features: dict, ids, pairs: Pairs, alpha=1.0, precision: str = 
         for row, results in zip(unmapped, run(fixed, unmapped)):
             for k, result in enumerate(results):
                 score(*row, k, result)
-        for a in names if mapped_methods else []:
+        for a in names if mapped else []:
             targets = [b for b in names if b != a]
             x1 = np.asarray(features[a][u1], dtype=np.float64)
             try:
                 sf = SourceFolds(a, np.asarray(features[a][i1[fit]], dtype=np.float64),
                                  {b: features[b][i2[fit]] for b in targets}, pairs.fold[fit], pairs.n_folds,
-                                 precision, run)
-                for method in mapped_methods:
-                    chosen = inner_cv(sf, alphas, run) if method == RIDGE and len(alphas) > 1 else None
-
-                    def fold(k, method=method, chosen=chosen):
-                        w, c, penalty = sf.weights(k, method, alphas[0], scale, chosen[k] if chosen else None)
+                                 opts["precision"], run)
+                for method in mapped:
+                    def fold(k, w, c, penalty):
                         d = mapped_distances(x1, w, c, sf.slices, first, y2, ny2)
                         return {b: (fold_accuracy(d[b], same, in_fold, k), penalty[b]) for b in sf.slices}
 
-                    for k, out in enumerate(run(fold, range(pairs.n_folds))):
+                    for k, out in enumerate(fold_maps(sf, method, opts, run, fold)):
                         for b, (result, penalty) in out.items():
-                            score(a, b, method, k, result, sf.n_fit(k), penalty)
+                            score(a, b, method.name, k, result, sf.n_fit(k), penalty)
             except FitError as e:
                 raise FitError(f"pairs file {pairs.source}: {e}") from None
             del sf, x1  # one source's blocks in memory at a time

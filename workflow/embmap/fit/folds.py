@@ -9,9 +9,9 @@ fold's rows; the training blocks of fold k are the whole minus fold k, exactly
 (:meth:`SourceFolds.training`), so no fold costs a pass over the features and
 memory holds one source's blocks at a time.
 
-Maps (:mod:`embmap.fit.methods`): ``ridge`` with one penalty is one linear
-solve of ``S_t,AA + alpha I`` for all targets at once; ``lstsq`` one ``eigh``;
-``procrustes`` one SVD per target.
+Maps come from each method's ``from_part`` (:mod:`embmap.fit.methods`):
+``ridge`` with one penalty is one linear solve of ``S_t,AA + alpha I`` for all
+targets at once; ``lstsq`` one ``eigh``; ``procrustes`` one SVD per target.
 
 With a list of penalties, the penalty of outer fold k is chosen per target by
 inner cross-validation over the other folds: each other fold j is left out
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import FitError
-from . import methods as mt
-from .ridge import _solve_eig, alphas_of, choose_alpha, held_out_rss
+from .ridge import alphas_of, choose_alpha, held_out_rss
 
 
 def sequential(fn, items) -> list:
@@ -169,49 +168,52 @@ class SourceFolds:
         sbb -= weight @ (db * db)
         return Part(nt, ma, mb, saa, sab, sbb)
 
-    def weights(self, k: int, method: str, alpha=1.0, scale: str = "none", chosen: dict | None = None
+    def weights(self, k: int, method: str, chosen: dict | None = None, mapping: dict | None = None, **keys
                 ) -> tuple[np.ndarray, np.ndarray, dict]:
         """Map of fold ``k`` (fitted on every other fold) to all targets side by side.
 
-        Returns (weight [d_a, D], intercept [D], per-target penalty: the
-        number, or the alpha ``chosen`` per target by :func:`inner_cv`;
-        ``nan`` for procrustes, 0 for lstsq).
+        ``method`` is a map method (:mod:`embmap.fit.methods`), ``mapping`` (or
+        keywords such as ``alpha=``) the experiment's mapping block, ``chosen``
+        this fold's choice of the method's ``select`` (ridge: the penalty per
+        target of :func:`inner_cv`). Returns (weight [d_a, D], intercept [D],
+        per-target penalty: ridge's alpha, 0 for lstsq, ``nan`` for procrustes).
         """
+        from . import methods as mt
+
+        m = mt.get(method)
         n_fit = self.n_fit(k)
         if n_fit < 2:
             raise FitError(f"fold {k + 1}: {n_fit} fitting pair(s) in the other folds; at least 2 are needed")
         t = self.training(k)
-        d_a = t.saa.shape[0]
-        if method == mt.RIDGE:
-            per_target = chosen or dict.fromkeys(self.targets, float(alpha))
-            w = np.empty_like(t.sab)
-            for value in sorted(set(per_target.values())):  # one factorisation per distinct penalty
-                chosen_b = [b for b in self.targets if per_target[b] == value]
-                cols = (slice(None) if len(chosen_b) == len(self.targets) else  # no scatter of columns
-                        np.concatenate([np.arange(self.slices[b].start, self.slices[b].stop) for b in chosen_b]))
-                if value > 0:  # S + alpha I is positive definite: one solve serves these targets
-                    w[:, cols] = np.linalg.solve(t.saa + value * np.eye(d_a), t.sab[:, cols])
-                else:
-                    ev, v = np.linalg.eigh(t.saa)
-                    w[:, cols] = v @ _solve_eig(ev, v.T @ t.sab[:, cols], value)
-            penalty = {b: float(per_target[b]) for b in self.targets}
-        elif method == mt.LSTSQ:
-            w, _ = mt.lstsq_weights(t.saa, t.sab)
-            penalty = dict.fromkeys(self.targets, 0.0)
-        elif method == mt.PROCRUSTES:
-            w = np.empty_like(t.sab)
-            sumsq_a = np.diag(t.saa)
-            if scale == "standard":
-                mt.check_standard(self.source, sumsq_a, t.ma, t.n)
-                for b, sl in self.slices.items():
-                    mt.check_standard(b, t.sbb[sl], t.mb[sl], t.n)
-            for b, sl in self.slices.items():
-                w[:, sl], *_ = mt.procrustes_weights(float(sumsq_a.sum()), t.sab[:, sl], t.n, scale, sumsq_a,
-                                                    t.sbb[sl])
-            penalty = dict.fromkeys(self.targets, float("nan"))
-        else:
-            mt.check_method(method, scale)
+        w, penalty = m.from_part(t, self.slices, self.source, mt.options(mapping, **keys), chosen)
         return w, t.mb - t.ma @ w, penalty
+
+
+def check_features(rows: dict, methods: list, options: dict) -> None:
+    """Each method's check of every network's fitting rows ({network: float [n, d]}), before any fold is fitted."""
+    checks = [m.check_features for m in methods if m.check_features is not None]
+    for name, x in rows.items() if checks else ():
+        x = np.asarray(x, dtype=np.float64)
+        for check in checks:
+            check(name, ((x - x.mean(0)) ** 2).sum(0), x.mean(0), len(x), options)
+
+
+def fold_maps(sf: SourceFolds, method, options: dict, run, fn, log=None) -> list:
+    """``fn(k, weight, intercept, penalty)`` for every fold ``k``, with the map of ``method``
+    (:class:`embmap.fit.methods.Method`) fitted on the other folds; the method's ``select`` runs first
+    (ridge: inner cross-validation of an alpha list), and ``log`` is told what it chose. Results in fold
+    order, computed by ``run`` (:func:`workers`)."""
+    chosen = method.select(sf, options, run) if method.select is not None else None
+    if log and chosen:
+        for k in range(sf.n_folds):
+            log(f"fold {k + 1}, {method.name}: chosen by inner cross-validation: "
+                + ", ".join(f"{sf.source}->{b} {chosen[k][b]:g}" for b in sf.targets))
+
+    def one(k):
+        w, c, penalty = sf.weights(k, method.name, chosen[k] if chosen else None, options)
+        return fn(k, w, c, penalty)
+
+    return run(one, range(sf.n_folds))
 
 
 def inner_cv(sf: SourceFolds, alphas: list[float], run=None) -> dict[int, dict[str, float]]:

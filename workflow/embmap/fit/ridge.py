@@ -14,27 +14,14 @@ cross-validation from the per-fold blocks (no second pass over the data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import FitError
 from .gram import Blocks
+from .linear import LinearMap
 
 CV_METRIC = ("1 - sum over folds of held-out squared error / sum over folds of held-out squared deviation "
              "from the fold's own mean (fraction of the target's held-out variance explained)")
-
-
-@dataclass
-class LinearMap:
-    """``f_B ≈ f_A @ weight + intercept``; weight [d_A, d_B], intercept [d_B]."""
-
-    weight: np.ndarray
-    intercept: np.ndarray
-    attrs: dict
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.weight + self.intercept
 
 
 def _singular(w: np.ndarray, alpha: float) -> bool:

@@ -1,0 +1,85 @@
+"""``ridge``: the paper's eq. 5, ``W = (S_AA + alpha I)^-1 S_AB`` (alpha fixed or chosen by cross-validation).
+
+The numerics (one factorisation of ``S_AA`` per source shared by every target
+and penalty, K-fold cross-validation from the per-fold blocks, the held-out
+error of every penalty from shared terms) are :mod:`embmap.fit.ridge`; this
+module declares the method: which ``mapping`` keys it reads (``alpha``, and
+``folds`` through the pass), how it fits per fold of the pairs protocols
+(inner cross-validation when ``alpha`` is a list) and on the sample-size
+prefixes (each pair keeps the penalty its whole-split map has).
+"""
+
+from __future__ import annotations
+
+from . import SOURCE_JOBS, Method
+
+
+def from_blocks(blocks, source: str, targets: list[str], options: dict) -> dict:
+    from .. import ridge
+
+    return ridge.fit_maps(blocks, source, targets, options["alpha"])
+
+
+def like(blocks, names: list[str], options: dict, full: dict) -> dict:
+    """Each pair's map with the penalty of its whole-split map (one solve per source and distinct penalty)."""
+    from .. import ridge
+
+    alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
+    out = {}
+    for a in names:
+        targets = [b for b in names if b != a]
+        for alpha in sorted({alphas[(a, b)] for b in targets}):
+            group = [b for b in targets if alphas[(a, b)] == alpha]
+            out.update({(a, b): m for b, m in ridge.fit_maps(blocks, a, group, alpha).items()})
+    return out
+
+
+def select(source_folds, options: dict, run) -> dict | None:
+    """With a list of penalties, the penalty of every outer fold and target by inner cross-validation."""
+    from .. import folds, ridge
+
+    alphas = ridge.alphas_of(options["alpha"])
+    return folds.inner_cv(source_folds, alphas, run) if len(alphas) > 1 else None
+
+
+def from_part(t, slices: dict, source: str, options: dict, chosen: dict | None):
+    """One factorisation per distinct penalty for the targets that share it (all of them with one alpha)."""
+    import numpy as np
+
+    from .. import ridge
+
+    targets = list(slices)
+    per_target = chosen or dict.fromkeys(targets, ridge.alphas_of(options["alpha"])[0])
+    d_a = t.saa.shape[0]
+    w = np.empty_like(t.sab)
+    for value in sorted(set(per_target.values())):
+        chosen_b = [b for b in targets if per_target[b] == value]
+        cols = (slice(None) if len(chosen_b) == len(targets) else  # no scatter of columns
+                np.concatenate([np.arange(slices[b].start, slices[b].stop) for b in chosen_b]))
+        if value > 0:  # S + alpha I is positive definite: one solve serves these targets
+            w[:, cols] = np.linalg.solve(t.saa + value * np.eye(d_a), t.sab[:, cols])
+        else:
+            ev, v = np.linalg.eigh(t.saa)
+            w[:, cols] = v @ ridge._solve_eig(ev, v.T @ t.sab[:, cols], value)
+    return w, {b: float(per_target[b]) for b in targets}
+
+
+def describe(m) -> str:
+    curve = ""
+    if "cv_score" in m.attrs:
+        curve = ", CV " + " ".join(f"{a:g}:{s if s is None else round(s, 5)}"
+                                   for a, s in zip(m.attrs["alphas"], m.attrs["cv_score"]))
+    return f"alpha {m.attrs['alpha']:g}{curve}"
+
+
+METHOD = Method(
+    name="ridge",
+    summary="ridge regression with an unpenalised intercept (eq. 5); alpha fixed or chosen by cross-validation",
+    options=("alpha", "folds"),
+    jobs=SOURCE_JOBS,
+    from_blocks=from_blocks,
+    from_part=from_part,
+    like=like,
+    select=select,
+    describe=describe,
+)
