@@ -9,6 +9,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# What a test needs says how long it takes: TensorFlow, a Snakemake run, real weights or a SLURM cluster
+# cost seconds to minutes each. Those tests are `slow` as well (README "Run the tests": the fast tier first).
+NEEDS_TIME = ("tensorflow", "workflow", "real", "slurm")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(m) for m in NEEDS_TIME) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
 
 def latent_embeddings(n=600, dims=(12, 9, 7), k=5, noise=0.1, offset=0.0, seed=0):
     """Features of several 'networks' that share a k-dimensional latent code, float32."""

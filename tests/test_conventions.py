@@ -42,9 +42,20 @@ def test_snakemake_files_are_formatted_with_snakefmt():
     assert r.returncode == 0, f"run `snakefmt Snakefile workflow` to format:\n{r.stdout[-3000:]}{r.stderr[-2000:]}"
 
 
+def test_ci_runs_exactly_the_readme_test_commands_fast_tier_first():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"^## Run the tests\n+```bash\n(.*?)```", readme, flags=re.S | re.M)
+    assert block, "README.md: no bash block under '## Run the tests'"
+    commands = [line for line in block.group(1).splitlines() if line.strip()]
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python ")]
+    assert ci == commands
+    tiers = [c for c in commands if "pytest" in c]
+    assert tiers == ['python -m pytest -q -m "not slow"', "python -m pytest -q -m slow"], tiers
+
+
 def test_every_rule_has_a_log_a_benchmark_threads_and_memory():
     rules = rule_directives()
-    assert len(rules) >= 7
+    assert set(rules) == set(steps.STEPS), "every rule has a step of its name and every step a rule"
     for name, d in rules.items():
         # log and benchmark come from the plan, named after the rule and spelled alike
         log = re.fullmatch(rf'P\.log\("{name}"(, "[^"]+")?\),?', d.get("log", ""))
