@@ -25,6 +25,7 @@ from pathlib import Path
 from . import config as cfg
 from . import data, models
 from .config import ConfigError
+from .evaluate import indices as simindices
 from .fit import methods as mapmethods
 
 # Every output path, relative to results/EXPERIMENT/; named once, used by rules, steps and tests.
@@ -511,7 +512,14 @@ class Plan:
         return {**self._inputs_eval_stores(wc), "map_dirs": self.map_dirs(wc.exp)}
 
     def _inputs_similarity(self, wc) -> dict:
-        return {"blocks": self.path("blocks", wc.exp), "map_dirs": self.map_dirs(wc.exp, ["ridge"])}
+        """The blocks; the ridge maps and the fit split's stores where an index needs them."""
+        indices = self.experiments[wc.exp].indices
+        out = {"blocks": self.path("blocks", wc.exp)}
+        if simindices.needs(indices, simindices.MAPS):
+            out["map_dirs"] = self.map_dirs(wc.exp, ["ridge"])
+        if simindices.needs(indices, simindices.SAMPLES):
+            out.update(self._inputs_fit_stores(wc))
+        return out
 
     def _inputs_sample_efficiency(self, wc) -> dict:
         return {**self._inputs_eval_stores(wc), "blocks": self.path("blocks", wc.exp),
@@ -607,8 +615,11 @@ class Plan:
 
     def _job_similarity(self, wc) -> dict:
         exp = self.experiments[wc.exp]
-        return {"indices": exp.indices, "options": {k: v for k, v in exp.spec["similarity"].items() if k != "indices"},
-                "ridge_maps": self.map_paths(wc.exp, ["ridge"])["ridge"]}
+        maps = simindices.needs(exp.indices, simindices.MAPS)
+        samples = simindices.needs(exp.indices, simindices.SAMPLES)
+        return {"indices": exp.indices, "options": exp.spec["similarity"],
+                "ridge_maps": self.map_paths(wc.exp, ["ridge"])["ridge"] if maps else {},
+                "stores": self.stores(wc.exp, exp.fit_split) if samples else None}
 
     def _job_sample_efficiency(self, wc) -> dict:
         exp = self.experiments[wc.exp]

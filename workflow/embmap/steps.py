@@ -498,18 +498,23 @@ def _pairs_features(stores: dict[str, str]):
 
 
 @step()
-def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, table: str) -> None:
-    """Similarity indices of every pair of networks from the block store (``r2``: the ridge maps' fit R2)."""
+def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, stores: dict | None,
+               table: str) -> None:
+    """Similarity indices of every pair of networks from the block store (indices that need them: the ridge
+    maps' fit R2, or ``similarity.max_samples`` evenly spaced rows of the fit split's ``stores``)."""
     from . import stores as st
     from .evaluate import similarity as sim
 
     bl = st.open_blocks(blocks)
-    r2 = {}
-    if "r2" in indices:
-        for a, row in ridge_maps.items():
-            for b, p in row.items():
-                r2[(a, b)] = float(st.open_group(p, "map store").attrs["fit_r2"])
-    t = sim.similarity(bl, indices, fit_r2=r2, **options)
+    r2 = {(a, b): float(st.open_group(p, "map store").attrs["fit_r2"])
+          for a, row in ridge_maps.items() for b, p in row.items()}
+    samples = None
+    if stores:
+        opened = st.open_matched(stores)
+        rows = sim.sample_rows(len(next(iter(opened.values())).ids), options["max_samples"])
+        samples = {k: st.read_rows(s, rows) for k, s in opened.items()}
+        log.info("indices comparing samples read %d of the fit split's images", len(rows))
+    t = sim.similarity(bl, indices, options, fit_r2=r2, samples=samples)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.8g")
     log.info("wrote %s: %d rows, indices %s over %d fit samples", table, len(t), ", ".join(indices), bl.n)

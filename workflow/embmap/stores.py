@@ -560,6 +560,21 @@ def sample_chunks(n: int, rows: int):
         yield start, min(n, start + rows)
 
 
+def read_rows(store: "EmbeddingStore", rows: np.ndarray) -> np.ndarray:
+    """float64 [len(rows), d]: a store's embeddings at the increasing indices ``rows``, read one chunk of
+    samples at a time (memory: the result and one chunk)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= store.n):
+        raise StoreError(f"store {store.path}: rows must increase within 0..{store.n - 1}")
+    arr = store.embeddings
+    out = np.empty((len(rows), store.dim))
+    for start, stop in sample_chunks(store.n, arr.chunks[0]):
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            out[lo:hi] = arr[start:stop][rows[lo:hi] - start]
+    return out
+
+
 # -- block stores (the pass's cross products) ---------------------------------------
 def write_blocks(path, blocks: Blocks, full: bool = True, **attrs) -> None:
     """Store blocks one pair at a time (memory: a few blocks); see :func:`write_blocks_to`."""

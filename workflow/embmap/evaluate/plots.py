@@ -142,7 +142,8 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .similarity import INDICES, matrices
+    from .indices import INDICES
+    from .similarity import matrices
 
     mats = matrices(table, order)
     indices = [i for i in INDICES if i in mats]
@@ -156,18 +157,15 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
                              layout="constrained")
     for ax in axes.flat[len(indices):]:
         ax.set_visible(False)
-    titles = {"cka": "linear CKA", "cca": "mean squared CCA", "svcca": "SVCCA",
-              "procrustes": "angular shape metric (rad)", "r2": "ridge R² (fit split)"}
     for ax, index in zip(axes.flat, indices):
+        spec = INDICES[index]
         m = mats[index].to_numpy(dtype=float)
-        if index == "procrustes":
-            im = ax.imshow(m, cmap="Blues_r", vmin=0, vmax=np.pi / 2)
-        else:
-            im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+        (lo, hi), higher = spec.limits, spec.higher_is_similar
+        im = ax.imshow(m, cmap="Blues" if higher else "Blues_r", vmin=lo, vmax=hi)
         for i in range(k):
             for j in range(k):
                 if np.isfinite(m[i, j]):
-                    dark = (m[i, j] < 0.6) if index == "procrustes" else (m[i, j] > 0.6)
+                    dark = (m[i, j] > 0.6) if higher else (m[i, j] < 0.6)
                     ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if dark else "black")
         ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
@@ -175,9 +173,9 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
         for t in ax.get_xticklabels() + ax.get_yticklabels():
             if t.get_text() in {short_label(labels.get(c, c)) for c in controls}:
                 t.set_color("grey")
-        ax.set_title(titles.get(index, index), fontsize=10)
-        ax.set_xlabel("target" if index == "r2" else "network", fontsize=8)
-        ax.set_ylabel("source" if index == "r2" else "network", fontsize=8)
+        ax.set_title(spec.title or index, fontsize=10)
+        ax.set_xlabel("network" if spec.symmetric else "target", fontsize=8)
+        ax.set_ylabel("network" if spec.symmetric else "source", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     fit_texts(fig, fig.suptitle(title) if title else None)
     for p in paths:
