@@ -426,8 +426,10 @@ def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval
 
     from . import stores as st
 
+    from . import tasks
+
     log = log or (lambda *a: None)
-    closed = task == "closed_set"
+    closed = tasks.get(task).classifier  # the evaluation split's classifiers read its labels
     summary = {"task": task, "splits": {}}
     opened: dict = {}
     for split, paths in stores.items():
@@ -437,7 +439,7 @@ def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval
             try:
                 s = st.open_embeddings(path, split=split, need_classifier=closed and split == eval_split)
                 ids, labels = s.ids, s.labels
-                if s.n < (2 if closed and split == fit_split else 1):
+                if s.n < (2 if split == fit_split else 1):
                     raise StoreError(f"store {path}: holds {s.n} sample(s); "
                                      + ("a map is fitted on at least 2" if split == fit_split else "nothing to measure"))
                 duplicate_ids(ids, path)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as cfg
-from . import data, models
+from . import data, models, tasks
 from .config import ConfigError
 from .evaluate import indices as simindices
 from .fit import methods as mapmethods
@@ -60,20 +60,9 @@ OUTPUTS = {
     "sample_efficiency_figure": "figures/sample_efficiency/{target}.{ext}",
 }
 FIGURE_FORMATS = ("png", "svg")
-# what each task writes: tables, then figures (each in FIGURE_FORMATS)
-TASK_OUTPUTS = {
-    "closed_set": (["closed_set", "closed_set_matrix", "networks_table"], ["closed_set_heatmap"]),
-    "open_set": (["open_set", "open_set_folds", "open_set_matrix", "open_set_meta", "identification",
-                  "identification_matrix"], ["open_set_heatmap", "identification_heatmap"]),
-}
-# the heatmaps: the matrix they draw and how their axes read
-HEATMAPS = {
-    "closed_set_heatmap": ("closed_set_matrix", "target classifier accuracy on mapped source features",
-                           "target network (classifier)"),
-    "open_set_heatmap": ("open_set_matrix", "verification through the map", "target network (features)"),
-    "identification_heatmap": ("identification_matrix", "rank-1 identification", "target network (gallery)"),
-}
-PAIRS_SPLIT = "pairs"  # the one split of an open_set experiment: the images its pairs file names
+# the heatmaps of every task (embmap.tasks): the matrix they draw and how their axes read
+HEATMAPS = {name: spec for t in tasks.TASKS.values() for name, spec in t.heatmaps.items()}
+PAIRS_SPLIT = tasks.open_set.PAIRS_SPLIT
 
 
 @dataclass(frozen=True)
@@ -123,6 +112,11 @@ class Experiment:
     @property
     def task(self) -> str:
         return self.spec["task"]
+
+    @property
+    def task_def(self) -> tasks.Task:
+        """What the task asks (:mod:`embmap.tasks`)."""
+        return tasks.get(self.task)
 
     @property
     def kind(self) -> data.Kind:
@@ -176,11 +170,11 @@ class Experiment:
 
     @property
     def sample_efficiency(self) -> bool:
-        return self.task == "closed_set" and bool(self.mapping["sample_sizes"])
+        return self.task_def.fit_pass and bool(self.mapping["sample_sizes"])
 
     @property
     def indices(self) -> list[str]:
-        return list(self.spec["similarity"]["indices"]) if self.task == "closed_set" else []
+        return list(self.spec["similarity"]["indices"]) if self.task_def.fit_pass else []
 
     @property
     def store(self) -> dict:
@@ -192,9 +186,7 @@ class Experiment:
 
     @property
     def splits(self) -> list[str]:
-        if self.task == "open_set":
-            return [PAIRS_SPLIT]
-        return list(dict.fromkeys([self.fit_split, self.eval_split]))
+        return self.task_def.splits(self)
 
     @property
     def preprocessing(self) -> dict:
@@ -215,6 +207,11 @@ class CheckContext:
     @property
     def task(self) -> str:
         return self.experiment.task
+
+    @property
+    def needs_classifier(self) -> bool:
+        """Whether the experiment's task reads the networks' classifiers (:attr:`embmap.tasks.Task.classifier`)."""
+        return self.experiment.task_def.classifier
 
 
 class Plan:
@@ -298,25 +295,16 @@ class Plan:
         if exp.task not in kind.tasks:
             raise ConfigError(f"{where}.dataset.kind: {kind.name!r} serves task {' or '.join(kind.tasks)}, "
                               f"not {exp.task}{kind.task_hint}")
-        if exp.task == "closed_set" and exp.fit_split == exp.eval_split:
-            raise ConfigError(f"{where}.eval_split: equals fit_split ({exp.fit_split!r}); maps must be measured "
-                              "on images they were not fitted on")
-        if exp.task == "open_set":
-            if kind.pairs == "written":
-                exp.pairs_file = f"{self.exp_dir(exp.name)}/{OUTPUTS['pairs']}"
-            else:
-                if "pairs" not in exp.spec["dataset"]:
-                    raise ConfigError(f"{where}.dataset.pairs: open_set needs a pairs file in LFW format")
-                exp.pairs_file = str(self.path_of(exp.spec["dataset"]["pairs"]))
-                if ctx.check_paths and not Path(exp.pairs_file).is_file():
-                    raise ConfigError(f"{where}.dataset.pairs: no pairs file at {exp.pairs_file}")
+        if exp.task_def.check is not None:
+            exp.task_def.check(self, exp, where, ctx)
         kind.check(f"{where}.dataset", exp.spec["dataset"], ctx)
 
     def _check_network(self, where: str, spec: dict, ctx: CheckContext) -> None:
         exp, source = ctx.experiment, models.SOURCES[spec["source"]]
         kind = exp.kind
-        if exp.task == "closed_set" and not source.classifier:
-            raise ConfigError(f"{where}.source: {source.name!r} networks have no classifier; use task open_set")
+        if exp.task_def.classifier and not source.classifier:
+            raise ConfigError(f"{where}.source: {source.name!r} networks have no classifier, which task {exp.task} "
+                              "reads; use task open_set")
         if source.open is not None and not kind.images:
             raise ConfigError(f"{where}.source: dataset kind {kind.name!r} has no images; it takes zarr networks only")
         if source.trains and not kind.trains:
@@ -326,7 +314,7 @@ class Plan:
                 and not resolve_preprocessing(spec, exp).get("input_size")):
             raise ConfigError(f"{where}.input_size: networks reading image files need their input size "
                               "(or the experiment's preprocessing.input_size)")
-        if spec.get("flip") and exp.task != "open_set":
+        if spec.get("flip") and not exp.task_def.pairs:
             raise ConfigError(f"{where}.flip: the test-time flip adds a mirrored crop's embedding for face "
                               "verification (task open_set); a closed_set classifier reads the network's own features")
         if "align" in spec and not kind.faces:
@@ -406,11 +394,10 @@ class Plan:
         return p
 
     def outputs(self, exp: str) -> list[str]:
-        """Every table and figure of an experiment, in the order of :data:`TASK_OUTPUTS`, then the optional
-        analyses (similarity, sample efficiency) the experiment asks for."""
+        """Every table and figure of an experiment, in the order its task declares (:mod:`embmap.tasks`), then
+        the optional analyses (similarity, sample efficiency) the experiment asks for."""
         e = self.experiments[exp]
-        tables, figures = TASK_OUTPUTS[e.task]
-        tables, figures = list(tables), list(figures)
+        tables, figures = list(e.task_def.tables), list(e.task_def.figures)
         if e.indices:
             tables.append("similarity")
             figures.append("similarity_heatmap")
@@ -559,7 +546,7 @@ class Plan:
         exp = self.experiments[wc.exp]
         return {"experiment": wc.exp, "spec": self.network(wc.exp, wc.network).spec, "dataset": exp.dataset,
                 "chunk_rows": exp.store["chunk_rows"], "batch_size": exp.store["batch_size"],
-                "with_classifier": exp.task == "closed_set", "normalise": exp.task == "open_set",
+                "with_classifier": exp.task_def.classifier, "normalise": exp.task_def.normalise,
                 "preprocessing": self.preprocessing(wc.exp, wc.network)}
 
     def _job_check_stores(self, wc) -> dict:
@@ -575,8 +562,8 @@ class Plan:
         stores = {s: self.stores(wc.exp, s) for s in exp.splits}
         own = {k for k, n in exp.networks.items() if not n.extracted_here}
         return {"stores": stores, "task": exp.task,
-                "fit_split": exp.fit_split if exp.task == "closed_set" else None,
-                "eval_split": exp.eval_split if exp.task == "closed_set" else None,
+                "fit_split": exp.fit_split if exp.task_def.fit_pass else None,
+                "eval_split": exp.eval_split if exp.task_def.fit_pass else None,
                 "fingerprints": {f"{k}/{s}": contract.fingerprint(stores[s][k]) for s in stores for k in sorted(own)}}
 
     def lock_dirs(self) -> list[str]:

@@ -54,7 +54,7 @@ def check_model_file(where: str, spec: dict, ctx) -> None:
     """The config check shared by sources reading one model file (``model:``) with an optional classifier."""
     from ..config import ConfigError
 
-    if ctx.task == "closed_set" and spec.get("classifier") == NONE:
+    if ctx.needs_classifier and spec.get("classifier") == NONE:
         raise ConfigError(f"{where}.classifier: closed_set reads the network's classifier; 'none' is for open_set")
     if spec.get("model") and ctx.check_paths and not ctx.path(spec["model"]).exists():
         raise ConfigError(f"{where}.model: nothing at {ctx.path(spec['model'])}")

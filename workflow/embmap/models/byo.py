@@ -32,7 +32,7 @@ def check(where: str, spec: dict, ctx) -> None:
             hint = f" (the folder holds {', '.join(near)})" if near else ""
             raise ConfigError(f"{where}.path: no store for split {split!r} at {p}{hint}")
         try:
-            meta = contract.check_store(p, split, need_classifier=exp.task == "closed_set" and split == exp.eval_split)
+            meta = contract.check_store(p, split, need_classifier=exp.task_def.classifier and split == exp.eval_split)
         except contract.StoreError as e:
             raise ConfigError(f"{where}.path: {e}") from None
         dims[split] = meta.dim

@@ -87,7 +87,7 @@ def fetch(config_path) -> list[tuple[str, str]]:
 
 
 def _check(where: str, spec: dict, ctx, local) -> None:
-    if ctx.task == "closed_set" and "classifier" not in spec:
+    if ctx.needs_classifier and "classifier" not in spec:
         raise ConfigError(f"{where}.classifier: closed_set needs the network's classifier; give the handle of its "
                           "classification model")
     for k in ("handle", "classifier"):

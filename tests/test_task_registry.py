@@ -1,0 +1,68 @@
+"""The task registry is the one place that says what a task writes and asks: the schema, the plan's outputs and
+the rules agree with it, and the plan decides nothing by a task's name."""
+
+import re
+
+import pytest
+
+from conftest import ROOT, synthetic_stores
+from embmap import config, data, plan, tasks
+
+
+def test_the_schema_lists_exactly_the_registered_tasks():
+    task = config.schema()["$defs"]["experiment"]["properties"]["task"]
+    assert task["enum"] == list(tasks.TASKS)
+    for t in tasks.TASKS.values():
+        assert f"{t.name} = " in " ".join(task["description"].split()), t.name
+
+
+def test_every_task_names_outputs_the_plan_knows_and_rules_write():
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    written = set(re.findall(r'P\.pattern\("(\w+)"', rules))
+    for t in tasks.TASKS.values():
+        for key in t.tables + t.figures:
+            assert key in plan.OUTPUTS, (t.name, key)
+            assert key in written, f"task {t.name}: no rule writes {key}"
+        assert set(t.heatmaps) <= set(t.figures)
+        for figure, (matrix, _, _) in t.heatmaps.items():
+            assert matrix in t.tables, (t.name, figure, matrix)
+
+
+def test_the_plan_decides_nothing_by_a_tasks_name():
+    source = (ROOT / "workflow" / "embmap" / "plan.py").read_text()
+    assert not re.search(r"task\s*[!=]=", source), "ask the task (embmap.tasks), not its name"
+
+
+def test_a_task_declares_its_outputs_splits_and_checks(tmp_path, monkeypatch):
+    """A task added to the registry alone (here a variant of closed_set without Table 1, evaluated on both
+    splits) gives the plan its outputs, splits and checks."""
+    import dataclasses
+
+    from embmap.config import ConfigError
+
+    base = tasks.TASKS["closed_set"]
+    seen = []
+
+    def check(p, exp, where, ctx):
+        seen.append(where)
+        base.check(p, exp, where, ctx)
+
+    toy = dataclasses.replace(base, name="closed_set_lite", tables=("closed_set", "closed_set_matrix"),
+                              figures=(), heatmaps={}, check=check)
+    monkeypatch.setitem(tasks.TASKS, toy.name, toy)
+    patched = config.schema()
+    patched["$defs"]["experiment"]["properties"]["task"]["enum"].append(toy.name)
+    monkeypatch.setattr(config, "_schema", lambda path: patched)
+    kind = data.KINDS["embeddings"]  # a dataset kind names the tasks it serves
+    monkeypatch.setitem(data.KINDS, "embeddings", dataclasses.replace(kind, tasks=kind.tasks + (toy.name,)))
+
+    dirs = synthetic_stores(tmp_path, names=("a", "b"), dims=(4, 4))
+    c = {"experiments": {"byo": {"task": toy.name, "dataset": {"kind": "embeddings"},
+                                 "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}}}
+    p = plan.Plan(c, tmp_path)
+    assert seen == ["experiments.byo"]
+    assert p.outputs("byo") == ["results/byo/tables/closed_set.csv", "results/byo/tables/closed_set_matrix.csv"]
+    assert p.experiments["byo"].splits == ["train", "test"]
+    c["experiments"]["byo"]["eval_split"] = "train"
+    with pytest.raises(ConfigError, match=r"experiments\.byo\.eval_split: equals fit_split"):
+        plan.Plan(c, tmp_path)

@@ -1,0 +1,34 @@
+"""``closed_set``: the target's classifier reads mapped features (the paper's Table 2).
+
+Maps are fitted on the fit split from the one pass's blocks, without labels, and
+measured on the evaluation split (rule ``evaluate_closed_set``, with the controls:
+native, identity, analytic); Table 1 (``network_table``) beside it; similarity
+indices and sample-efficiency prefixes read the same pass where the experiment
+asks for them.
+"""
+
+from __future__ import annotations
+
+from . import Task
+
+
+def check(plan, exp, where: str, ctx) -> None:
+    from ..config import ConfigError
+
+    if exp.fit_split == exp.eval_split:
+        raise ConfigError(f"{where}.eval_split: equals fit_split ({exp.fit_split!r}); maps must be measured "
+                          "on images they were not fitted on")
+
+
+TASK = Task(
+    name="closed_set",
+    summary="the target's classifier reads mapped features (paper Table 2)",
+    tables=("closed_set", "closed_set_matrix", "networks_table"),
+    figures=("closed_set_heatmap",),
+    heatmaps={"closed_set_heatmap": ("closed_set_matrix", "target classifier accuracy on mapped source features",
+                                     "target network (classifier)")},
+    splits=lambda exp: list(dict.fromkeys([exp.fit_split, exp.eval_split])),
+    classifier=True,
+    fit_pass=True,
+    check=check,
+)
