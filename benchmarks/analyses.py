@@ -20,7 +20,6 @@ import argparse
 import tempfile
 import time
 
-import numpy as np
 
 from common import machine, paper_dims, synthetic_features, write_stores
 

@@ -17,7 +17,7 @@ job reads), :mod:`.image_files` (datasets of image files), :mod:`.images`
 :mod:`.faces` (MTCNN detection and face crops).
 
 To add a kind: write a module with a ``KIND = Kind(...)`` (its check and its
-reader), list it in ``_MODULES`` below, add its branch to the ``dataset``
+reader), list it in ``_kinds`` below, add its branch to the ``dataset``
 schema, and test it.
 
 Standard library only at import time (the Snakefile imports the registry).

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import stores as st
 from ..fit import FitError, gram
 from ..fit import methods as mt
 from . import closed_set

@@ -7,7 +7,8 @@ map (:mod:`.ridge` solves them).
 
 :func:`cross_products` cuts the fit split into *row blocks* of
 ``Layout.block_rows`` samples. Shard ``j`` of ``S`` (one Snakemake job)
-processes the blocks ``b = j, j + S, j + 2S, ...`` with Dask over blocks;
+processes the blocks ``b = j, j + S, j + 2S, ...``, each block's products cut
+into tiles run side by side on a thread pool and summed in a fixed order;
 every block of every store is read by exactly one shard. For K-fold
 cross-validation block ``b`` belongs to fold ``b mod K`` (sample ``i`` to
 fold ``(i // block_rows) mod K``), and the pass keeps one set of blocks per

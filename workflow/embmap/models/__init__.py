@@ -15,7 +15,7 @@ Shared: :mod:`.base` (:class:`~.base.Model`, :class:`~.base.Source`),
 (the random control).
 
 To add a source: write a module with ``SOURCE = Source(name, open, check, ...)``
-(its loader and its config check side by side), list it in ``_MODULES``
+(its loader and its config check side by side), list it in ``_sources``
 below, add its branch to the ``network`` schema, and test it.
 
 Standard library only at import time (the Snakefile imports the registry).

@@ -19,7 +19,6 @@ Features: ``PreLogitsFlatten``, 1536 per image. Logits: 1001 classes, 0 = backgr
 
 from __future__ import annotations
 
-import numpy as np
 
 SCOPE = "InceptionV4"
 FEATURES = 1536
@@ -214,7 +213,3 @@ def save_checkpoint(model, prefix) -> None:
     keys = sorted(names)
     tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=keys, shape_and_slices=[""] * len(keys),
                       tensors=[names[k].read_value() for k in keys])
-
-
-def parameter_count(model) -> int:
-    return int(sum(np.prod(v.shape) for v in model.weights))
