@@ -1,4 +1,4 @@
-"""README's bring-your-own example, run as written, with a stand-in for PyTorch.
+"""The bring-your-own example (docs/bring-your-own.md), run as written, with a stand-in for PyTorch.
 
 torch is not a dependency, so ``torch`` and ``torchvision`` are replaced by a
 few lines that behave as the parts the example uses do (``nn.Linear``: y = x
@@ -24,9 +24,8 @@ CLASSES, FEATURES, PIXELS = 5, 8, 12
 
 
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Bring your own embeddings"):text.index("## Outputs and data contracts")]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    text = (ROOT / "docs" / "bring-your-own.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     (code,) = [b for b in blocks if "write_embeddings(" in b]
     assert len([line for line in code.splitlines() if line.strip()]) <= 12, "the example is meant to stay short"
     return code

@@ -238,3 +238,189 @@ def defaults(fragment: str, instance: dict | None = None, schema_path: str | os.
 def expand(path: str) -> Path:
     """A config path with ``~`` and ``$VARS`` expanded."""
     return Path(os.path.expandvars(os.path.expanduser(str(path))))
+
+
+def reference_markdown(schema_path: str | os.PathLike = SCHEMA) -> str:
+    """Every config key of the schema as Markdown tables: dotted path, type, default, description.
+
+    ``$ref`` is resolved; an object whose ``allOf`` branches on a key's value
+    (a dataset's ``kind``, a network's ``source``) gets one table per branch,
+    and other ``if``/``then``/``else`` branches (defaults or refusals that
+    depend on another key) are written into the rows they change. The output
+    is the generated part of ``docs/configuration.md`` (``tests/test_docs.py``
+    checks that it is current).
+    """
+    root = _schema(str(schema_path))
+
+    def res(node):
+        return _resolve(node, root) if isinstance(node, dict) else node
+
+    def cell(text) -> str:
+        text = " ".join(str(text).split())
+        for a, b in (("|", "\\|"), ("*", "\\*"), ("<", "&lt;")):
+            text = text.replace(a, b)
+        return text
+
+    def value(v) -> str:
+        return f"`{v}`" if isinstance(v, str) else f"`{json.dumps(v)}`"
+
+    def bounds(s) -> str:
+        lo = ("(", s["exclusiveMinimum"]) if "exclusiveMinimum" in s else ("[", s.get("minimum"))
+        hi = (")", s["exclusiveMaximum"]) if "exclusiveMaximum" in s else ("]", s.get("maximum"))
+        if lo[1] is not None and hi[1] is not None:
+            return f"in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+        if lo[1] is not None:
+            return f"{'>' if lo[0] == '(' else '≥'} {lo[1]}"
+        return f"{'<' if hi[0] == ')' else '≤'} {hi[1]}" if hi[1] is not None else ""
+
+    def kind(s, plural=False) -> str:
+        s = res(s)
+        if "const" in s:
+            return value(s["const"])
+        if "enum" in s:
+            return "one of " + ", ".join(value(v) for v in s["enum"])
+        if "anyOf" in s:
+            return " or ".join(kind(x, plural) for x in s["anyOf"])
+        types = s.get("type", [])
+        parts = []
+        for t in types if isinstance(types, list) else [types]:
+            if t == "array":
+                item = kind(s.get("items", {}), plural=True) or "values"
+                lo, hi = s.get("minItems"), s.get("maxItems")
+                text = f"list of {lo} {item}" if lo is not None and lo == hi else f"list of {item}"
+                extra = [f"at least {lo}" if lo is not None and lo != hi else "",
+                         f"at most {hi}" if hi is not None and lo != hi else "",
+                         "no repeats" if s.get("uniqueItems") else "",
+                         f"must include {kind(s['contains'])}" if "contains" in s else ""]
+                extra = ", ".join(e for e in extra if e)
+                parts.append(f"{text} ({extra})" if extra else text)
+            elif t in ("number", "integer"):
+                word = t + ("s" if plural else "")
+                parts.append(" ".join(p for p in (word, bounds(s)) if p))
+            elif t == "string":
+                word = "strings" if plural else "string"
+                parts.append(f"{word} matching `{s['pattern']}`" if "pattern" in s else word)
+            elif t == "object" and isinstance(s.get("additionalProperties"), dict):
+                ref = s["additionalProperties"].get("$ref", "")
+                least = f" (at least {s['minProperties']})" if "minProperties" in s else ""
+                parts.append(f"mapping of names to {ref.rsplit('/', 1)[-1] or 'values'}s{least}")
+            elif t == "object":
+                parts.append("mappings" if plural else "mapping")
+            elif t == "boolean":
+                parts.append("booleans" if plural else "boolean")
+            else:
+                parts.append(str(t))
+        return " or ".join(parts)
+
+    def condition(cond) -> str:
+        props = cond.get("properties", {})
+        named = [f"`{k}` is {value(res(v)['const'])}" for k, v in props.items() if "const" in res(v)]
+        named += [f"`{k}` is given" for k in cond.get("required", []) if k not in props]
+        return " and ".join(named)
+
+    def discriminator(node):
+        """The key whose value picks a branch of ``allOf`` (kind, source), or None."""
+        for sub in node.get("allOf", []):
+            sub = res(sub)
+            props = sub.get("then", {}).get("properties", {})
+            for key, p in sub.get("if", {}).get("properties", {}).items():
+                if "const" in p and "const" in res(props.get(key, {})):
+                    return key
+        return None
+
+    class Row:
+        def __init__(self, path, s, required):
+            self.path, self.s, self.required = path, s, required
+            self.defaults, self.notes = [], []
+
+        def render(self) -> str:
+            s = self.s
+            default = [value(s["default"])] if "default" in s else []
+            default += self.defaults
+            if self.required and not default:
+                default = ["required"]
+            desc = cell(s.get("description", ""))
+            if desc and self.notes and not desc.endswith("."):
+                desc += "."
+            desc = " ".join([desc, *self.notes]).strip()
+            return f"| `{'.'.join(self.path)}` | {cell(kind(s))} | {'; '.join(default)} | {desc} |"
+
+    def rows(node, path, skip=()) -> list:
+        node = res(node)
+        out, index = [], {}
+        required = node.get("required", [])
+        for key, sub in node.get("properties", {}).items():
+            if key in skip:
+                continue
+            sub = res(sub)
+            row = Row([*path, key], sub, key in required)
+            out.append(row)
+            index[key] = row
+            if "properties" in sub and discriminator(sub) is None:
+                inner = rows(sub, [*path, key])
+                out += inner
+                index.update({".".join(r.path[len(path):]): r for r in inner})
+        if discriminator(node) is None:
+            for sub in node.get("allOf", []):
+                sub = res(sub)
+                if "if" in sub:
+                    cond = condition(sub["if"])
+                    for branch, when in (("then", f"when {cond}"), ("else", f"unless {cond}")):
+                        if branch in sub:
+                            modify(sub[branch], [], index, out, path, when)
+        return out
+
+    def modify(branch, rel, index, out, path, when) -> None:
+        for key, sub in res(branch).get("properties", {}).items():
+            sub = res(sub)
+            name = ".".join([*rel, key])
+            row = index.get(name)
+            if row is None:
+                row = index[name] = Row([*path, *rel, key], {}, False)
+                out.append(row)
+            if "not" in sub:
+                reason = f": {cell(sub['errorMessage'])}" if "errorMessage" in sub else ""
+                row.notes.append(f"Refused {when}{reason}.")
+            if "default" in sub:
+                row.defaults.append(f"{value(sub['default'])} {when}")
+            if "properties" in sub:
+                modify(sub, [*rel, key], index, out, path, when)
+
+    def table(rs) -> list:
+        return ["| key | type | default | description |", "|---|---|---|---|", *(r.render() for r in rs), ""]
+
+    def branched(node, path, title) -> list:
+        """A table of the keys every branch shares, then one table per branch."""
+        node = res(node)
+        disc = discriminator(node)
+        common = list(node.get("properties", {}))
+        lines = [f"### {title}", ""]
+        if "description" in node:
+            lines += [cell(node["description"]), ""]
+        lines += table(rows(node, path))
+        for sub in node.get("allOf", []):
+            sub = res(sub)
+            branch = res(sub.get("then", {}))
+            const = res(branch.get("properties", {}).get(disc, {})).get("const")
+            if const is None:
+                continue
+            lines += [f"#### {disc}: {const}", ""]
+            if "description" in branch:
+                lines += [cell(branch["description"]), ""]
+            if "oneOf" in branch:
+                alts = [" and ".join(f"`{k}`" for k in alt.get("required", [])) for alt in branch["oneOf"]]
+                lines += [f"Exactly one of {', '.join(alts)} is given.", ""]
+            lines += table(rows(branch, path, skip=common))
+        return lines
+
+    experiments = root["properties"]["experiments"]
+    experiment = res(experiments["additionalProperties"])
+    networks = experiment["properties"]["networks"]
+    top = [cell(root["description"]), "", "### Top level", "", *table(rows(root, []))]
+    exp_path = ["experiments", "NAME"]
+    lines = [*top, "### Experiment", "",
+             f"Keys of `experiments.NAME`; NAME matches `{experiments['propertyNames']['pattern']}`. "
+             "The keys of `dataset` and of each network follow below.", "", *table(rows(experiment, exp_path))]
+    lines += branched(experiment["properties"]["dataset"], [*exp_path, "dataset"], "Dataset")
+    lines += branched(networks["additionalProperties"], [*exp_path, "networks", "KEY"], "Network")
+    return "\n".join(lines).rstrip() + "\n"
