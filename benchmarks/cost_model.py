@@ -1,4 +1,4 @@
-"""The cost model of README.md: flops, bytes and memory of each job type at ImageNet scale.
+"""The cost model of docs/scale-and-cluster.md: flops, bytes and memory of each job type at ImageNet scale.
 
     python benchmarks/cost_model.py                         # the paper's 11 networks, 1.28M samples
     python benchmarks/cost_model.py --shards 8 --alphas 7 --folds 5 --gflops32 100 --gflops64 50 --cores 32

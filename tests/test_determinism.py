@@ -1,4 +1,4 @@
-"""What is promised about reproducibility, checked exactly (README, "Determinism"):
+"""What is promised about reproducibility, checked exactly (docs/reproducibility.md, "Determinism"):
 
 - the same config on the same machine with the same thread counts gives bit-identical stores, blocks,
   maps and tables, run after run;

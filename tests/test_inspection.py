@@ -60,7 +60,7 @@ def test_inspect_missing_path_is_a_one_line_error(tmp_path):
 
 
 def test_stores_open_with_xarray_and_dask_without_arguments(tmp_path):
-    """The README's snippet: embedding and map stores read by xarray and Dask as they are."""
+    """The snippet of docs/reproducibility.md ("Looking inside"): embedding and map stores read by xarray and Dask as they are."""
     import warnings
 
     import dask.array as da

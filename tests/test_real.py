@@ -4,7 +4,7 @@ Weights and photos come from packages of the package index (tests/real_assets.py
 (int8 TFLite) read by source ``tflite``; the Keras FaceNet (InceptionResNetV1, 128-d) read by ``keras``;
 SFace (MobileFaceNet, 128-d ONNX) read by ``onnx``; ai-benchmark's classification photos and the
 5-celebrity photos (five people, 14-22 photos each, and 5 held out each). What it proves and what it
-cannot is in README ("Real weights").
+cannot is in docs/testing.md ("Real weights").
 """
 
 import json

@@ -1,4 +1,5 @@
-"""Command line: ``python -m embmap inspect PATH``, ``convert OLD NEW`` and ``fetch CONFIG`` (also the ``embmap`` script)."""
+"""Command line: ``python -m embmap inspect PATH``, ``convert OLD NEW``, ``fetch CONFIG`` and ``reference DOC``
+(also the ``embmap`` script)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fetch", help="download every TF Hub model of a config into TFHUB_CACHE_DIR and the ImageNet "
                                      "weights of its Keras applications into KERAS_HOME (needs network)")
     f.add_argument("config", help="a config file, e.g. configs/imagenet.yaml")
+    r = sub.add_parser("reference", help="rewrite the configuration reference generated from the schema")
+    r.add_argument("doc", help="the page holding it between its markers: docs/configuration.md")
     args = parser.parse_args(argv)
+
+    if args.command == "reference":
+        from .config import write_reference
+
+        write_reference(args.doc)
+        print(f"wrote the configuration reference into {args.doc}")
+        return 0
 
     if args.command == "fetch":
         from .config import ConfigError

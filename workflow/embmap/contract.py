@@ -3,7 +3,7 @@
 Every embedding store is read through these checks, whether the workflow
 wrote it or a user brought it (``source: zarr``), so a store that breaks the
 contract is refused in one line naming the store and what is wrong, before a
-number is computed from it. README ("Bring your own embeddings") documents
+number is computed from it. docs/bring-your-own.md documents
 the same contract for users.
 
 - :func:`metadata` reads a store's metadata with the standard library only

@@ -356,7 +356,7 @@ class Plan:
     def threads(self, n: int):
         """A rule's ``threads``: ``n``, or 1 for an experiment on a small dataset held in memory (``Kind.small``:
         the bundled digits), whose jobs are seconds of work: such a job then holds no core it would leave idle,
-        and two run side by side. No result depends on the count (README, "Determinism")."""
+        and two run side by side. No result depends on the count (docs/reproducibility.md, "Determinism")."""
         return lambda wc: 1 if self.experiments[wc.exp].kind.small else n
 
     def manifest(self, exp: str) -> str:

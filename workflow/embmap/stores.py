@@ -380,7 +380,7 @@ class ResumableStore:
 
 def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=None, label_offset: int = 0,
                      **attrs) -> None:
-    """Write an embedding store from arrays: how to bring your own embeddings (README shows an example).
+    """Write an embedding store from arrays: how to bring your own embeddings (docs/bring-your-own.md shows an example).
 
     Parameters
     ----------
@@ -405,7 +405,7 @@ def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=
     chunk_rows : int, optional
         Samples per chunk (default about 8 MB of rows).
     **attrs
-        Attributes recorded with the store (README lists those the workflow
+        Attributes recorded with the store (docs/outputs.md lists those the workflow
         reads, e.g. ``network``, ``split``, ``handle``, ``parameters``); checked
         like every store's, before anything is written.
 
