@@ -187,7 +187,7 @@ def _pair(tmp_path, n_fit=20, n_eval=10, classes=3, eval_labels=None, fit_ids=No
 
 
 def _check(paths):
-    return contract.check_experiment(paths, "closed_set", "train", "test")
+    return stores.check_experiment(paths, "closed_set", "train", "test")
 
 
 def test_labels_beyond_the_classifier_name_the_store_the_count_and_the_values(tmp_path):
@@ -227,7 +227,7 @@ def test_a_1000_class_head_beside_1001_labels_is_checked_in_its_own_label_space(
             stores.write_embeddings(tmp_path / name / f"{split}.zarr", rng.standard_normal((10, 5)), ids, labels,
                                     classifier=head, label_offset=offset, split=split)
     paths = {split: {n: str(tmp_path / n / f"{split}.zarr") for n in ("a", "b")} for split in ("train", "test")}
-    assert contract.check_experiment(paths, "closed_set", "train", "test")["classes"] == 4
+    assert stores.check_experiment(paths, "closed_set", "train", "test")["classes"] == 4
     bad = labels.copy()
     bad[0] = 0  # background: outside the offset head's classes
     with pytest.raises(stores.StoreError, match=r"1 of 10 labels lie outside the classifier's 3 classes \(1\.\.3"):
@@ -449,7 +449,7 @@ def run_checks(root, paths, names):
     config = {"experiments": {"x": {"task": "closed_set", "dataset": {"kind": "embeddings"},
                                     "networks": {k: {"source": "zarr", "path": str(root / k)} for k in names}}}}
     plan.Plan(config, root)
-    return contract.check_experiment(paths, "closed_set", "train", "test")
+    return stores.check_experiment(paths, "closed_set", "train", "test")
 
 
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -116,7 +116,7 @@ def test_the_readme_example_writes_stores_that_pass_every_check(fake_torch, tmp_
                                        "networks": {k: {"source": "zarr", "path": f"stores/{k}"}
                                                     for k in ("resnet50", "copy")}}}}
     p = plan.Plan(config, tmp_path)
-    contract.check_experiment({sp: p.stores("mine", sp) for sp in ("train", "test")}, "closed_set", "train", "test")
+    stores.check_experiment({sp: p.stores("mine", sp) for sp in ("train", "test")}, "closed_set", "train", "test")
     opened = stores.open_matched(p.stores("mine", "test"), need_classifier=True)
     eye = LinearMap(np.eye(FEATURES), np.zeros(FEATURES), {})
     t = closed_set.evaluate(opened, {"ridge": {("resnet50", "copy"): eye, ("copy", "resnet50"): eye}})

@@ -76,3 +76,25 @@ def test_bad_input_is_one_line_in_the_log_and_a_bug_keeps_its_traceback(tmp_path
         assert "Traceback" in (tmp_path / "job.log").read_text()
     finally:
         del steps.STEPS["raises_store_error"], steps.STEPS["raises_index_error"]
+
+
+def test_a_shard_refuses_stores_whose_ids_disagree_in_its_rows_naming_network_and_row(tmp_path):
+    """The pass's shards check ids with the one check every reader of several stores uses (contract.same_samples),
+    over their own rows only."""
+    import numpy as np
+
+    from embmap import stores
+
+    ids = np.array([f"img{i:03d}" for i in range(300)], dtype=object)
+    other = ids.copy()
+    other[257] = "elsewhere"
+    x = np.zeros((300, 3), np.float32)
+    for name, i in (("a", ids), ("b", other)):
+        stores.write_embeddings(tmp_path / f"{name}.zarr", x, i, np.zeros(300, int), chunk_rows=64, network=name,
+                                split="train")
+    paths = {k: str(tmp_path / f"{k}.zarr") for k in "ab"}
+    with pytest.raises(stores.StoreError, match=r"network 'b': ids of .*b\.zarr disagree with network 'a' at 1 "
+                                                r"position\(s\) of rows 0\.\.299; first at row 257: 'elsewhere' vs "
+                                                r"'img257'"):
+        for shard in range(2):
+            steps._open_shard(paths, shards=2, folds=1, shard=shard)

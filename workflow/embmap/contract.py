@@ -13,12 +13,14 @@ the same contract for users.
 - :func:`check_complete`, :func:`check_layout` and :func:`check_attributes`
   check the ``complete`` flag, the arrays (names, shapes, data types, the
   classifier) and every attribute the workflow reads (:data:`ATTRIBUTES`);
-- :func:`check_experiment` reads ids and labels (numpy, in the
-  ``check_stores`` job, before the pass): ids unique in a store, equal across
-  networks, disjoint between the fit and evaluation splits; labels equal
-  across networks, and in {-1} ∪ [0, classes) of every classifier that reads
-  them; classifiers finite, with one class count, and one per network; every
-  chunk of the embeddings written (listed, not read).
+- :func:`duplicate_ids`, :func:`same_samples`, :func:`check_labels` and
+  :func:`missing_chunks` hold ids, labels and chunks to it (numpy):
+  :func:`embmap.stores.check_experiment` runs them over every store of an
+  experiment in the ``check_stores`` job, before the pass: ids unique in a
+  store, equal across networks, disjoint between the fit and evaluation
+  splits; labels equal across networks, and in {-1} ∪ [0, classes) of every
+  classifier that reads them; classifiers finite, with one class count, and
+  one per network; every chunk of the embeddings written (listed, not read).
 
 Standard library only at import time.
 """
@@ -389,135 +391,28 @@ def check_labels(labels, classes: int | None, path, offset: int = 0) -> None:
                          f"unknown): {_values(dict(zip(vals.tolist(), counts.tolist())))}")
 
 
-def same_samples(ref: tuple, other: tuple) -> None:
-    """``ref`` and ``other`` = (network, path, ids, labels): the same samples, in the same order, same labels."""
+def same_samples(ref: tuple, other: tuple, offset: int | None = None) -> None:
+    """``ref`` and ``other`` = (network, path, ids, labels): the same samples, in the same order, same labels.
+
+    The one check that stores agree (every job that reads several networks' stores runs it); ``offset``
+    is the row of the first id when only a block of rows is compared (a shard of the pass)."""
     import numpy as np
 
     (rn, rp, rids, rlab), (n, p, ids, lab) = ref, other
+    rows, offset = ("" if offset is None else f" of rows {offset}..{offset + len(ids) - 1}"), offset or 0
     if len(ids) != len(rids):
         raise StoreError(f"network {n!r}: store {p} has {len(ids)} samples, network {rn!r} has {len(rids)} ({rp})")
     diff = np.flatnonzero(ids != rids)
     if len(diff):
         i = diff[0]
-        raise StoreError(f"network {n!r}: ids of {p} disagree with network {rn!r} at {len(diff)} position(s); first "
-                         f"at row {i}: {str(ids[i])!r} vs {str(rids[i])!r} (every network's store of a split holds the same "
-                         "images in the same order)")
+        raise StoreError(f"network {n!r}: ids of {p} disagree with network {rn!r} at {len(diff)} position(s)"
+                         f"{rows}; first "
+                         f"at row {offset + i}: {str(ids[i])!r} vs {str(rids[i])!r} (every network's store of a split "
+                         "holds the same images in the same order)")
     if lab is not None and rlab is not None:
         diff = np.flatnonzero(lab != rlab)
         if len(diff):
             i = diff[0]
             raise StoreError(f"network {n!r}: labels of {p} disagree with network {rn!r} at {len(diff)} "
-                             f"position(s); first at row {i} ({str(ids[i])!r}): {lab[i]} vs {rlab[i]} (the same images "
+                             f"position(s); first at row {offset + i} ({str(ids[i])!r}): {lab[i]} vs {rlab[i]} (the same images "
                              "carry the same labels in every network's store; -1 = unknown)")
-
-
-def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval_split: str | None = None,
-                     log=None) -> dict:
-    """Check the stores of one experiment against each other; returns what was checked (for ``stores_checked.json``).
-
-    ``stores``: {split: {network: path}}. For task ``closed_set`` the
-    evaluation split's classifiers read the labels: every classifier must be
-    finite, all must have the same number of classes, and the labels must be
-    -1 or a class index of it; the fit and evaluation splits must not share
-    ids. Each check reads ids and labels (and the classifiers), never the
-    embeddings.
-    """
-    import numpy as np
-
-    from . import stores as st
-
-    from . import tasks
-
-    log = log or (lambda *a: None)
-    closed = tasks.get(task).classifier  # the evaluation split's classifiers read its labels
-    summary = {"task": task, "splits": {}}
-    opened: dict = {}
-    for split, paths in stores.items():
-        ref = None
-        summary["splits"][split] = {}
-        for name, path in paths.items():
-            try:
-                s = st.open_embeddings(path, split=split, need_classifier=closed and split == eval_split)
-                ids, labels = s.ids, s.labels
-                if s.n < (2 if split == fit_split else 1):
-                    raise StoreError(f"store {path}: holds {s.n} sample(s); "
-                                     + ("a map is fitted on at least 2" if split == fit_split else "nothing to measure"))
-                duplicate_ids(ids, path)
-                check_labels(labels, None, path)
-                missing_chunks(s.embeddings, path)
-            except StoreError as e:
-                raise StoreError(f"network {name!r}: {e}") from None
-            if ref is None:
-                ref = (name, path, ids, labels)
-            else:
-                same_samples(ref, (name, path, ids, labels))
-            opened[(split, name)] = s
-            summary["splits"][split][name] = {"path": str(path), "n": s.n, "dim": s.dim,
-                                              "labelled": int((labels >= 0).sum())}
-        log(f"split {split!r}: {len(paths)} store(s) of {ref[2].shape[0] if ref else 0} samples agree")
-    names = list(dict.fromkeys(n for paths in stores.values() for n in paths))
-    for name in names:  # one network: one feature space and one classifier in all its stores
-        mine = [(split, opened[(split, name)]) for split in stores if (split, name) in opened]
-        (s0, first), rest = mine[0], mine[1:]
-        for split, s in rest:
-            if s.dim != first.dim:
-                raise StoreError(f"network {name!r}: store {s.path} has {s.dim} features, its {s0!r} store "
-                                 f"{first.path} has {first.dim}; a network's stores share one embedding space")
-        cls = [(split, s, s.classifier()) for split, s in mine if s.has_classifier]
-        for split, s, (w, b) in cls:
-            if not (np.isfinite(w).all() and np.isfinite(b).all()):
-                raise StoreError(f"network {name!r}: store {s.path}: its classifier holds NaN or infinite values")
-        # classifiers recovered by least squares are estimates from each split's own images: they differ
-        exact = [c for c in cls if dict(c[1].group["classifier"].attrs).get("method") != "least_squares"]
-        for split, s, (w, b) in exact[1:]:
-            w0, b0 = exact[0][2]
-            scale = max(float(np.abs(w0).max()), float(np.abs(b0).max()), 1e-30)
-            if w.shape != w0.shape or not (np.allclose(w, w0, rtol=1e-5, atol=1e-6 * scale)
-                                           and np.allclose(b, b0, rtol=1e-5, atol=1e-6 * scale)):
-                raise StoreError(f"network {name!r}: the classifier of {s.path} differs from that of "
-                                 f"{exact[0][1].path}; a network has one classifier (are these stores of one model?)")
-    if closed and eval_split in stores:
-        evals = {n: opened[(eval_split, n)] for n in stores[eval_split]}
-        classes = {n: s.classifier()[0].shape[0] for n, s in evals.items()}
-        offsets = {n: s.label_offset for n, s in evals.items()}
-        # label spaces: class k of a classifier is dataset label k + its label_offset (a 1,000-class ImageNet
-        # head beside 1,001 labels with background 0 has offset 1); the spaces must end at the same label
-        ends = {n: offsets[n] + classes[n] for n in evals}
-        if len(set(ends.values())) > 1:
-            raise StoreError("the networks' classifiers cover different labels ("
-                             + ", ".join(f"{n}: {classes[n]} classes" + (f" from label {offsets[n]}" if offsets[n]
-                                                                         else "") for n in evals)
-                             + f", split {eval_split!r}); class i must be the same class for every classifier that "
-                             "reads the labels")
-        labels = next(iter(evals.values())).labels
-        for n, s in evals.items():
-            try:
-                check_labels(labels, classes[n], s.path, offsets[n])
-            except StoreError as e:
-                raise StoreError(f"network {n!r}: {e}") from None
-        if not (labels >= 0).any():
-            raise StoreError(f"split {eval_split!r}: no labels (all -1) in {next(iter(evals.values())).path}; "
-                             "closed_set measures accuracy against them")
-        summary["classes"] = int(max(ends.values()))
-    if closed and fit_split in stores and eval_split in stores:
-        _disjoint(opened, list(stores[fit_split]), fit_split, eval_split)
-    return summary
-
-
-def _disjoint(opened: dict, names: list, fit_split: str, eval_split: str) -> None:
-    """The evaluation split shares no id with the fit split (maps are measured on images they were not fitted on)."""
-    import numpy as np
-
-    name = names[0]
-    fit, ev = opened[(fit_split, name)], opened[(eval_split, name)]
-    fit_ids, eval_ids = fit.ids, ev.ids
-    shared, i_fit, i_eval = np.intersect1d(fit_ids, eval_ids, assume_unique=True, return_indices=True)
-    if not len(shared):
-        return
-    same = np.array_equal(np.asarray(fit.embeddings[int(i_fit[0])]), np.asarray(ev.embeddings[int(i_eval[0])]))
-    why = (f"network {name!r} embeds {str(shared[0])!r} identically in both, so these are the same images: the maps "
-           "would be measured on images they were fitted on; take them out of one split" if same else
-           f"network {name!r} embeds {str(shared[0])!r} differently in the two, so the ids do not name images (row "
-           "numbers?): give every image an id unique across splits, e.g. its file path")
-    raise StoreError(f"splits {fit_split!r} and {eval_split!r} share {len(shared)} of {len(eval_ids)} ids (first "
-                     f"{str(shared[0])!r}, {fit.path} and {ev.path}); {why}")

@@ -287,7 +287,7 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
 @step()
 def check_stores(stores: dict, task: str, fit_split: str | None, eval_split: str | None, checked: str,
                  fingerprints: dict | None = None) -> None:
-    """Hold an experiment's stores to each other before anything reads them (:func:`embmap.contract.check_experiment`).
+    """Hold an experiment's stores to each other before anything reads them (:func:`embmap.stores.check_experiment`).
 
     Ids unique and equal across networks, labels equal across networks and
     within every classifier's classes, the fit and evaluation splits
@@ -295,7 +295,7 @@ def check_stores(stores: dict, task: str, fit_split: str | None, eval_split: str
     """
     import json
 
-    from .contract import check_experiment
+    from .stores import check_experiment
 
     summary = check_experiment(stores, task, fit_split, eval_split, log=log.info)
     summary["fingerprints"] = fingerprints or {}
@@ -313,8 +313,7 @@ def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
     Counts come from metadata; ids are compared over this shard's row blocks
     only, so over all shards every id is read once, like every feature.
     """
-    import numpy as np
-
+    from . import contract
     from . import stores as st
     from .fit import gram
 
@@ -334,17 +333,13 @@ def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
     lay = gram.pass_layout(arrays, shards, folds)
     for b in lay.blocks(shard):
         lo, hi = lay.span(b)
-        ref_ids = None
+        first = None
         for name, s in opened.items():
-            ids = st.as_str(s.group["ids"][lo:hi])
-            if ref_ids is None:
-                ref_ids = ids
-                continue
-            diff = np.flatnonzero(ids != ref_ids)
-            if len(diff):
-                i = diff[0]
-                raise st.StoreError(f"network {name!r}: ids of {s.path} disagree with network {ref[0]!r}; first at "
-                                    f"row {lo + i}: {str(ids[i])!r} vs {str(ref_ids[i])!r}")
+            here = (name, s.path, st.as_str(s.group["ids"][lo:hi]), None)
+            if first is None:
+                first = here
+            else:
+                contract.same_samples(first, here, offset=lo)
     return arrays, lay
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..fit import FitError, gram
+from ..fit import FitError
+from ..fit.blocks import Blocks
 from ..fit import methods as mt
 from . import closed_set
 from .common import NATIVE
@@ -34,7 +35,7 @@ def check_sizes(sizes, n: int, where: str = "mapping.sample_sizes") -> None:
         raise FitError(f"{where}: {bad[0]} is not below the fit split's {n} samples; give smaller sizes or all")
 
 
-def prefix_blocks(blocks: gram.Blocks, sizes: list[int]) -> dict[int, gram.Blocks]:
+def prefix_blocks(blocks: Blocks, sizes: list[int]) -> dict[int, Blocks]:
     """The pass's blocks of the first n fit samples for each n (``Blocks.subsets``)."""
     have = dict(blocks.subsets or {})
     missing = [m for m in sizes if m not in have]
@@ -45,7 +46,7 @@ def prefix_blocks(blocks: gram.Blocks, sizes: list[int]) -> dict[int, gram.Block
     return {m: have[m] for m in sizes}
 
 
-def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: dict[int, gram.Blocks],
+def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: dict[int, Blocks],
                       n_whole: int | None, mapping: dict | None = None, log=None, **keys) -> pd.DataFrame:
     """The table of :data:`COLUMNS`: one row per (source, target, method, n_fit) and native rows (n_fit empty).
 

@@ -4,7 +4,7 @@ The indices are a registry (:mod:`embmap.evaluate.indices`, one module each, wit
 its formula): this module computes the ones asked for over every pair of
 networks, sharing the work they share. With ``S_AA``, ``S_AB``, ``S_BB`` the
 centred cross products of the fit split (``S_AB = (X_A - mean_A)^T (X_B - mean_B)``,
-:class:`embmap.fit.gram.Blocks`): one ``eigh`` ``S_AA = V_A diag(w_A) V_A^T`` per
+:class:`embmap.fit.blocks.Blocks`): one ``eigh`` ``S_AA = V_A diag(w_A) V_A^T`` per
 network and one product ``P = V_A^T S_AB V_B`` per pair, each only where an index
 reads it; indices that compare samples read the fit split's embeddings
 (:func:`sample_rows`).

@@ -1,7 +1,7 @@
 """Fitting maps between embedding spaces.
 
 - :mod:`.gram`: the one pass over the fit split (row blocks, shards, folds)
-  and the centred cross-product blocks it leaves (:class:`~.gram.Blocks`);
+  and the centred cross-product blocks it leaves (:class:`~.blocks.Blocks`);
 - :mod:`.ridge`: ridge maps from those blocks, one factorisation per source,
   alpha by K-fold cross-validation;
 - :mod:`.methods`: the other map methods from the same blocks (lstsq,

@@ -6,7 +6,7 @@ The paper's eq. 5 with an unpenalised intercept, for every ordered pair (A, B)::
 
 With centred data the solution is ``M = (S_AA + alpha I)^-1 S_AB`` and
 ``c = mean_B - mean_A M`` where ``S_AB = (X_A - mean_A)^T (X_B - mean_B)``
-(:class:`embmap.fit.gram.Blocks`). :func:`fit_maps` factors a source's Gram
+(:class:`embmap.fit.blocks.Blocks`). :func:`fit_maps` factors a source's Gram
 once (``eigh``) and reuses the factorisation for every target and penalty;
 with a list of penalties, :func:`cross_validate` scores each by K-fold
 cross-validation from the per-fold blocks (no second pass over the data).

@@ -7,7 +7,7 @@ one number for a pair of networks. What an index needs decides what the
 ``similarity`` job reads:
 
 - ``blocks``: the pass's centred cross products of the fit split
-  (:class:`embmap.fit.gram.Blocks`); ``pair`` offers ``s_ab``, the eigenpairs
+  (:class:`embmap.fit.blocks.Blocks`); ``pair`` offers ``s_ab``, the eigenpairs
   ``wa, va`` / ``wb, vb`` of ``S_AA`` / ``S_BB`` (one ``eigh`` per network for
   all indices and pairs) and ``p = V_A^T S_AB V_B`` (one product per pair);
 - ``maps``: the ridge maps' stores as well; ``pair.fit_r2`` is the map's fit R^2;

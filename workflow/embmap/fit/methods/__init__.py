@@ -6,7 +6,7 @@ declares ``METHOD = Method(...)``: its name (the value in ``mapping.methods``
 and the tables' ``method`` column), the ``mapping`` keys it reads, and how it
 fits
 
-- from the pass's centred blocks (:class:`embmap.fit.gram.Blocks`): the maps
+- from the pass's centred blocks (:class:`embmap.fit.blocks.Blocks`): the maps
   of one source to its targets, or of every ordered pair at once;
 - from the per-fold blocks of the pairs protocols (:class:`embmap.fit.folds.Part`,
   one source against all targets side by side), with an optional choice made
