@@ -27,6 +27,7 @@ from . import data, models, tasks
 from .config import ConfigError
 from .evaluate import indices as simindices
 from .fit import methods as mapmethods
+from .fit.methods.ridge import alphas_of
 
 # Every output path, relative to results/EXPERIMENT/; named once, used by rules, steps and tests.
 OUTPUTS = {
@@ -145,8 +146,7 @@ class Experiment:
     @property
     def alphas(self) -> list[float]:
         """Candidate ridge penalties; more than one means cross-validation."""
-        a = self.mapping["alpha"]
-        return [float(v) for v in a] if isinstance(a, list) else [float(a)]
+        return alphas_of(self.mapping["alpha"])
 
     @property
     def cv_folds(self) -> int:

@@ -545,6 +545,7 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
 
     from .data.pairs import read_pairs
     from .evaluate import common, verification
+    from .fit.methods.ridge import alphas_of
 
     p = read_pairs(pairs)
     feats, ids, attrs = _pairs_features(stores)
@@ -554,10 +555,10 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
     t.to_csv(table, index=False, float_format="%.6g")
     f.to_csv(folds_table, index=False, float_format="%.8g")
     common.matrix(t, list(feats), "accuracy_mean").to_csv(matrix, float_format="%.6g")
-    alpha = mapping["alpha"]
+    alphas = alphas_of(mapping["alpha"])
     info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
-            "n_images": len(ids), "alpha": alpha if isinstance(alpha, list) else float(alpha),
-            "alpha_selection": "inner cross-validation over the other folds" if isinstance(alpha, list) else "fixed",
+            "n_images": len(ids), "alpha": alphas if isinstance(mapping["alpha"], list) else alphas[0],
+            "alpha_selection": "inner cross-validation over the other folds" if len(alphas) > 1 else "fixed",
             "precision": mapping["precision"], "methods": list(mapping["methods"]), "scale": mapping["scale"],
             "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
                              "l2_normalised": a.get("l2_normalised"), "flip": bool(a.get("flip", False)),

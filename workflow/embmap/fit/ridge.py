@@ -19,6 +19,7 @@ import numpy as np
 from . import FitError
 from .gram import Blocks
 from .linear import LinearMap
+from .methods.ridge import alphas_of
 
 CV_METRIC = ("1 - sum over folds of held-out squared error / sum over folds of held-out squared deviation "
              "from the fold's own mean (fraction of the target's held-out variance explained)")
@@ -36,14 +37,6 @@ def _solve_eig(w: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
             f"the source Gram matrix is singular (rank {rank} of {len(w)}) and alpha={alpha}; use alpha > 0"
         )
     return p / (w + alpha)[:, None]
-
-
-def alphas_of(alpha) -> list[float]:
-    """The candidate penalties of a ``mapping.alpha`` value (a number or a list)."""
-    values = [float(a) for a in (alpha if isinstance(alpha, (list, tuple, np.ndarray)) else [alpha])]
-    if not values or any(not np.isfinite(a) or a < 0 for a in values):
-        raise FitError(f"alpha {alpha!r}: give a number >= 0 or a non-empty list of them")
-    return values
 
 
 def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list[float]) -> dict[str, np.ndarray]:

@@ -14,6 +14,20 @@ from __future__ import annotations
 from . import SOURCE_JOBS, Method
 
 
+def alphas_of(alpha) -> list[float]:
+    """The candidate penalties of a ``mapping.alpha`` value (a number or a list): the one reading of it
+    (the plan, the fits and the tables ask this); more than one means cross-validation."""
+    import math
+
+    from .. import FitError
+
+    many = isinstance(alpha, (list, tuple)) or getattr(alpha, "ndim", 0) > 0
+    values = [float(a) for a in (alpha if many else [alpha])]
+    if not values or any(not math.isfinite(a) or a < 0 for a in values):
+        raise FitError(f"alpha {alpha!r}: give a number >= 0 or a non-empty list of them")
+    return values
+
+
 def from_blocks(blocks, source: str, targets: list[str], options: dict) -> dict:
     from .. import ridge
 
@@ -36,9 +50,9 @@ def like(blocks, names: list[str], options: dict, full: dict) -> dict:
 
 def select(source_folds, options: dict, run) -> dict | None:
     """With a list of penalties, the penalty of every outer fold and target by inner cross-validation."""
-    from .. import folds, ridge
+    from .. import folds
 
-    alphas = ridge.alphas_of(options["alpha"])
+    alphas = alphas_of(options["alpha"])
     return folds.inner_cv(source_folds, alphas, run) if len(alphas) > 1 else None
 
 
@@ -49,7 +63,7 @@ def from_part(t, slices: dict, source: str, options: dict, chosen: dict | None):
     from .. import ridge
 
     targets = list(slices)
-    per_target = chosen or dict.fromkeys(targets, ridge.alphas_of(options["alpha"])[0])
+    per_target = chosen or dict.fromkeys(targets, alphas_of(options["alpha"])[0])
     d_a = t.saa.shape[0]
     w = np.empty_like(t.sab)
     for value in sorted(set(per_target.values())):
