@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT, snakemake
 import localslurm
 from localslurm import LocalSlurm, SlurmUnavailable
-from test_workflow import snakemake
 
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 THREADS = 1  # per job, in the local run (--max-threads) and through SLURM alike

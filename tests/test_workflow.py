@@ -11,28 +11,10 @@ import pytest
 import yaml
 import zarr
 
-from conftest import ROOT, synthetic_stores
 from embmap.evaluate import closed_set
+from helpers import ROOT, byo_config, snakemake, synthetic_stores
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir, config, *args, check=True, **run):
-    """Run the workflow on ``config`` in ``workdir``; ``run`` goes to subprocess.run (env, timeout)."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, **run)
-    if check and r.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
-    return r
-
-
-def byo_config(dirs, **exp):
-    return {"experiments": {"byo": {"task": "closed_set", "dataset": {"kind": "embeddings"}, "fit_split": "train",
-                                    "eval_split": "test", "mapping": {"alpha": 1.0},
-                                    "networks": {k: {"source": "zarr", "path": str(d)} for k, d in dirs.items()},
-                                    **exp}}}
 
 
 def test_bring_your_own_embeddings_end_to_end(tmp_path):
