@@ -69,7 +69,7 @@ def test_disagreeing_ids_fail_naming_the_network_and_leave_no_tables(tmp_path):
 def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     """The default config, shortened: trained nets lose little, the random column is at chance."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    del cfg["experiments"]["digits_open_set"]  # tests/test_open_set.py runs that one
+    del cfg["experiments"]["digits_open_set"]  # tests/evaluate/test_open_set.py runs that one
     nets = cfg["experiments"]["digits"]["networks"]
     for k in ("resnet",):
         del nets[k]

@@ -1,4 +1,4 @@
-"""The digits workflow through profiles/slurm on a real SLURM cluster (tests/localslurm.py).
+"""The digits workflow through profiles/slurm on a real SLURM cluster (tests/workflow/localslurm.py).
 
 The test node has the machine's CPUs and two GPUs in name only, so the test runs the shipped
 profile with its CPU counts and memory capped (the GPU requests stay as shipped); see
