@@ -16,9 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, synthetic_stores
 from embmap import plan
 from embmap.config import ConfigError, check as check_config, dotted
+from helpers import ROOT, synthetic_stores
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 

@@ -7,9 +7,9 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, synthetic_stores
 from embmap import plan
 from embmap.config import ConfigError, check as check_config, read_file
+from helpers import ROOT, synthetic_stores
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 

@@ -10,7 +10,6 @@ numbers over exactly its labelled samples.
 """
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -22,30 +21,7 @@ from embmap import contract, plan, stores
 from embmap.config import ConfigError
 from embmap.evaluate import closed_set
 from embmap.fit.linear import LinearMap
-
-
-def raw_store(path, emb, ids, labels, classifier=None, attrs=None, *, zarr_format=3, consolidate=True,
-              classifier_attrs=None):
-    """A store as any Zarr user writes it; ``attrs`` default to ``complete: true``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-        g.create_array("embeddings", data=np.asarray(emb))
-        a = g.create_array("ids", shape=(len(ids),), dtype=str) if np.asarray(ids).dtype.kind in "UO" else None
-        if a is not None:
-            a[:] = np.asarray(ids, dtype=str)
-        else:
-            g.create_array("ids", data=np.asarray(ids))
-        g.create_array("labels", data=np.asarray(labels))
-        if classifier is not None:
-            c = g.create_group("classifier")
-            c.create_array("weight", data=np.asarray(classifier[0]))
-            c.create_array("bias", data=np.asarray(classifier[1]))
-            c.attrs.update(classifier_attrs or {})
-        g.attrs.update({"complete": True} if attrs is None else attrs)
-        if consolidate:
-            zarr.consolidate_metadata(str(path))
-    return path
+from helpers import raw_store
 
 
 def _good(tmp_path, name="a", split="test", n=12, d=4, classes=3, seed=0, **kw):

@@ -10,9 +10,8 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, synthetic_stores
 from embmap import plan, steps
-from test_workflow import byo_config, snakemake
+from helpers import ROOT, byo_config, snakemake, synthetic_stores
 
 RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from conftest import ROOT
 from embmap import config
+from helpers import ROOT
 
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [ROOT / "README.md", *DOCS]

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import zarr
 
-from conftest import ROOT
 from embmap import stores
 from embmap.fit import linear
 from embmap.__main__ import main
+from helpers import ROOT
 
 
 def _store(path, with_nan=False):

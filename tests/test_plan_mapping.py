@@ -5,9 +5,9 @@ import copy
 import pytest
 import yaml
 
-from conftest import ROOT
 from embmap import plan
 from embmap.config import ConfigError, check as check_config
+from helpers import ROOT
 
 DEMO = yaml.safe_load((ROOT / "config.yaml").read_text())
 

@@ -15,10 +15,10 @@ import types
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from embmap import contract, plan, stores
 from embmap.evaluate import closed_set
 from embmap.fit.linear import LinearMap
+from helpers import ROOT
 
 CLASSES, FEATURES, PIXELS = 5, 8, 12
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import ROOT, train_demo
 from embmap import stores
+from helpers import ROOT, train_demo
 
 N, D, CHUNK, BATCH = 230, 6, 32, 16
 

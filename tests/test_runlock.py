@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, synthetic_stores
 from embmap import runlock
 from embmap.runlock import LOCK_NAME, LockBusy, RunLock
-from test_workflow import byo_config, snakemake
+from helpers import ROOT, byo_config, snakemake, synthetic_stores
 
 
 def test_a_second_lock_on_a_folder_is_refused_naming_the_holder_and_released_cleanly(tmp_path):

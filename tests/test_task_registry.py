@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from conftest import ROOT, synthetic_stores
 from embmap import config, data, plan, tasks
+from helpers import ROOT, synthetic_stores
 
 
 def test_the_schema_lists_exactly_the_registered_tasks():

@@ -107,7 +107,7 @@ def export(model, path) -> None:
 
     One traced function instead of Keras' export, which also traces every layer's call for Keras to rebuild
     the model: 4x faster to save and 3x faster to load through ``hub.KerasLayer``, with the same outputs bit
-    for bit (``tests/test_networks.py``).
+    for bit (``tests/models/test_networks.py``).
     """
     t = tf()
     obj = t.train.Checkpoint()

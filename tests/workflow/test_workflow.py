@@ -11,28 +11,10 @@ import pytest
 import yaml
 import zarr
 
-from conftest import ROOT, synthetic_stores
 from embmap.evaluate import closed_set
+from helpers import ROOT, byo_config, snakemake, synthetic_stores
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir, config, *args, check=True, **run):
-    """Run the workflow on ``config`` in ``workdir``; ``run`` goes to subprocess.run (env, timeout)."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, **run)
-    if check and r.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
-    return r
-
-
-def byo_config(dirs, **exp):
-    return {"experiments": {"byo": {"task": "closed_set", "dataset": {"kind": "embeddings"}, "fit_split": "train",
-                                    "eval_split": "test", "mapping": {"alpha": 1.0},
-                                    "networks": {k: {"source": "zarr", "path": str(d)} for k, d in dirs.items()},
-                                    **exp}}}
 
 
 def test_bring_your_own_embeddings_end_to_end(tmp_path):
@@ -87,7 +69,7 @@ def test_disagreeing_ids_fail_naming_the_network_and_leave_no_tables(tmp_path):
 def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     """The default config, shortened: trained nets lose little, the random column is at chance."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    del cfg["experiments"]["digits_open_set"]  # tests/test_open_set.py runs that one
+    del cfg["experiments"]["digits_open_set"]  # tests/evaluate/test_open_set.py runs that one
     nets = cfg["experiments"]["digits"]["networks"]
     for k in ("resnet",):
         del nets[k]

@@ -5,12 +5,11 @@ import pandas as pd
 import pytest
 import zarr
 
-from conftest import synthetic_stores
 from embmap import stores
 from embmap.evaluate import closed_set, identification, sample_efficiency, verification
 from embmap.evaluate import similarity as sim
 from embmap.fit import FitError, gram, methods, ridge
-from test_open_set import face_embeddings, pairs_among
+from helpers import byo_config, face_embeddings, pairs_among, snakemake, synthetic_stores
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +125,6 @@ def test_open_set_standard_scaling_refuses_a_constant_feature_before_fitting():
 # -- end to end ---------------------------------------------------------------------
 @pytest.mark.workflow
 def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
-    from test_workflow import byo_config, snakemake
-
     dirs = synthetic_stores(tmp_path / "byo", names=("a", "b", "c"), dims=(12, 10, 12))
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -1,4 +1,4 @@
-"""The digits workflow through profiles/slurm on a real SLURM cluster (tests/localslurm.py).
+"""The digits workflow through profiles/slurm on a real SLURM cluster (tests/workflow/localslurm.py).
 
 The test node has the machine's CPUs and two GPUs in name only, so the test runs the shipped
 profile with its CPU counts and memory capped (the GPU requests stay as shipped); see
@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT, snakemake
 import localslurm
 from localslurm import LocalSlurm, SlurmUnavailable
-from test_workflow import snakemake
 
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 THREADS = 1  # per job, in the local run (--max-threads) and through SLURM alike

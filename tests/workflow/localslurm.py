@@ -137,7 +137,7 @@ class LocalSlurm:
         node = " ".join(f"{k}={v}" for k, v in hw.items())
         gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
         self.conf.write_text(
-            f"""# written by tests/localslurm.py
+            f"""# written by tests/workflow/localslurm.py
 ClusterName=embmaptest
 SlurmctldHost={self.node}(127.0.0.1)
 SlurmctldPort={_free_port()}

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
 from embmap import config, plan, stores
 from fake_imagenet import WNIDS, fake_imagenet
-from test_workflow import snakemake
+from helpers import ROOT, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.linalg import fractional_matrix_power, orthogonal_procrustes
 
-from conftest import latent_embeddings
 from embmap.evaluate import similarity as sim
 from embmap.fit import gram, ridge
+from helpers import latent_embeddings
 
 RTOL = 1e-8
 

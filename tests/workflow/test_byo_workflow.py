@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import synthetic_stores
-from test_contract import raw_store
-from test_workflow import byo_config, snakemake
+from helpers import byo_config, raw_store, snakemake, synthetic_stores
 
 pytestmark = pytest.mark.workflow
 

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import synthetic_stores
 from embmap import stores
 from embmap.fit import gram, ridge
-from test_workflow import byo_config, snakemake
+from helpers import byo_config, snakemake, synthetic_stores
 
 pytestmark = pytest.mark.workflow
 

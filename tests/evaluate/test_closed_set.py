@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from conftest import synthetic_stores
 from embmap import stores
 from embmap.evaluate import closed_set, common
 from embmap.fit import gram, ridge
+from helpers import synthetic_stores
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from conftest import latent_embeddings
 from embmap import stores
 from embmap.evaluate import closed_set
 from embmap.fit import FitError, gram, ridge
+from helpers import latent_embeddings
 
 
 def reduce_partials(paths, output, **attrs):

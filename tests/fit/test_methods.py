@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.linalg import orthogonal_procrustes
 
-from conftest import latent_embeddings
 from embmap.fit import FitError, folds, gram, methods
+from helpers import latent_embeddings
 
 RTOL = 1e-8
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import latent_embeddings, synthetic_stores
 from embmap import config, plan, steps, stores
 from embmap.fit import gram
 from embmap.fit import methods as mt
+from helpers import face_embeddings, latent_embeddings, pairs_among, synthetic_stores
 
 
 def test_the_schema_lists_exactly_the_registered_methods_and_their_options():
@@ -117,8 +117,6 @@ def test_a_method_added_to_the_registry_alone_is_planned_fitted_and_evaluated(tm
 
 
 def test_a_method_added_to_the_registry_alone_runs_in_the_pairs_protocols(toy):
-    from test_open_set import face_embeddings, pairs_among
-
     from embmap.evaluate import identification, verification
 
     ids, feats = face_embeddings(n_id=30, per_id=4, dims=(10, 8, 10), random=(2,))

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import ROOT
 from embmap import stores
-from test_workflow import snakemake
+from helpers import ROOT, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.tensorflow]
 

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from conftest import train_demo
-
 from embmap import data, stores
+from helpers import train_demo
 
 pytestmark = pytest.mark.tensorflow
 

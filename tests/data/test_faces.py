@@ -8,6 +8,7 @@ from embmap import models
 from embmap.data import faces
 from embmap.data.lfw import LFW
 from embmap.models import arcface
+from helpers import fabricated_lfw, snakemake
 
 pytestmark = pytest.mark.tensorflow
 
@@ -208,8 +209,6 @@ def test_lfw_tree_through_mtcnn_alignment_and_frozen_graphs_end_to_end(tmp_path)
     from skimage import data
 
     from embmap.data import pairs as pf
-    from test_open_set import fabricated_lfw
-    from test_workflow import snakemake
 
     root = fabricated_lfw(tmp_path / "lfw", people=(("Ann", 3), ("Bob", 3), ("Cy", 2)))
     (root / "Eileen_Collins").mkdir()

@@ -9,36 +9,7 @@ from embmap.data import manifest as mf
 from embmap.data import pairs as pf
 from embmap.evaluate import common, identification, verification
 from embmap.fit import folds
-
-
-def face_embeddings(n_id=40, per_id=4, dims=(16, 16, 12), noise=0.35, seed=0, random=()):
-    """Unit-norm 'face embeddings': every network sees one identity code through its own linear map.
-
-    Returns ids ``Person_007/Person_007_0002.jpg`` (sorted) and {network: float32 [n, d]}; networks whose
-    index is in ``random`` ignore the identity.
-    """
-    rng = np.random.default_rng(seed)
-    k = 8
-    code = rng.standard_normal((n_id, k))
-    ids, who = [], []
-    for p in range(n_id):
-        for j in range(per_id):
-            ids.append(pf.image_path(f"Person_{p:03d}", j + 1))
-            who.append(p)
-    who = np.array(who)
-    z = code[who] + noise * rng.standard_normal((len(who), k))
-    out = {}
-    for i, d in enumerate(dims):
-        f = rng.standard_normal((len(who), d)) if i in random else np.tanh(z @ rng.standard_normal((k, d)))
-        f += 0.05 * rng.standard_normal(f.shape)
-        out[f"net{i}"] = (f / np.linalg.norm(f, axis=1, keepdims=True)).astype(np.float32)
-    return np.array(ids), out
-
-
-def pairs_among(ids, n_folds=4, per_fold=15, seed=1):
-    who = pf.identities_of(ids)
-    counts = pd.Series(who).value_counts().to_dict()
-    return pf.make_pairs(counts, n_folds, per_fold, seed)
+from helpers import ROOT, fabricated_lfw, face_embeddings, pairs_among, snakemake
 
 
 # -- the threshold search -----------------------------------------------------------
@@ -379,19 +350,6 @@ def test_malformed_pairs_files_name_the_line(tmp_path, text, message):
 
 
 # -- the LFW reader -----------------------------------------------------------------
-def fabricated_lfw(root, people=(("Ann_Lee", 3), ("Bob_Ray", 2), ("Cy", 2)), size=(250, 250)):
-    """An LFW tree of JPEGs drawn here: a grey disc on a coloured background per person."""
-    from PIL import Image, ImageDraw
-
-    for k, (name, n) in enumerate(people):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for j in range(1, n + 1):
-            im = Image.new("RGB", size, (40 * k, 100, 200 - 30 * j))
-            ImageDraw.Draw(im).ellipse((60, 50, 190, 200), fill=(180, 150, 130))
-            im.save(root / name / f"{name}_{j:04d}.jpg", quality=95)
-    return root
-
-
 def test_lfw_manifest_ids_are_paths_relative_to_the_root(tmp_path):
     root = fabricated_lfw(tmp_path / "lfw")
     (tmp_path / "pairs.txt").write_text("2 1\nAnn_Lee 1 3\nAnn_Lee 2 Bob_Ray 1\nBob_Ray 1 2\nAnn_Lee 1 Cy 2\n")
@@ -458,8 +416,6 @@ def test_bring_your_own_embeddings_open_set_end_to_end(tmp_path):
 
     import zarr
 
-    from test_workflow import snakemake
-
     ids, feats = face_embeddings(n_id=40, per_id=4, dims=(10, 8, 10), random=(2,))
     pairs = pairs_among(ids, n_folds=5, per_fold=10)
     pf.write_pairs(tmp_path / "pairs.txt", pairs)
@@ -507,8 +463,6 @@ def test_bring_your_own_embeddings_open_set_end_to_end(tmp_path):
 
 @pytest.mark.workflow
 def test_a_pairs_file_naming_missing_embeddings_fails_listing_them(tmp_path):
-    from test_workflow import snakemake
-
     ids, feats = face_embeddings(n_id=10, per_id=3, dims=(4, 4))
     pairs = pairs_among(ids, n_folds=2, per_fold=5)
     pf.write_pairs(tmp_path / "pairs.txt", pairs)
@@ -590,9 +544,7 @@ def test_digits_open_set_demo_writes_and_reads_back_an_lfw_pairs_file(tmp_path):
     """The default config's open-set experiment, shortened: two networks on disjoint halves of digits 0-5."""
     import yaml
 
-    from conftest import ROOT
     from embmap import stores
-    from test_workflow import snakemake
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     del cfg["experiments"]["digits"]

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import synthetic_stores
 from embmap import config, plan, steps, stores
 from embmap.evaluate import indices as ix
 from embmap.evaluate import plots, similarity as sim
 from embmap.fit import gram
+from helpers import latent_embeddings, synthetic_stores
 
 
 def test_the_schema_lists_exactly_the_registered_indices_and_their_options():
@@ -103,8 +103,6 @@ def test_an_index_that_compares_samples_is_planned_computed_from_the_fit_split_a
 
 
 def test_an_index_that_compares_samples_says_so_without_them(toy):
-    from conftest import latent_embeddings
-
     _, xs = latent_embeddings(n=50, dims=(4, 3), seed=1)
     bl = gram.blocks_in_memory({f"n{i}": x.astype(np.float64) for i, x in enumerate(xs)})
     with pytest.raises(ValueError, match="needs the fit split's embeddings"):
