@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embmap import plan
+from embmap import plan, steps
 from embmap.config import ConfigError, check as check_config, dotted
 from helpers import ROOT, synthetic_stores
 
@@ -90,7 +90,7 @@ def _every_job(p):
     def ask(rule, **wc):
         w = SimpleNamespace(**wc)
         p.job(rule)(w)
-        if hasattr(p, f"_inputs_{rule}"):
+        if rule in steps.INPUTS:
             p.inputs(rule)(w)
 
     for exp, e in p.experiments.items():

@@ -1,8 +1,10 @@
-"""Resolve a config into experiments, output paths and the arguments of every job.
+"""Resolve a config into experiments and output paths.
 
 The Snakefile builds one :class:`Plan` from the config; rules take their
 paths (:meth:`Plan.pattern`, :meth:`Plan.log`, :meth:`Plan.benchmark`) and
-their arguments (:meth:`Plan.job`) from it and hold no logic of their own.
+their inputs and arguments (:meth:`Plan.inputs`, :meth:`Plan.job`, which
+answer from the functions declared beside each rule's step in
+:mod:`embmap.steps`) from it and hold no logic of their own.
 
 - :func:`embmap.config.load` validates the config and fills every default;
 - the dataset kind's module (:mod:`embmap.data`) and each network's source
@@ -25,7 +27,6 @@ from pathlib import Path
 from . import config as cfg
 from . import data, models, tasks
 from .config import ConfigError
-from .evaluate import indices as simindices
 from .fit import methods as mapmethods
 from .fit.methods.ridge import alphas_of
 
@@ -440,43 +441,20 @@ class Plan:
 
     # -- rule inputs ------------------------------------------------------------
     def inputs(self, rule: str):
-        """An input function for ``rule``: wildcards -> {name: path or list of paths}."""
-        return lambda wc: getattr(self, f"_inputs_{rule}")(wc)
+        """An input function for ``rule``: wildcards -> {name: path or list of paths}, from the rule's step
+        (:data:`embmap.steps.INPUTS`, declared beside the step)."""
+        from . import steps
 
-    def _inputs_prepare_split(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"pairs": self.pairs_file(wc.exp)} if exp.kind.pairs == "written" else {}
+        fn = steps.INPUTS[rule]
+        return lambda wc: fn(self, wc)
 
-    def _inputs_extract(self, wc) -> dict:
-        net = self.network(wc.exp, wc.network)
-        out = {"manifest": self.manifest(wc.exp)}
-        if net.trained_here:
-            out["model"] = self.model_dir(wc.exp, wc.network)
-        if self.aligned(wc.exp, wc.network):
-            out["aligned"] = self.aligned(wc.exp, wc.network)
-        return out
+    def job(self, rule: str):
+        """The arguments of ``rule``'s step as a params function of the wildcards (:data:`embmap.steps.JOBS`,
+        declared beside the step): everything it needs that is not a path of its inputs or outputs."""
+        from . import steps
 
-    def _inputs_check_stores(self, wc) -> dict:
-        return {"network_stores": [p for s in self.experiments[wc.exp].splits for p in self.stores(wc.exp, s).values()]}
-
-    def _checked(self, wc) -> dict:
-        """Every job that reads stores waits for their check (rule check_stores)."""
-        return {"checked": self.path("stores_checked", wc.exp)}
-
-    def _inputs_fit_stores(self, wc) -> dict:
-        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].fit_split).values()),
-                **self._checked(wc)}
-
-    _inputs_cross_products_shard = _inputs_fit_stores
-
-    def _inputs_cross_products(self, wc) -> dict:
-        return {"partials": self.shard_partials(wc.exp)}
-
-    def _inputs_eval_stores(self, wc) -> dict:
-        return {"network_stores": list(self.stores(wc.exp, self.experiments[wc.exp].eval_split).values()),
-                **self._checked(wc)}
-
-    _inputs_network_table = _inputs_eval_stores
+        fn = steps.JOBS[rule]
+        return lambda wc: fn(self, wc)
 
     def map_dirs(self, exp: str, methods: list[str] | None = None) -> list[str]:
         """The folders the fit jobs of ``methods`` (default: the experiment's) write: ``maps/METHOD/SOURCE/``
@@ -495,100 +473,6 @@ class Plan:
         names = [m.name for m in mapmethods.METHODS.values() if m.jobs == jobs]
         return f"({'|'.join(names)})" if names else "(?!)"
 
-    def _inputs_evaluate_closed_set(self, wc) -> dict:
-        return {**self._inputs_eval_stores(wc), "map_dirs": self.map_dirs(wc.exp)}
-
-    def _inputs_similarity(self, wc) -> dict:
-        """The blocks; the ridge maps and the fit split's stores where an index needs them."""
-        indices = self.experiments[wc.exp].indices
-        out = {"blocks": self.path("blocks", wc.exp)}
-        if simindices.needs(indices, simindices.MAPS):
-            out["map_dirs"] = self.map_dirs(wc.exp, ["ridge"])
-        if simindices.needs(indices, simindices.SAMPLES):
-            out.update(self._inputs_fit_stores(wc))
-        return out
-
-    def _inputs_sample_efficiency(self, wc) -> dict:
-        return {**self._inputs_eval_stores(wc), "blocks": self.path("blocks", wc.exp),
-                "map_dirs": self.map_dirs(wc.exp)}
-
-    def _inputs_pairs_stores(self, wc) -> dict:
-        return {"network_stores": list(self.stores(wc.exp, PAIRS_SPLIT).values()), **self._checked(wc)}
-
-    _inputs_evaluate_identification = _inputs_pairs_stores
-
-    def _inputs_evaluate_open_set(self, wc) -> dict:
-        return {**self._inputs_pairs_stores(wc), "pairs": self.pairs_file(wc.exp)}
-
-    # -- job arguments ----------------------------------------------------------
-    def job(self, rule: str):
-        """The arguments of ``rule``'s step (:mod:`embmap.steps`) as a params function of the wildcards.
-
-        Paths of inputs and outputs are not among them (the step takes those
-        from the rule); everything else the step needs is.
-        """
-        return lambda wc: getattr(self, f"_job_{rule}")(wc)
-
-    def _job_prepare_split(self, wc) -> dict:
-        return {"dataset": self.experiments[wc.exp].dataset}
-
-    def _job_write_pairs(self, wc) -> dict:
-        return {"dataset": self.experiments[wc.exp].dataset}
-
-    _job_detect_faces = _job_write_pairs
-    _job_align_faces = _job_write_pairs
-
-    def _job_train_network(self, wc) -> dict:
-        return {"train": self.network(wc.exp, wc.network).spec["train"],
-                "dataset": self.experiments[wc.exp].dataset}
-
-    def _job_extract(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"experiment": wc.exp, "spec": self.network(wc.exp, wc.network).spec, "dataset": exp.dataset,
-                "chunk_rows": exp.store["chunk_rows"], "batch_size": exp.store["batch_size"],
-                "with_classifier": exp.task_def.classifier, "normalise": exp.task_def.normalise,
-                "preprocessing": self.preprocessing(wc.exp, wc.network)}
-
-    def _job_check_stores(self, wc) -> dict:
-        """The stores of every split, and a fingerprint of each bring-your-own store's files.
-
-        Snakemake reruns a job whose params changed: a store edited in place
-        (which leaves its folder's modification time alone) changes its
-        fingerprint, so the check and everything after it run again.
-        """
-        from . import contract
-
-        exp = self.experiments[wc.exp]
-        stores = {s: self.stores(wc.exp, s) for s in exp.splits}
-        own = {k for k, n in exp.networks.items() if not n.extracted_here}
-        return {"stores": stores, "task": exp.task,
-                "fit_split": exp.fit_split if exp.task_def.fit_pass else None,
-                "eval_split": exp.eval_split if exp.task_def.fit_pass else None,
-                "fingerprints": {f"{k}/{s}": contract.fingerprint(stores[s][k]) for s in stores for k in sorted(own)}}
-
-    def lock_dirs(self) -> list[str]:
-        """The experiment folders this run writes: each is locked for the run (:mod:`embmap.runlock`)."""
-        return [str(Path(self.exp_dir(e)).absolute()) for e in self.experiments]
-
-    def _job_cross_products_shard(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, exp.fit_split), "split": exp.fit_split, "shards": exp.shards,
-                "folds": exp.cv_folds, "precision": exp.mapping["precision"], "sample_sizes": exp.sample_sizes}
-
-    def _job_cross_products(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, exp.fit_split), "split": exp.fit_split}
-
-    def _job_fit_maps(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
-                "mapping": exp.mapping, "fit_split": exp.fit_split}
-
-    def _job_fit_method_maps(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"experiment": wc.exp, "networks": list(exp.networks), "mapping": exp.mapping,
-                "fit_split": exp.fit_split}
-
     def map_paths(self, exp: str, methods: list[str] | None = None) -> dict:
         """{method: {source: {target: map store}}} of ``methods`` (default: the experiment's)."""
         names = list(self.experiments[exp].networks)
@@ -596,56 +480,9 @@ class Plan:
                     for a in names}
                 for m in (self.experiments[exp].methods if methods is None else methods)}
 
-    def _job_evaluate_closed_set(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, exp.eval_split), "maps": self.map_paths(wc.exp)}
-
-    def _job_similarity(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        maps = simindices.needs(exp.indices, simindices.MAPS)
-        samples = simindices.needs(exp.indices, simindices.SAMPLES)
-        return {"indices": exp.indices, "options": exp.spec["similarity"],
-                "ridge_maps": self.map_paths(wc.exp, ["ridge"])["ridge"] if maps else {},
-                "stores": self.stores(wc.exp, exp.fit_split) if samples else None}
-
-    def _job_sample_efficiency(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, exp.eval_split), "sizes": exp.sample_sizes,
-                "whole": "all" in exp.mapping["sample_sizes"], "mapping": exp.mapping, "maps": self.map_paths(wc.exp)}
-
-    def _job_plot_similarity(self, wc) -> dict:
-        return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp),
-                "title": f"{wc.exp}: similarity of the embedding spaces (fit split)"}
-
-    def _job_plot_sample_efficiency(self, wc) -> dict:
-        return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp),
-                "title": f"{wc.exp}: maps into {self.labels(wc.exp)[wc.target]} by fit samples"}
-
-    def _job_network_table(self, wc) -> dict:
-        return {"stores": self.stores(wc.exp, self.experiments[wc.exp].eval_split), "labels": self.labels(wc.exp)}
-
-    def _job_evaluate_open_set(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping}
-
-    def _job_evaluate_identification(self, wc) -> dict:
-        exp = self.experiments[wc.exp]
-        return {"stores": self.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping,
-                "n_folds": exp.identification["folds"], "seed": exp.identification["seed"]}
-
-    def _heatmap(self, wc, figure: str) -> dict:
-        _, what, xlabel = HEATMAPS[figure]
-        return {"labels": self.labels(wc.exp), "controls": self.controls(wc.exp), "title": f"{wc.exp}: {what}",
-                "xlabel": xlabel}
-
-    def _job_plot_closed_set(self, wc) -> dict:
-        return self._heatmap(wc, "closed_set_heatmap")
-
-    def _job_plot_open_set(self, wc) -> dict:
-        return self._heatmap(wc, "open_set_heatmap")
-
-    def _job_plot_identification(self, wc) -> dict:
-        return self._heatmap(wc, "identification_heatmap")
+    def lock_dirs(self) -> list[str]:
+        """The experiment folders this run writes: each is locked for the run (:mod:`embmap.runlock`)."""
+        return [str(Path(self.exp_dir(e)).absolute()) for e in self.experiments]
 
 
 def align_key(spec: dict) -> str:

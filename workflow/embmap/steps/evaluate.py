@@ -1,0 +1,235 @@
+"""Steps of ``workflow/rules/evaluate.smk``: the tables of every task and analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import log, step, waits_for_check
+
+
+def _read_maps(paths: dict) -> dict:
+    """{(source, target): map} of the map stores ``paths[source][target]`` (one method's)."""
+    from .. import stores as st
+
+    return {(a, b): st.read_map(p) for a, row in paths.items() for b, p in row.items()}
+
+
+def eval_stores(plan, wc) -> dict:
+    """The evaluation split's stores, once checked."""
+    return {"network_stores": list(plan.stores(wc.exp, plan.experiments[wc.exp].eval_split).values()),
+            **waits_for_check(plan, wc)}
+
+
+def pairs_stores(plan, wc) -> dict:
+    """The stores of split ``pairs`` (open_set), once checked."""
+    from ..plan import PAIRS_SPLIT
+
+    return {"network_stores": list(plan.stores(wc.exp, PAIRS_SPLIT).values()), **waits_for_check(plan, wc)}
+
+
+def _evaluate_closed_set_inputs(plan, wc) -> dict:
+    return {**eval_stores(plan, wc), "map_dirs": plan.map_dirs(wc.exp)}
+
+
+def _evaluate_closed_set_job(plan, wc) -> dict:
+    """The evaluation split's stores and every map of every method in ``mapping.methods``."""
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, exp.eval_split), "maps": plan.map_paths(wc.exp)}
+
+
+@step(inputs=_evaluate_closed_set_inputs, job=_evaluate_closed_set_job)
+def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str) -> None:
+    """Table 2: every target classifier on every source's mapped features (``maps[method][a][b]``: the map store
+    a -> b of each method)."""
+    from .. import stores as st
+    from ..evaluate import closed_set, common
+
+    opened = st.open_matched(stores, need_classifier=True)
+    names = list(opened)
+    t = closed_set.evaluate(opened, {m: _read_maps(paths) for m, paths in maps.items()})
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    common.matrix(t, names, "accuracy").to_csv(matrix, float_format="%.6g")
+    log.info("wrote %s and %s", table, matrix)
+
+
+def _network_table_job(plan, wc) -> dict:
+    """The evaluation split's stores and the networks' ``label``s."""
+    return {"stores": plan.stores(wc.exp, plan.experiments[wc.exp].eval_split), "labels": plan.labels(wc.exp)}
+
+
+@step(inputs=eval_stores, job=_network_table_job)
+def network_table(stores: dict[str, str], labels: dict, table: str) -> None:
+    """Table 1: each network's provenance, feature dimension, parameters and native top-1."""
+    from .. import stores as st
+    from ..evaluate import network_table as nt
+
+    opened = st.open_matched(stores)
+    t = nt.describe(opened, labels)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    log.info("wrote %s:\n%s", table, t[["network", "feature_dim", "parameters", "input_size", "top1"]].to_string())
+
+
+def _pairs_features(stores: dict[str, str]):
+    """Whole stores of split ``pairs`` in memory (as stored, float32: rows become float64 where used), their ids
+    and attributes."""
+    import numpy as np
+
+    from .. import stores as st
+
+    opened = st.open_matched(stores)
+    first = next(iter(opened.values()))
+    feats = {k: np.asarray(s.embeddings[:]) for k, s in opened.items()}
+    return feats, first.ids, {k: s.attrs for k, s in opened.items()}
+
+
+def _similarity_inputs(plan, wc) -> dict:
+    """The blocks; the ridge maps and the fit split's stores where an index needs them."""
+    from ..evaluate import indices as ix
+    from .fit import fit_stores
+
+    wanted = plan.experiments[wc.exp].indices
+    out = {"blocks": plan.path("blocks", wc.exp)}
+    if ix.needs(wanted, ix.MAPS):
+        out["map_dirs"] = plan.map_dirs(wc.exp, ["ridge"])
+    if ix.needs(wanted, ix.SAMPLES):
+        out.update(fit_stores(plan, wc))
+    return out
+
+
+def _similarity_job(plan, wc) -> dict:
+    """The ``similarity`` block; the ridge maps or the fit split's stores where an index needs them."""
+    from ..evaluate import indices as ix
+
+    exp = plan.experiments[wc.exp]
+    return {"indices": exp.indices, "options": exp.spec["similarity"],
+            "ridge_maps": plan.map_paths(wc.exp, ["ridge"])["ridge"] if ix.needs(exp.indices, ix.MAPS) else {},
+            "stores": plan.stores(wc.exp, exp.fit_split) if ix.needs(exp.indices, ix.SAMPLES) else None}
+
+
+@step(inputs=_similarity_inputs, job=_similarity_job)
+def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, stores: dict | None,
+               table: str) -> None:
+    """Similarity indices of every pair of networks from the block store (indices that need them: the ridge
+    maps' fit R2, or ``similarity.max_samples`` evenly spaced rows of the fit split's ``stores``)."""
+    from .. import stores as st
+    from ..evaluate import similarity as sim
+
+    bl = st.open_blocks(blocks)
+    r2 = {(a, b): float(st.open_group(p, "map store").attrs["fit_r2"])
+          for a, row in ridge_maps.items() for b, p in row.items()}
+    samples = None
+    if stores:
+        opened = st.open_matched(stores)
+        rows = sim.sample_rows(len(next(iter(opened.values())).ids), options["max_samples"])
+        samples = {k: st.read_rows(s, rows) for k, s in opened.items()}
+        log.info("indices comparing samples read %d of the fit split's images", len(rows))
+    t = sim.similarity(bl, indices, options, fit_r2=r2, samples=samples)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.8g")
+    log.info("wrote %s: %d rows, indices %s over %d fit samples", table, len(t), ", ".join(indices), bl.n)
+
+
+def _sample_efficiency_inputs(plan, wc) -> dict:
+    return {**eval_stores(plan, wc), "blocks": plan.path("blocks", wc.exp), "map_dirs": plan.map_dirs(wc.exp)}
+
+
+def _sample_efficiency_job(plan, wc) -> dict:
+    """The evaluation split's stores, ``mapping.sample_sizes``, the ``mapping`` block and the full maps."""
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, exp.eval_split), "sizes": exp.sample_sizes,
+            "whole": "all" in exp.mapping["sample_sizes"], "mapping": exp.mapping, "maps": plan.map_paths(wc.exp)}
+
+
+@step(inputs=_sample_efficiency_inputs, job=_sample_efficiency_job)
+def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], whole: bool, mapping: dict,
+                      maps: dict, table: str) -> None:
+    """Maps fitted on nested prefixes of the fit split, measured on the evaluation split like the full maps."""
+    from .. import stores as st
+    from ..evaluate import sample_efficiency as se
+    from ..fit import FitError
+
+    bl = st.open_blocks(blocks)
+    se.check_sizes(sizes, bl.n)
+    subsets = se.prefix_blocks(bl, sizes)
+    full = {m: _read_maps(paths) for m, paths in maps.items()}
+    opened = st.open_matched(stores, need_classifier=True)
+    try:
+        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, mapping, log=log.info)
+    except FitError as e:
+        raise FitError(f"mapping.sample_sizes: {e}") from None
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    log.info("wrote %s: %d rows, sizes %s", table, len(t), sizes + (["all"] if whole else []))
+
+
+def _evaluate_open_set_inputs(plan, wc) -> dict:
+    return {**pairs_stores(plan, wc), "pairs": plan.pairs_file(wc.exp)}
+
+
+def _evaluate_open_set_job(plan, wc) -> dict:
+    """The stores of split ``pairs`` and the ``mapping`` block."""
+    from ..plan import PAIRS_SPLIT
+
+    return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": plan.experiments[wc.exp].mapping}
+
+
+@step(inputs=_evaluate_open_set_inputs, job=_evaluate_open_set_job)
+def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_table: str, matrix: str, meta: str,
+                      mapping: dict, threads: int = 1) -> None:
+    """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata."""
+    import json
+
+    from ..data.pairs import read_pairs
+    from ..evaluate import common, verification
+    from ..fit.methods.ridge import alphas_of
+
+    p = read_pairs(pairs)
+    feats, ids, attrs = _pairs_features(stores)
+    log.info("%d pairs in %d folds over %d images, %d networks", len(p), p.n_folds, len(ids), len(feats))
+    t, f = verification.verification(feats, ids, p, mapping, threads=threads)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    f.to_csv(folds_table, index=False, float_format="%.8g")
+    common.matrix(t, list(feats), "accuracy_mean").to_csv(matrix, float_format="%.6g")
+    alphas = alphas_of(mapping["alpha"])
+    info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
+            "n_images": len(ids), "alpha": alphas if isinstance(mapping["alpha"], list) else alphas[0],
+            "alpha_selection": "inner cross-validation over the other folds" if len(alphas) > 1 else "fixed",
+            "precision": mapping["precision"], "methods": list(mapping["methods"]), "scale": mapping["scale"],
+            "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
+                             "l2_normalised": a.get("l2_normalised"), "flip": bool(a.get("flip", False)),
+                             "alignment": a.get("alignment")}
+                         for k, a in attrs.items()}}
+    Path(meta).write_text(json.dumps(info, indent=1, default=str))
+    for r in t.itertuples():
+        log.info("%s -> %s %s: %.4f +- %.4f", r.source, r.target, r.method, r.accuracy_mean, r.accuracy_std)
+
+
+def _evaluate_identification_job(plan, wc) -> dict:
+    """The stores of split ``pairs``, the ``mapping`` block and ``identification.folds`` / ``.seed``."""
+    from ..plan import PAIRS_SPLIT
+
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping,
+            "n_folds": exp.identification["folds"], "seed": exp.identification["seed"]}
+
+
+@step(inputs=pairs_stores, job=_evaluate_identification_job)
+def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_folds: int, seed: int,
+                            mapping: dict, threads: int = 1) -> None:
+    """Rank-1 and rank-5 identification of each network's probes in every network's gallery."""
+    from ..evaluate import common, identification
+
+    feats, ids, _ = _pairs_features(stores)
+    t = identification.identification(feats, ids, n_folds=int(n_folds), seed=int(seed), mapping=mapping,
+                                      log=log.info, threads=threads)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+    common.matrix(t, list(feats), "rank1").to_csv(matrix, float_format="%.6g")
+    log.info("wrote %s: %d probes, gallery of %.0f identities per fold", table, t.n_probes.iloc[0],
+             t.gallery_size.iloc[0])
+
+
+__all__ = ['evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'network_table', 'sample_efficiency', 'similarity']

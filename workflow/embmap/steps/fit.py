@@ -1,0 +1,182 @@
+"""Steps of ``workflow/rules/fit.smk``: the one pass (shards and their reduce) and the fit jobs of every map method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import log, step, waits_for_check
+
+
+def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
+    """Open the fit stores and check, before any heavy work, that they hold the same samples.
+
+    Counts come from metadata; ids are compared over this shard's row blocks
+    only, so over all shards every id is read once, like every feature.
+    """
+    from .. import contract
+    from .. import stores as st
+    from ..fit import gram
+
+    opened = {}
+    ref = None
+    for name, path in stores.items():
+        try:
+            s = st.open_embeddings(path)
+        except st.StoreError as e:
+            raise st.StoreError(f"network {name!r}: {e}") from None
+        if ref is None:
+            ref = (name, s)
+        elif s.n != ref[1].n:
+            raise st.StoreError(f"network {name!r}: store {path} has {s.n} samples, network {ref[0]!r} has {ref[1].n}")
+        opened[name] = s
+    arrays = {k: s.embeddings for k, s in opened.items()}
+    lay = gram.pass_layout(arrays, shards, folds)
+    for b in lay.blocks(shard):
+        lo, hi = lay.span(b)
+        first = None
+        for name, s in opened.items():
+            here = (name, s.path, st.as_str(s.group["ids"][lo:hi]), None)
+            if first is None:
+                first = here
+            else:
+                contract.same_samples(first, here, offset=lo)
+    return arrays, lay
+
+
+def fit_stores(plan, wc) -> dict:
+    """The fit split's stores, once checked."""
+    return {"network_stores": list(plan.stores(wc.exp, plan.experiments[wc.exp].fit_split).values()),
+            **waits_for_check(plan, wc)}
+
+
+def _cross_products_shard_job(plan, wc) -> dict:
+    """The fit split's stores, ``mapping.shards``, ``mapping.folds`` (when ``mapping.alpha`` is a list),
+    ``mapping.precision`` and ``mapping.sample_sizes``."""
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, exp.fit_split), "split": exp.fit_split, "shards": exp.shards,
+            "folds": exp.cv_folds, "precision": exp.mapping["precision"], "sample_sizes": exp.sample_sizes}
+
+
+@step(inputs=fit_stores, job=_cross_products_shard_job)
+def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds: int, precision: str, shard,
+                         partial: str, threads: int = 1, sample_sizes: list | None = None) -> None:
+    """One shard of the pass: centred cross products of all networks over this shard's row blocks.
+
+    The blocks of each sample-size prefix are written as soon as the pass is
+    past it, so they never add to the shard's memory more than one at a time.
+    """
+    from .. import stores as st
+    from ..evaluate.sample_efficiency import check_sizes
+    from ..fit import gram
+
+    shard = int(shard)
+    arrays, lay = _open_shard(stores, shards, folds, shard)
+    check_sizes(sample_sizes or [], lay.n, f"mapping.sample_sizes (fit split {split!r})")  # before the pass
+    sizes = [int(m) for m in sample_sizes or [] if m != "all"]
+    mine = lay.blocks(shard)
+    log.info("shard %d of %d over split %r: %d of %d blocks of %d rows, %d networks, %d features in all, folds %s, "
+             "%s products", shard, shards, split, len(mine), lay.n_blocks, lay.block_rows, len(arrays),
+             sum(a.shape[1] for a in arrays.values()), lay.folds_of_shard(shard) if folds > 1 else "-", precision)
+    if not len(mine):
+        log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
+    with st.atomic_group(partial) as g:
+        bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, num_workers=threads,
+                                 sample_sizes=sizes, on_subset=lambda m, b: st.write_subset(g, m, b))
+        st.write_blocks_to(g, bl, full=False, split=split)
+    log.info("wrote %s (%d samples)", partial, bl.n)
+
+
+def _cross_products_inputs(plan, wc) -> dict:
+    return {"partials": plan.shard_partials(wc.exp)}
+
+
+def _cross_products_job(plan, wc) -> dict:
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, exp.fit_split), "split": exp.fit_split}
+
+
+@step(inputs=_cross_products_inputs, job=_cross_products_job)
+def cross_products(partials: list, blocks: str, split: str, stores: dict[str, str]) -> None:
+    """Pool the shard partials into ``fit/blocks.zarr`` (and its per-fold blocks)."""
+    from .. import stores as st
+    from ..fit import gram
+
+    paths = list(partials)
+    merged = gram.reduce([st.open_blocks(p) for p in paths], paths)
+    st.write_blocks(blocks, merged, split=split, stores=dict(stores))
+    log.info("wrote %s: %d samples from %d shard(s), %d fold(s)", blocks, merged.n, len(paths),
+             max(1, len(merged.folds)))
+
+
+def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, blocks: str) -> None:
+    """Write the maps of the iterator ``fitted`` (((source, target), LinearMap) of ``method``, one at a time) to
+    ``path(source, target)``, logging each with its fit R2, the method's own figures and its warnings."""
+    from .. import stores as st
+    from ..fit import FitError
+    from ..fit import methods as mt
+
+    m_ = mt.get(method)
+    versions = st.versions()
+    while True:
+        try:
+            (source, target), m = next(fitted)
+        except StopIteration:
+            break
+        except FitError as e:
+            raise FitError(f"experiment {experiment!r}, method {method}: {e}") from None
+        out = Path(path(source, target))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        st.write_map(str(out), m, experiment=experiment, fit_split=fit_split, blocks=blocks, versions=versions)
+        warning = m_.warning(m) if m_.warning else None
+        if warning:
+            log.warning("%s -> %s: %s", source, target, warning)
+        extra = f", {m_.describe(m)}" if m_.describe else ""
+        log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
+
+
+def _fit_maps_job(plan, wc) -> dict:
+    """The other networks, the ``mapping`` block (each method reads its own keys) and the fit split."""
+    exp = plan.experiments[wc.exp]
+    return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
+            "mapping": exp.mapping, "fit_split": exp.fit_split}
+
+
+@step(job=_fit_maps_job)
+def fit_maps(blocks: str, method: str, source: str, targets: list[str], mapping: dict, maps: str, experiment: str,
+             fit_split: str) -> None:
+    """Maps of a method fitted per source network (ridge: ``alpha`` a number or a list, CV) from ``source`` to
+    every target, from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    from .. import stores as st
+    from ..fit import FitError
+    from ..fit import methods as mt
+
+    bl = st.open_blocks(blocks)
+    try:
+        fitted = mt.get(method).from_blocks(bl, source, list(targets), mapping)
+    except FitError as e:
+        raise FitError(f"experiment {experiment!r}, method {method}, source network {source!r}: {e}") from None
+    _write_maps(iter(((source, b), m) for b, m in fitted.items()), method, lambda a, b: f"{maps}/{b}.zarr",
+                experiment, fit_split, blocks)
+
+
+def _fit_method_maps_job(plan, wc) -> dict:
+    """Every network, the ``mapping`` block and the fit split."""
+    exp = plan.experiments[wc.exp]
+    return {"experiment": wc.exp, "networks": list(exp.networks), "mapping": exp.mapping,
+            "fit_split": exp.fit_split}
+
+
+@step(job=_fit_method_maps_job)
+def fit_method_maps(blocks: str, method: str, networks: list[str], mapping: dict, maps: str, experiment: str,
+                    fit_split: str) -> None:
+    """Maps of a method fitted for all ordered pairs in one job (lstsq, procrustes: work shared between A -> B and
+    B -> A), from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    from .. import stores as st
+    from ..fit import methods as mt
+
+    bl = st.open_blocks(blocks)
+    fitted = mt.get(method).fit_pairs(bl, list(networks), mapping)  # one map at a time
+    _write_maps(fitted, method, lambda a, b: f"{maps}/{a}/{b}.zarr", experiment, fit_split, blocks)
+
+
+__all__ = ['_open_shard', 'cross_products', 'cross_products_shard', 'fit_maps', 'fit_method_maps']

@@ -1,0 +1,65 @@
+"""Steps of ``workflow/rules/report.smk``: the figures."""
+
+from __future__ import annotations
+
+
+from . import step
+
+
+def _figure_job(title):
+    """The networks' labels and controls, and the figure's title (``title(plan, wc)``)."""
+    def job(plan, wc) -> dict:
+        return {"labels": plan.labels(wc.exp), "controls": plan.controls(wc.exp), "title": title(plan, wc)}
+
+    return job
+
+
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: similarity of the embedding spaces (fit split)"))
+def plot_similarity(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """One heatmap panel per similarity index."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    t = pd.read_csv(table)
+    plots.similarity_heatmap(t, list(labels), labels, controls, title, [png, svg])
+
+
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: maps into {plan.labels(wc.exp)[wc.target]} by fit samples"))
+def plot_sample_efficiency(table: str, target: str, png: str, svg: str, labels: dict, controls: list[str],
+                           title: str) -> None:
+    """Accuracy of maps into ``target`` against the number of fit samples, one line per source and method."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.sample_efficiency(pd.read_csv(table), target, labels, controls, title, [png, svg])
+
+
+def _heatmap_job(figure: str):
+    """The networks' labels and controls, and the title and x label of the task's heatmap ``figure``."""
+    def job(plan, wc) -> dict:
+        from ..plan import HEATMAPS
+
+        _, what, xlabel = HEATMAPS[figure]
+        return {"labels": plan.labels(wc.exp), "controls": plan.controls(wc.exp), "title": f"{wc.exp}: {what}",
+                "xlabel": xlabel}
+
+    return job
+
+
+@step("plot_closed_set", job=_heatmap_job("closed_set_heatmap"))
+@step("plot_open_set", job=_heatmap_job("open_set_heatmap"))
+@step("plot_identification", job=_heatmap_job("identification_heatmap"))
+def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[str], title: str,
+                 xlabel: str) -> None:
+    """A Table 2 / Table 6 style heatmap of a matrix table, as PNG and SVG."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    m = pd.read_csv(matrix, index_col=0)
+    plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel)
+
+
+__all__ = ['plot_heatmap', 'plot_sample_efficiency', 'plot_similarity']
