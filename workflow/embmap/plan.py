@@ -46,21 +46,23 @@ OUTPUTS = {
     "map": "maps/{method}/{source}/{target}.zarr",
     "similarity": "tables/similarity.csv",
     "sample_efficiency": "tables/sample_efficiency.csv",
-    "networks_table": "tables/networks.csv",
-    "closed_set": "tables/closed_set.csv",
-    "closed_set_matrix": "tables/closed_set_matrix.csv",
-    "open_set": "tables/open_set.csv",
-    "open_set_folds": "tables/open_set_folds.csv",
-    "open_set_matrix": "tables/open_set_matrix.csv",
-    "open_set_meta": "tables/open_set.json",
-    "identification": "tables/identification.csv",
-    "identification_matrix": "tables/identification_matrix.csv",
-    "closed_set_heatmap": "figures/closed_set_heatmap.{ext}",
-    "open_set_heatmap": "figures/open_set_heatmap.{ext}",
-    "identification_heatmap": "figures/identification_heatmap.{ext}",
     "similarity_heatmap": "figures/similarity_heatmap.{ext}",
     "sample_efficiency_figure": "figures/sample_efficiency/{target}.{ext}",
 }
+
+
+def _task_outputs(common: dict) -> dict:
+    """The tables and figures of every task, named in its module (:mod:`embmap.tasks`)."""
+    out = {}
+    for task in tasks.TASKS.values():
+        for name, path in {**task.tables, **task.figures}.items():
+            if name in common or name in out:
+                raise ValueError(f"task {task.name}: output {name!r} is named twice")
+            out[name] = path
+    return out
+
+
+OUTPUTS.update(_task_outputs(OUTPUTS))
 FIGURE_FORMATS = ("png", "svg")
 # the heatmaps of every task (embmap.tasks): the matrix they draw and how their axes read
 HEATMAPS = {name: spec for t in tasks.TASKS.values() for name, spec in t.heatmaps.items()}

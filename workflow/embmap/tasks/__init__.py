@@ -13,7 +13,8 @@ never the task's name.
 
 To add a task: write ``NAME.py`` here with a ``TASK``, list it in ``_tasks``
 below, add its name to ``task`` in the schema (and its keys), add its rule(s)
-with a step each and captions for the report, and test it.
+(``workflow/rules/evaluate.smk``) with a step each (:mod:`embmap.steps.evaluate`)
+and captions for the report, and test it.
 
 Standard library only (the Snakefile imports the plan, which imports this).
 """
@@ -32,9 +33,10 @@ class Task:
     ----------
     name : str
     summary : str
-    tables, figures : tuple of str
-        Keys of :data:`embmap.plan.OUTPUTS` the task writes (figures in every format of
-        :data:`embmap.plan.FIGURE_FORMATS`), in the order of the run's targets.
+    tables, figures : dict
+        ``{output name: path relative to the experiment's folder}`` of what the task writes, in the
+        order of the run's targets: they join :data:`embmap.plan.OUTPUTS` (figures carry ``{ext}``,
+        written in every format of :data:`embmap.plan.FIGURE_FORMATS`).
     heatmaps : dict
         ``{figure: (matrix table, title, x label)}`` of the task's heatmaps (rule ``plot_heatmap``).
     splits : callable
@@ -54,8 +56,8 @@ class Task:
 
     name: str
     summary: str
-    tables: tuple
-    figures: tuple
+    tables: dict
+    figures: dict
     splits: Callable
     heatmaps: dict = field(default_factory=dict)
     classifier: bool = False

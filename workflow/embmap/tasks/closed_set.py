@@ -23,8 +23,9 @@ def check(plan, exp, where: str, ctx) -> None:
 TASK = Task(
     name="closed_set",
     summary="the target's classifier reads mapped features (paper Table 2)",
-    tables=("closed_set", "closed_set_matrix", "networks_table"),
-    figures=("closed_set_heatmap",),
+    tables={"closed_set": "tables/closed_set.csv", "closed_set_matrix": "tables/closed_set_matrix.csv",
+            "networks_table": "tables/networks.csv"},
+    figures={"closed_set_heatmap": "figures/closed_set_heatmap.{ext}"},
     heatmaps={"closed_set_heatmap": ("closed_set_matrix", "target classifier accuracy on mapped source features",
                                      "target network (classifier)")},
     splits=lambda exp: list(dict.fromkeys([exp.fit_split, exp.eval_split])),
