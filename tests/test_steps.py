@@ -98,3 +98,29 @@ def test_a_shard_refuses_stores_whose_ids_disagree_in_its_rows_naming_network_an
                                                 r"'img257'"):
         for shard in range(2):
             steps._open_shard(paths, shards=2, folds=1, shard=shard)
+
+
+def test_chatter_on_standard_error_goes_to_the_job_log_and_the_jobs_own_records_to_both(tmp_path, capfd):
+    """TensorFlow and absl write their start-up lines from C++ to file descriptor 2: they belong in the job's
+    log, not in the terminal of a run with many jobs; the job's own records and errors are in both."""
+    import logging
+    import os
+
+    def chatty():
+        os.write(2, b"I0000 00:00 port.cc:153] oneDNN custom operations are on.\n")
+        logging.getLogger("embmap").info("extracted 10 images")
+        raise IndexError("a bug")
+
+    steps.step("chatty")(chatty)
+    try:
+        with pytest.raises(IndexError):
+            steps.run(_job("chatty", tmp_path))
+    finally:
+        del steps.STEPS["chatty"]
+    terminal = capfd.readouterr().err
+    log = (tmp_path / "job.log").read_text()
+    assert "oneDNN" in log and "oneDNN" not in terminal
+    assert "extracted 10 images" in log and "extracted 10 images" in terminal
+    assert "IndexError: a bug" in log and "IndexError: a bug" in terminal
+    os.write(2, b"after the job\n")  # the descriptor is the terminal's again
+    assert "after the job" in capfd.readouterr().err and "after the job" not in (tmp_path / "job.log").read_text()

@@ -122,17 +122,29 @@ def explained(e: BaseException) -> bool:
 
 @contextmanager
 def logged(path: str | None):
-    """Send this job's log records, warnings and any traceback to ``path`` (and stderr).
+    """Send this job's log records, warnings and any traceback to ``path`` and the terminal; everything
+    else the process writes to its standard error (TensorFlow's and absl's start-up chatter from C++,
+    progress bars) to ``path`` only.
 
     An error of embmap's own (:func:`explained`) is logged as its one-line
-    message and the job exits with status 1.
+    message and the job exits with status 1. A crash below Python (a
+    segmentation fault's message) is therefore in the job's log, which
+    Snakemake names when the job fails.
     """
-    handlers = [logging.StreamHandler(sys.stderr)]
+    root = logging.getLogger()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers, restore = [], None
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, mode="w"))
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    root = logging.getLogger()
+        Path(path).write_text("")
+        sys.stderr.flush()
+        restore = os.dup(2)  # the terminal, for the job's own records
+        terminal = os.fdopen(os.dup(restore), "w", buffering=1)
+        with open(path, "a") as chatter:  # appended to by this process's C code and by the log records
+            os.dup2(chatter.fileno(), 2)
+        handlers = [logging.StreamHandler(terminal), logging.FileHandler(path, mode="a")]
+    else:
+        handlers = [logging.StreamHandler(sys.stderr)]
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)
@@ -150,6 +162,10 @@ def logged(path: str | None):
         for h in handlers:
             root.removeHandler(h)
             h.close()
+        if restore is not None:
+            sys.stderr.flush()
+            os.dup2(restore, 2)
+            os.close(restore)
 
 
 def set_threads(n: int) -> None:
