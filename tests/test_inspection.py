@@ -51,6 +51,11 @@ def test_inspect_pair_shows_provenance_and_fit_quality(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "a -> b (ridge)" in out and "alpha = 0.5" in out and "n = 400" in out
     assert "fit R2" in out and "0.8700" in out and "singular values 2 .. 0.5" in out and "numerical rank 3" in out
+    assert "warning" not in out
+    m.attrs["n"] = 5  # 5 fit samples for 3 source features
+    stores.write_map(tmp_path / "few.zarr", m, experiment="exp", fit_split="train", blocks="fit/blocks.zarr")
+    assert main(["inspect", "--pair", str(tmp_path / "few.zarr")]) == 0
+    assert "warning: 5 fit samples for 3 source features" in capsys.readouterr().out
 
 
 def test_inspect_missing_path_is_a_one_line_error(tmp_path):

@@ -36,6 +36,15 @@ def test_table_has_the_documented_columns_and_rows(evaluated):
     assert "b" not in set(ident.source) | set(ident.target) and len(ident) == 6
 
 
+def test_each_mapped_row_carries_its_maps_fit_r2_beside_the_evaluation_r2(evaluated):
+    _, maps, t = evaluated
+    ridge_rows = t[t.method == "ridge"]
+    for r in ridge_rows.itertuples():
+        assert r.fit_r2 == maps[(r.source, r.target)].attrs["fit_r2"]
+    assert t[t.method != "ridge"].fit_r2.isna().all()
+    assert (ridge_rows.fit_r2 >= ridge_rows.r2 - 0.05).all()  # fitted on its own samples, it does not do worse
+
+
 def test_native_accuracy_is_the_classifier_on_own_features(evaluated):
     ev, _, t = evaluated
     s = ev["a"]

@@ -183,3 +183,30 @@ def test_fit_method_maps_warns_when_a_map_spans_less_than_its_dimensions(tmp_pat
                               str(tmp_path / "maps"), "exp", "train")
     assert any(says in r.getMessage() and r.getMessage().startswith("a -> b") for r in caplog.records), caplog.text
     assert stores.read_map(tmp_path / "maps" / "a" / "b.zarr").attrs["rank"] == 7
+
+
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_every_method_warns_once_per_source_when_fit_samples_are_few_for_its_features(tmp_path, caplog, method):
+    """158 photos of 1,280 features gave ridge a fit R2 of 0.8 and an evaluation R2 of 0 without a word (issue
+    26): every method's fit job now says so, once per source, below 2 samples per feature, and not above."""
+    import logging
+
+    from embmap import steps, stores
+
+    rng = np.random.default_rng(7)
+    few = {"a": rng.standard_normal((30, 20)), "b": rng.standard_normal((30, 25)), "c": rng.standard_normal((30, 8))}
+    stores.write_blocks(tmp_path / "blocks.zarr", gram.blocks_in_memory(few))
+    jobs = ([(a, tmp_path / "maps" / a) for a in few] if methods.get(method).jobs == methods.SOURCE_JOBS
+            else [(None, tmp_path / "maps")])
+    with caplog.at_level(logging.WARNING, logger="embmap"):
+        for a, out in jobs:
+            if a is None:
+                steps.fit_method_maps(str(tmp_path / "blocks.zarr"), method, list(few), methods.options(), str(out),
+                                      "exp", "train")
+            else:
+                steps.fit_maps(str(tmp_path / "blocks.zarr"), method, a, [b for b in few if b != a],
+                               methods.options(), str(out), "exp", "train")
+    said = [r.getMessage() for r in caplog.records if "fit samples for" in r.getMessage()]
+    assert sorted(m.split(" ")[0] for m in said) == ["a", "b"], said  # c has 30 samples for 8 features
+    assert "30 fit samples for 20 source features (fewer than 2 per feature)" in said[0] or \
+        "30 fit samples for 20 source features (fewer than 2 per feature)" in said[1]

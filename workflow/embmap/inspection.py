@@ -14,6 +14,7 @@ import zarr
 
 from . import contract
 from . import stores as st
+from .fit.methods import few_samples
 
 
 def _arrays(group: zarr.Group, prefix: str = ""):
@@ -150,6 +151,9 @@ def describe_map(path: str | Path) -> str:
     for key in ("alphas", "cv_score"):
         if key in a:
             lines.append(f"  {key} = {_fmt_attr(a[key])}")
+    few = few_samples(int(a["n"]), w.shape[0]) if isinstance(a.get("n"), int) else None
+    if few:
+        lines.append(f"  warning: {few}; its evaluation R2 is column r2 of tables/closed_set.csv, beside fit_r2")
     lines.append(f"  blocks: {a.get('blocks', '?')}")
     lines.append(f"  created {a.get('created', '?')} with {_fmt_attr(a.get('versions', {}))}")
     return "\n".join(lines)

@@ -13,10 +13,12 @@ evaluation split are mapped into B's space and fed to B's classifier:
 
 Table columns (``tables/closed_set.csv``, one row per source, target, method):
 ``source, target, method, accuracy, source_accuracy, target_accuracy,
-pct_change, r2, cosine, agreement, n`` where ``pct_change`` is the change
-relative to the source's native accuracy in percent (as in Table 2), ``r2``
-the variance of ``f_B`` explained by the mapped features on the evaluation
-split (pooled over features), ``cosine`` the mean cosine between mapped and
+pct_change, r2, cosine, agreement, n, fit_r2`` where ``pct_change`` is the
+change relative to the source's native accuracy in percent (as in Table 2),
+``r2`` the variance of ``f_B`` explained by the mapped features on the
+evaluation split (pooled over features), ``fit_r2`` the same on the fit split
+(the map's own, empty for rows without a fitted map: a large gap to ``r2``
+is a map that fits its samples without carrying anything to new ones), ``cosine`` the mean cosine between mapped and
 true ``f_B``, and ``agreement`` the share of samples where the mapped network
 predicts the class B itself predicts.
 
@@ -39,7 +41,7 @@ from ..fit.methods import METHODS
 from .common import ANALYTIC, IDENTITY, NATIVE, cosine
 
 COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
-           "r2", "cosine", "agreement", "n"]
+           "r2", "cosine", "agreement", "n", "fit_r2"]
 
 
 class _Tally:
@@ -195,5 +197,6 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
             "pct_change": 100.0 * (acc - native_acc[a]) / native_acc[a] if native_acc[a] > 0 else np.nan,
             "r2": 1.0 - t.sse / sst[b] if sst[b] > 0 else np.nan,
             "cosine": t.cos / n_total, "agreement": t.agree / n_total, "n": t.n,
+            "fit_r2": float(maps[method][(a, b)].attrs.get("fit_r2", np.nan)) if method in maps else np.nan,
         })
     return pd.DataFrame(rows, columns=COLUMNS)

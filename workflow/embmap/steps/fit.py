@@ -117,6 +117,7 @@ def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, bloc
 
     m_ = mt.get(method)
     versions = st.versions()
+    warned = set()
     while True:
         try:
             (source, target), m = next(fitted)
@@ -127,6 +128,11 @@ def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, bloc
         out = Path(path(source, target))
         out.parent.mkdir(parents=True, exist_ok=True)
         st.write_map(str(out), m, experiment=experiment, fit_split=fit_split, blocks=blocks, versions=versions)
+        if source not in warned:
+            warned.add(source)
+            few = mt.few_samples(int(m.attrs["n"]), m.weight.shape[0])
+            if few:
+                log.warning("%s (%s): %s", source, method, few)
         warning = m_.warning(m) if m_.warning else None
         if warning:
             log.warning("%s -> %s: %s", source, target, warning)

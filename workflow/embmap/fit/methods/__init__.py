@@ -114,6 +114,20 @@ class Method:
         return dict(self.fit_pairs(blocks, names, options))
 
 
+SAMPLES_PER_FEATURE = 2  # below this many fit samples per source feature, every method's log warns
+
+
+def few_samples(n: int, d: int) -> str | None:
+    """What a job's log must say when ``n`` fit samples are few for ``d`` source features (any method): with
+    ``n < 2 d`` a map has nearly as many free weights per target feature as samples, so its fit R^2 overstates
+    what it carries (for least squares by about ``d / n`` of the residual variance)."""
+    if n >= SAMPLES_PER_FEATURE * d:
+        return None
+    return (f"{n} fit samples for {d} source features (fewer than {SAMPLES_PER_FEATURE} per feature): the map "
+            "can fit the fit split without carrying anything to new images; read its evaluation R2 and accuracy, "
+            "not its fit R2, and give it more images (mapping.sample_sizes shows how many it needs)")
+
+
 def _methods() -> dict[str, Method]:
     from . import lstsq, procrustes, ridge
 
@@ -158,4 +172,5 @@ def fit_pairs(blocks, names: list[str], method: str = "ridge", mapping: dict | N
     return get(method).fit_pairs(blocks, list(names), options(mapping, **keys))
 
 
-__all__ = ["METHODS", "Method", "PAIR_JOBS", "SOURCE_JOBS", "fit_maps", "fit_pairs", "fitted", "get", "options"]
+__all__ = ["METHODS", "Method", "PAIR_JOBS", "SAMPLES_PER_FEATURE", "SOURCE_JOBS", "few_samples", "fit_maps",
+           "fit_pairs", "fitted", "get", "options"]
