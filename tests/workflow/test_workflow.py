@@ -41,6 +41,14 @@ def test_bring_your_own_embeddings_end_to_end(tmp_path):
     # nothing to do on a second run
     r = snakemake(tmp_path, cfg, "-n")
     assert "Nothing to be done" in r.stdout + r.stderr
+    # docs/bring-your-own.md: a deleted intermediate alone is not rerun; named to --forcerun, it and everything
+    # after it are
+    shutil.rmtree(res / "maps" / "ridge" / "a")
+    r = snakemake(tmp_path, cfg, "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr
+    r = snakemake(tmp_path, cfg, "-n", "--forcerun", "results/byo/maps/ridge/a")
+    jobs = _job_counts(r.stdout + r.stderr)
+    assert jobs.get("fit_maps") == 1 and jobs.get("evaluate_closed_set") == 1 and "extract" not in jobs, jobs
 
 
 def test_misspelled_key_fails_before_any_job(tmp_path):
