@@ -54,18 +54,31 @@ def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: 
 
 
 def _network_table_job(plan, wc) -> dict:
-    """The evaluation split's stores and the networks' ``label``s."""
-    return {"stores": plan.stores(wc.exp, plan.experiments[wc.exp].eval_split), "labels": plan.labels(wc.exp)}
+    """The evaluation split's stores, the networks' ``label``s and which are ``control``s."""
+    return {"stores": plan.stores(wc.exp, plan.experiments[wc.exp].eval_split), "labels": plan.labels(wc.exp),
+            "controls": plan.controls(wc.exp)}
 
 
 @step(inputs=eval_stores, job=_network_table_job)
-def network_table(stores: dict[str, str], labels: dict, table: str) -> None:
-    """Table 1: each network's provenance, feature dimension, parameters and native top-1."""
+def network_table(stores: dict[str, str], labels: dict, table: str, controls: list | None = None) -> None:
+    """Table 1: each network's provenance, feature dimension, parameters and native top-1, and a loud warning
+    for a network whose top-1 makes no sense (at chance, or far below the others) that is not a control."""
     from .. import stores as st
     from ..evaluate import network_table as nt
 
     opened = st.open_matched(stores)
-    t = nt.describe(opened, labels)
+    t = nt.describe(opened, labels, controls or ())
+    for r in t.itertuples():
+        if r.accuracy_check in ("near chance", "far below the others"):
+            log.warning("network %r: native top-1 %.3f on %d labelled images is %s (chance %.3f, the most common "
+                        "label's share; median of the others %.3f) and it is not marked control: check its "
+                        "preprocessing (input_range, mean/std, channel order, input_size) before reading any table; "
+                        "every table that reads its features carries this", r.network, r.top1, r.n,
+                        r.accuracy_check, r.chance, t[(t.network != r.network) & (t.accuracy_check != "control")]
+                        .top1.median())
+        elif r.accuracy_check == "no labels":
+            log.info("network %r: no labelled images on this split, so its native accuracy cannot be checked",
+                     r.network)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     log.info("wrote %s:\n%s", table, t[["network", "feature_dim", "parameters", "input_size", "top1"]].to_string())
