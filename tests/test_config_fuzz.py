@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embmap import plan, steps
+from embmap.fit import methods as mapmethods
 from embmap.config import ConfigError, check as check_config, dotted
 from helpers import ROOT, synthetic_stores
 
@@ -111,8 +112,12 @@ def _every_job(p):
             for j in range(e.shards):
                 ask("cross_products_shard", exp=exp, shard=str(j))
             ask("cross_products", exp=exp)
-            for key in e.networks:
-                ask("fit_maps", exp=exp, source=key)
+            for m in mapmethods.fitted(e.methods):
+                if m.jobs == mapmethods.SOURCE_JOBS:
+                    for key in e.networks:
+                        ask("fit_maps", exp=exp, method=m.name, source=key)
+                else:
+                    ask("fit_method_maps", exp=exp, method=m.name)
             for rule in ("evaluate_closed_set", "network_table", "plot_closed_set"):
                 ask(rule, exp=exp)
         else:

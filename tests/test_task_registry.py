@@ -66,3 +66,20 @@ def test_a_task_declares_its_outputs_splits_and_checks(tmp_path, monkeypatch):
     c["experiments"]["byo"]["eval_split"] = "train"
     with pytest.raises(ConfigError, match=r"experiments\.byo\.eval_split: equals fit_split"):
         plan.Plan(c, tmp_path)
+
+
+def test_tasks_that_share_a_rule_declare_its_outputs_alike_and_one_name_is_one_path(monkeypatch):
+    import dataclasses
+
+    base = tasks.TASKS["closed_set"]
+    common = {k: v for k, v in plan.OUTPUTS.items() if k not in {n for t in tasks.TASKS.values()
+                                                                  for n in [*t.tables, *t.figures]}}
+    lite = dataclasses.replace(base, name="closed_set_lite", figures={},
+                               tables={"closed_set": base.tables["closed_set"]})
+    monkeypatch.setitem(tasks.TASKS, lite.name, lite)
+    assert plan._task_outputs(common)["closed_set"] == "tables/closed_set.csv"
+    other = dataclasses.replace(lite, tables={"closed_set": "tables/lite.csv"})
+    monkeypatch.setitem(tasks.TASKS, lite.name, other)
+    with pytest.raises(ValueError, match=r"task closed_set_lite: output 'closed_set' at tables/lite\.csv, but task "
+                                         r"closed_set names it tables/closed_set\.csv"):
+        plan._task_outputs(common)

@@ -19,6 +19,7 @@ def test_the_schema_lists_exactly_the_registered_methods_and_their_options():
     assert mapping["methods"]["items"]["enum"] == list(mt.METHODS)
     for m in mt.METHODS.values():
         assert m.name in mapping["methods"]["description"], m.name
+        assert m.name in mapping["methods"]["errorMessage"], m.name
         assert m.jobs in (mt.SOURCE_JOBS, mt.PAIR_JOBS), m.name
         assert set(m.options) <= set(mapping), (m.name, set(m.options) - set(mapping))
         assert m.summary and m.from_blocks and m.from_part
@@ -31,10 +32,10 @@ def test_every_method_fits_the_same_map_from_blocks_from_all_pairs_and_from_a_fo
 
     _, xs = latent_embeddings(n=300, dims=(8, 6, 9), noise=0.3, offset=1.0, seed=4)
     feats = {f"n{i}": x.astype(np.float64) for i, x in enumerate(xs)}
-    options = mt.options()
+    options = {k: v for k, v in mt.options().items() if k in mt.get(name).options}  # what its fit jobs get
     bl = gram.blocks_in_memory(feats)
     pairs = dict(mt.get(name).fit_pairs(bl, list(feats), options))
-    direct = mt.fit_maps(bl, "n0", ["n1", "n2"], name)
+    direct = mt.get(name).from_blocks(bl, "n0", ["n1", "n2"], options)
     for b, m in direct.items():
         scale = np.abs(m.weight).max()
         np.testing.assert_allclose(pairs[("n0", b)].weight, m.weight, rtol=1e-9, atol=1e-12 * scale)

@@ -52,13 +52,19 @@ OUTPUTS = {
 
 
 def _task_outputs(common: dict) -> dict:
-    """The tables and figures of every task, named in its module (:mod:`embmap.tasks`)."""
-    out = {}
+    """The tables and figures of every task, named in its module (:mod:`embmap.tasks`). Tasks that share a
+    rule declare its outputs alike (the same name at the same path); one name at two paths is refused."""
+    out, owner = {}, {}
     for task in tasks.TASKS.values():
         for name, path in {**task.tables, **task.figures}.items():
-            if name in common or name in out:
-                raise ValueError(f"task {task.name}: output {name!r} is named twice")
-            out[name] = path
+            if name in common:
+                raise ValueError(f"task {task.name}: output {name!r} is a name of the workflow's own "
+                                 f"({common[name]}); give the table another name")
+            if name in out and out[name] != path:
+                raise ValueError(f"task {task.name}: output {name!r} at {path}, but task {owner[name]} names it "
+                                 f"{out[name]}; a name is one path (tasks that share a rule declare its outputs alike)")
+            out.setdefault(name, path)
+            owner.setdefault(name, task.name)
     return out
 
 

@@ -140,11 +140,20 @@ def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, bloc
         log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
 
 
+def method_options(plan, wc) -> dict:
+    """The ``mapping`` keys the job's method reads (:attr:`embmap.fit.methods.Method.options`), and no other: a
+    change to another method's option does not rerun this method's fits."""
+    from ..fit import methods as mt
+
+    mapping = plan.experiments[wc.exp].mapping
+    return {k: mapping[k] for k in mt.get(wc.method).options}
+
+
 def _fit_maps_job(plan, wc) -> dict:
-    """The other networks, the ``mapping`` block (each method reads its own keys) and the fit split."""
+    """The other networks, the ``mapping`` keys the method reads and the fit split."""
     exp = plan.experiments[wc.exp]
     return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
-            "mapping": exp.mapping, "fit_split": exp.fit_split}
+            "mapping": method_options(plan, wc), "fit_split": exp.fit_split}
 
 
 @step(job=_fit_maps_job)
@@ -166,9 +175,9 @@ def fit_maps(blocks: str, method: str, source: str, targets: list[str], mapping:
 
 
 def _fit_method_maps_job(plan, wc) -> dict:
-    """Every network, the ``mapping`` block and the fit split."""
+    """Every network, the ``mapping`` keys the method reads and the fit split."""
     exp = plan.experiments[wc.exp]
-    return {"experiment": wc.exp, "networks": list(exp.networks), "mapping": exp.mapping,
+    return {"experiment": wc.exp, "networks": list(exp.networks), "mapping": method_options(plan, wc),
             "fit_split": exp.fit_split}
 
 

@@ -12,8 +12,9 @@ one number for a pair of networks. What an index needs decides what the
   all indices and pairs) and ``p = V_A^T S_AB V_B`` (one product per pair);
 - ``maps``: the ridge maps' stores as well; ``pair.fit_r2`` is the map's fit R^2;
 - ``samples``: the fit split's embeddings as well: ``pair.xa`` [n, d_A] and
-  ``pair.xb`` [n, d_B] (float64), the first ``similarity.max_samples`` images of
-  the fit split, read in chunks; the table's ``n`` is then the number used.
+  ``pair.xb`` [n, d_B] (float64), ``similarity.max_samples`` evenly spaced
+  images of the fit split (all of them when it has fewer), read in chunks; the
+  table's ``n`` is then the number used.
 
 A symmetric index gets one row per unordered pair (source before target in the
 networks' order), any other one row per ordered pair.

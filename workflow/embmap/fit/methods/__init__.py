@@ -67,7 +67,11 @@ class Method:
     jobs : "source" or "pairs"
         One fit job per source network, or one for every ordered pair.
     from_blocks : callable
-        ``from_blocks(blocks, source, targets, options)`` -> {target: LinearMap}.
+        ``from_blocks(blocks, source, targets, options)`` -> {target: LinearMap}. ``options`` holds the
+        ``mapping`` keys of :attr:`options` only (the fit jobs pass no others). Each map's ``attrs`` must hold
+        ``source``, ``target``, ``method`` (this name), ``n`` (fit samples) and ``fit_r2``
+        (:func:`embmap.fit.linear.fit_r2`): the stores, logs and tables read them; ``alpha`` (the tables'
+        penalty column) and the method's own figures (``rank``, ...) as it has them.
     from_part : callable
         ``from_part(part, slices, source, options, chosen)`` -> (weight [d_a, D], {target: penalty}):
         the map of one fold's training blocks (:class:`embmap.fit.folds.Part`, targets side by side at
