@@ -205,7 +205,9 @@ def test_cross_validated_alpha_matches_sklearn_refits_on_the_folds():
     alphas = [0.1, 30.0, 3000.0, 1e5]
     bl = gram.cross_products(arrays, folds=4, block_rows=4096)
     maps = ridge.fit_maps(bl, "n0", ["n1", "n2"], alphas)
-    fold = (np.arange(1200) // bl.attrs["block_rows"]) % 4
+    # as the docs say: 4,096, or n // (4 folds) when smaller; the maps record it
+    assert bl.attrs["block_rows"] == 1200 // 16 and maps["n1"].attrs["cv_block_rows"] == 75
+    fold = (np.arange(1200) // maps["n1"].attrs["cv_block_rows"]) % maps["n1"].attrs["cv_folds"]
     x = feats[0].astype(np.float64)
     for b in ("n1", "n2"):
         y = arrays[b].astype(np.float64)

@@ -125,7 +125,8 @@ def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str
     detected) or a list of penalties, one ``eigh`` of ``S_AA`` serves every
     target and penalty. A list is chosen per target by K-fold cross-validation
     on the blocks' folds (:func:`cross_validate`); the map attributes then hold
-    ``alphas``, ``cv_score`` (one per alpha), ``cv_folds`` and ``cv_metric``
+    ``alphas``, ``cv_score`` (one per alpha), ``cv_folds``, ``cv_metric`` and, from
+    a block store, ``cv_block_rows`` (sample i is in fold ``(i // cv_block_rows) % cv_folds``)
     beside the chosen ``alpha``. ``fit_r2`` comes from the blocks alone.
     """
     alphas = alphas_of(alpha)
@@ -148,7 +149,9 @@ def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str
         attrs = {"alpha": float(chosen)}
         if scores is not None:
             attrs.update({"alphas": alphas, "cv_score": [None if not np.isfinite(s) else float(s) for s in scores[b]],
-                          "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC})
+                          "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC,
+                          **({"cv_block_rows": int(blocks.attrs["block_rows"])} if "block_rows" in blocks.attrs
+                             else {})})
         out[b] = _ridge_map(blocks, source, b, m, mu_a, rss_fit, attrs)
     return out
 
