@@ -62,3 +62,34 @@ def test_sample_efficiency_figure_keeps_its_size(tmp_path):
     with Image.open(png) as im:
         w, h = im.size
     assert w <= 2 * 6.4 * 150 and h <= 2 * 4.2 * 150, (w, h)
+
+
+def test_sample_efficiency_ticks_are_the_fit_sizes_and_the_legend_covers_no_point():
+    import matplotlib.pyplot as plt
+
+    sizes = [32, 64, 128, 256, 512, 1257]
+    rows = [{"source": src, "target": "cnn", "method": m, "n_fit": n, "accuracy": min(0.99, 0.5 + n / 1500)}
+            for src in ["mlp", "resnet", "separable", "random"] for m in ["ridge", "lstsq", "procrustes"]
+            for n in sizes]
+    rows.append({"source": "cnn", "target": "cnn", "method": "native", "n_fit": None, "accuracy": 0.98})
+    fig = plots.sample_efficiency_figure(pd.DataFrame(rows), "cnn", {}, ["random"], "t", whole=True)
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "64", "128", "256", "512", "1,257\n(all)"]
+        legend = fig.legends[0].get_window_extent()
+        points = np.vstack([ax.transData.transform(np.c_[line.get_xdata(), line.get_ydata()])
+                            for line in ax.get_lines() if len(line.get_xdata()) > 2])
+        inside = ((points[:, 0] >= legend.x0) & (points[:, 0] <= legend.x1)
+                  & (points[:, 1] >= legend.y0) & (points[:, 1] <= legend.y1))
+        assert not inside.any(), f"{inside.sum()} data points under the legend"
+        assert legend.x0 >= ax.get_window_extent().x1  # beside the axes
+    finally:
+        plt.close(fig)
+
+
+def test_each_similarity_panel_spans_its_own_values_so_close_values_differ_in_colour():
+    m = np.array([[np.nan, 0.85, 0.89], [0.85, np.nan, 0.87], [0.89, 0.87, np.nan]])
+    assert plots.colour_range(m, (0.0, 1.0)) == (0.85, 0.89)
+    assert plots.colour_range(np.full((2, 2), 0.5), (0.0, 1.0)) == (0.0, 1.0)  # all alike: the index's range
+    assert plots.colour_range(np.array([[np.nan]]), (0.0, 1.57)) == (0.0, 1.57)

@@ -129,6 +129,16 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
     return None
 
 
+def colour_range(m: np.ndarray, limits: tuple) -> tuple[float, float]:
+    """The colour range of one index's panel: the span of its values (within the index's ``limits``), so that
+    values of 0.85 and 0.89 differ in colour; the index's whole range when its values are all alike."""
+    values = m[np.isfinite(m)]
+    if not len(values):
+        return limits
+    lo, hi = max(limits[0], float(values.min())), min(limits[1], float(values.max()))
+    return (lo, hi) if hi > lo else limits
+
+
 def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
                        title: str = "", paths=()) -> None:
     """One panel per similarity index (rows source, columns target); symmetric indices fill both triangles.
@@ -153,19 +163,21 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
     cols = min(3, len(indices))
     rows = -(-len(indices) // cols)
     side = max(3.2, 0.55 * k + 1.6)
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, (0.55 * k + 1.9) * rows + 0.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, (0.5 * k + 1.5) * rows + 0.5), squeeze=False,
+                             layout="compressed")
     for ax in axes.flat[len(indices):]:
         ax.set_visible(False)
     for ax, index in zip(axes.flat, indices):
         spec = INDICES[index]
         m = mats[index].to_numpy(dtype=float)
-        (lo, hi), higher = spec.limits, spec.higher_is_similar
+        lo, hi = colour_range(m, spec.limits)
+        higher = spec.higher_is_similar
         im = ax.imshow(m, cmap="Blues" if higher else "Blues_r", vmin=lo, vmax=hi)
         for i in range(k):
             for j in range(k):
                 if np.isfinite(m[i, j]):
-                    dark = (m[i, j] > 0.6) if higher else (m[i, j] < 0.6)
+                    shade = (m[i, j] - lo) / (hi - lo) if hi > lo else 0.5
+                    dark = (shade > 0.6) if higher else (shade < 0.4)
                     ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if dark else "black")
         ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
@@ -183,10 +195,9 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
     plt.close(fig)
 
 
-def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] | None = None, controls=(),
-                      title: str = "", paths=()) -> None:
-    """Target-classifier accuracy of maps into ``target`` against fit samples (log x), one line per source
-    (colour) and method (marker); the target's native accuracy dashed."""
+def sample_efficiency_figure(table: pd.DataFrame, target: str, labels: dict[str, str] | None = None, controls=(),
+                             title: str = "", whole: bool = False):
+    """The figure of :func:`sample_efficiency` (returned open, for a caller or a test to inspect)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,7 +206,8 @@ def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] |
     labels = labels or {}
     t = table[(table.target == target) & (table.method != "native")]
     native = table[(table.source == target) & (table.method == "native")].accuracy
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    sizes = sorted({int(v) for v in t.n_fit.dropna()})
+    fig, ax = plt.subplots(figsize=(8.4, 4.2), layout="constrained")
     markers = dict(zip(METHODS, "os^Dv<>ph*"))  # by the registry's order: ridge o, lstsq s, procrustes ^
     colours = plt.get_cmap("tab10")
     for i, (source, ts) in enumerate(t.groupby("source", sort=False)):
@@ -209,12 +221,27 @@ def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] |
         ax.axhline(float(native.iloc[0]), color="black", linestyle="--", linewidth=1,
                    label=f"{short_label(labels.get(target, target))} native")
     ax.set_xscale("log")
+    ax.minorticks_off()
+    if sizes:  # ticks at the fit sizes themselves; the whole fit split marked "all"
+        ax.set_xticks(sizes, [f"{n:,}" + ("\n(all)" if whole and n == sizes[-1] else "") for n in sizes])
+        ax.set_xlim(sizes[0] / 1.25, sizes[-1] * 1.25)
     ax.set_xlabel("fit samples (first n of the fit split)")
     ax.set_ylabel(textwrap.fill(f"accuracy of {labels.get(target, target)}'s classifier", 40))
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=1 + (len(t.groupby(["source", "method"])) > 8))
+    fig.legend(fontsize=7, loc="outside right upper", ncol=1 + (len(t.groupby(["source", "method"])) > 16))
     fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] | None = None, controls=(),
+                      title: str = "", paths=(), whole: bool = False) -> None:
+    """Target-classifier accuracy of maps into ``target`` against fit samples (log x, ticked at the fit sizes;
+    ``whole``: the largest is the whole fit split, marked "all"), one line per source (colour) and method
+    (marker); the target's native accuracy dashed; the legend beside the axes, never on the curves."""
+    import matplotlib.pyplot as plt
+
+    fig = sample_efficiency_figure(table, target, labels, controls, title, whole)
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)

@@ -25,15 +25,22 @@ def plot_similarity(table: str, png: str, svg: str, labels: dict, controls: list
     plots.similarity_heatmap(t, list(labels), labels, controls, title, [png, svg])
 
 
-@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: maps into {plan.labels(wc.exp)[wc.target]} by fit samples"))
+def _sample_efficiency_figure_job(plan, wc) -> dict:
+    """Labels, controls, the title, and whether ``mapping.sample_sizes`` holds ``all`` (the whole fit split)."""
+    title = f"{wc.exp}: maps into {plan.labels(wc.exp)[wc.target]} by fit samples"
+    return {**_figure_job(lambda plan, wc: title)(plan, wc),
+            "whole": "all" in plan.experiments[wc.exp].mapping["sample_sizes"]}
+
+
+@step(job=_sample_efficiency_figure_job)
 def plot_sample_efficiency(table: str, target: str, png: str, svg: str, labels: dict, controls: list[str],
-                           title: str) -> None:
+                           title: str, whole: bool = False) -> None:
     """Accuracy of maps into ``target`` against the number of fit samples, one line per source and method."""
     import pandas as pd
 
     from ..evaluate import plots
 
-    plots.sample_efficiency(pd.read_csv(table), target, labels, controls, title, [png, svg])
+    plots.sample_efficiency(pd.read_csv(table), target, labels, controls, title, [png, svg], whole=whole)
 
 
 def _heatmap_job(figure: str):
