@@ -93,3 +93,23 @@ def test_each_similarity_panel_spans_its_own_values_so_close_values_differ_in_co
     assert plots.colour_range(m, (0.0, 1.0)) == (0.85, 0.89)
     assert plots.colour_range(np.full((2, 2), 0.5), (0.0, 1.0)) == (0.0, 1.0)  # all alike: the index's range
     assert plots.colour_range(np.array([[np.nan]]), (0.0, 1.57)) == (0.0, 1.57)
+
+
+def test_the_methods_figure_keeps_pairs_without_a_control_in_range_and_marks_the_others_at_its_edge():
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for a, b, loss in [("a", "b", -0.02), ("b", "a", -0.01), ("a", "rnd", -0.9), ("rnd", "a", 0.8)]:
+        for m, extra in [("ridge", 0.0), ("lstsq", -0.01), ("analytic", 0.01)]:
+            rows.append({"source": a, "target": b, "method": m, "accuracy": 0.9 + loss + extra,
+                         "target_accuracy": 0.9})
+    fig = plots.methods_figure(pd.DataFrame(rows), {}, ["rnd"])
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["ridge", "lstsq", "analytic"]
+        lo, hi = ax.get_ylim()
+        assert -0.1 < lo < -0.03 and 0.0 < hi < 0.1  # the range of a-b and b-a, not of the control's pairs
+        edge = [line for line in ax.get_lines() if line.get_marker() in ("^", "v")]
+        assert len(edge) == 6  # the control's six points beyond it
+    finally:
+        plt.close(fig)

@@ -47,6 +47,7 @@ OUTPUTS = {
     "similarity": "tables/similarity.csv",
     "sample_efficiency": "tables/sample_efficiency.csv",
     "similarity_heatmap": "figures/similarity_heatmap.{ext}",
+    "methods_figure": "figures/methods.{ext}",
     "sample_efficiency_figure": "figures/sample_efficiency/{target}.{ext}",
 }
 
@@ -407,6 +408,8 @@ class Plan:
         the optional analyses (similarity, sample efficiency) the experiment asks for."""
         e = self.experiments[exp]
         tables, figures = list(e.task_def.tables), list(e.task_def.figures)
+        if e.task_def.classifier and len(e.methods) > 1:
+            figures.append("methods_figure")
         if e.indices:
             tables.append("similarity")
             figures.append("similarity_heatmap")

@@ -27,6 +27,32 @@ rule plot_closed_set:
         "../scripts/step.py"
 
 
+rule plot_methods:
+    input:
+        table=P.pattern("closed_set"),
+    output:
+        png=report(
+            P.pattern("methods_figure", ext="png"),
+            caption="../report/methods_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("methods_figure", ext="svg"),
+    log:
+        P.log("plot_methods"),
+    benchmark:
+        P.benchmark("plot_methods")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_methods"),
+    script:
+        "../scripts/step.py"
+
+
 rule plot_open_set:
     input:
         matrix=P.pattern("open_set_matrix"),

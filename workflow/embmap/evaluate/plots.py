@@ -245,3 +245,64 @@ def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] |
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)
+
+
+def methods_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = ""):
+    """The map methods side by side (``tables/closed_set.csv``, returned open): for every ordered pair of
+    networks, the target classifier's accuracy on mapped source features minus the target's own accuracy, one
+    column per method (fitted maps in the registry's order, then the analytic map and the identity), one line
+    per pair across them (pairs with a control grey), and each method's median as a black bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .common import ANALYTIC, IDENTITY, NATIVE
+
+    labels = labels or {}
+    t = table[table.method != NATIVE]
+    order = [m for m in [*METHODS, ANALYTIC, IDENTITY] if m in set(t.method)]
+    x = {m: i for i, m in enumerate(order)}
+    loss = t.accuracy - t.target_accuracy
+    plain = ~t.source.isin(controls) & ~t.target.isin(controls)
+    # the range of the pairs without a control: a control's pairs (far off by design) would flatten the rest;
+    # theirs beyond it are drawn at its edge as triangles pointing the way they go
+    span = loss[plain] if plain.any() else loss
+    pad = max(0.02, 0.1 * float(span.max() - span.min()))
+    lo, hi = min(float(span.min()) - pad, -pad), max(float(span.max()) + pad, pad)
+    fig, ax = plt.subplots(figsize=(1.3 * len(order) + 3.2, 4.2), layout="constrained")
+    for (a, b), tp in t.groupby(["source", "target"], sort=False):
+        tp = tp[tp.method.isin(order)].sort_values("method", key=lambda s: s.map(x))
+        control = a in controls or b in controls
+        y = (tp.accuracy - tp.target_accuracy).to_numpy(dtype=float)
+        xs = tp.method.map(x).to_numpy()
+        ax.plot(xs, np.clip(y, lo, hi), marker="o", markersize=3, linewidth=0.8,
+                color="lightgrey" if control else "tab:blue", alpha=0.9 if control else 0.6, zorder=1 if control else 2)
+        for xi, yi in zip(xs, y):
+            if yi < lo or yi > hi:
+                ax.plot(xi, hi if yi > hi else lo, marker="^" if yi > hi else "v", color="grey", markersize=6,
+                        zorder=3)
+    ax.set_ylim(lo, hi)
+    for m in order:
+        vals = loss[plain & (t.method == m)]
+        if len(vals):
+            ax.hlines(float(vals.median()), x[m] - 0.3, x[m] + 0.3, color="black", linewidth=2, zorder=3)
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(order)), order)
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_ylabel(textwrap.fill("accuracy on mapped features minus the target's own", 36))
+    ax.set_xlabel("map (one line per ordered pair, grey with a control; black: median of the others)")
+    ax.grid(alpha=0.3, axis="y")
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def methods(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+            paths=()) -> None:
+    """Save :func:`methods_figure` to ``paths``."""
+    import matplotlib.pyplot as plt
+
+    fig = methods_figure(table, labels, controls, title)
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)

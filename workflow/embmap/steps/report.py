@@ -43,6 +43,16 @@ def plot_sample_efficiency(table: str, target: str, png: str, svg: str, labels: 
     plots.sample_efficiency(pd.read_csv(table), target, labels, controls, title, [png, svg], whole=whole)
 
 
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: the map methods side by side (evaluation split)"))
+def plot_methods(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """Every map method's accuracy loss for every ordered pair, side by side (``tables/closed_set.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.methods(pd.read_csv(table), labels, controls, title, [png, svg])
+
+
 def _heatmap_job(figure: str):
     """The networks' labels and controls, and the title and x label of the task's heatmap ``figure``."""
     def job(plan, wc) -> dict:
@@ -69,4 +79,4 @@ def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[s
     plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel)
 
 
-__all__ = ['plot_heatmap', 'plot_sample_efficiency', 'plot_similarity']
+__all__ = ['plot_heatmap', 'plot_methods', 'plot_sample_efficiency', 'plot_similarity']
