@@ -28,7 +28,7 @@ report: "workflow/report/workflow.rst"
 # Validates the config against workflow/schemas/config.schema.yaml (an error names the key at fault,
 # before any job runs; the config files are read again strictly, so a key given twice is an error),
 # fills its defaults, checks bring-your-own stores' metadata and answers every path and job argument.
-P = Plan(config, files=workflow.configfiles)
+P = Plan.or_exit(config, files=workflow.configfiles)
 # Snakemake locks only its working directory: every experiment folder of the results is locked for
 # the whole run, so a run started elsewhere with the same results folder stops before any job.
 LOCK = RunLock(P.lock_dirs())

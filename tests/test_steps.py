@@ -30,6 +30,7 @@ def rule():
             raise RuntimeError("killed mid-job")
         with open(figure, "w") as f:
             f.write("<svg/>")
+        steps.log.info("wrote %s and %s", table, figure)
 
     write.fail_now = False
     yield name, write, calls
@@ -52,6 +53,9 @@ def test_a_succeeding_step_puts_its_outputs_in_place(tmp_path, rule):
     steps.run(_job(name, tmp_path, table=str(tmp_path / "t.csv"), figure=str(tmp_path / "f.svg")))
     assert (tmp_path / "t.csv").read_text() == "a,b\n" * 3 and (tmp_path / "f.svg").read_text() == "<svg/>"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.svg", "job.log", "t.csv"]
+    # the log names the outputs where they are, not the temporary files the step wrote (gone now)
+    assert f"wrote {tmp_path / 't.csv'} and {tmp_path / 'f.svg'}" in (tmp_path / "job.log").read_text()
+    assert ".partial" not in (tmp_path / "job.log").read_text()
 
 
 def test_bad_input_is_one_line_in_the_log_and_a_bug_keeps_its_traceback(tmp_path):

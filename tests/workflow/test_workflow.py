@@ -57,7 +57,8 @@ def test_misspelled_key_fails_before_any_job(tmp_path):
     cfg["experiments"]["byo"]["maping"] = {"alpha": 1.0}
     r = snakemake(tmp_path, cfg, check=False)
     assert r.returncode != 0
-    assert "experiments.byo.maping: unknown key" in r.stderr + r.stdout
+    assert "embmap: config error: experiments.byo.maping: unknown key" in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr and 'File "' not in r.stderr, r.stderr  # one line, no frames to wade through
     assert not (tmp_path / "results").exists()
 
 
@@ -140,3 +141,14 @@ def test_the_modern_config_plans_keras_and_tf_hub_networks_and_lints_clean(tmp_p
     assert jobs["extract"] == 2 * 11 and jobs["fit_maps"] == 11 and jobs["prepare_split"] == 1, jobs
     r = subprocess.run(base + ["--lint"], capture_output=True, text=True)
     assert r.returncode == 0 and "Lints for" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+
+
+def test_the_demo_has_the_number_of_jobs_the_readme_says(tmp_path):
+    said = re.search(r"\((\d+) jobs\s+besides Snakemake's target rule `all`", (ROOT / "README.md").read_text())
+    assert said, "README.md: the demo's job count is gone"
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                        str(tmp_path), "-n", "--cores", "2"], capture_output=True, text=True)
+    jobs = _job_counts(r.stdout + r.stderr)
+    assert sum(jobs.values()) - jobs["total"] - jobs["all"] == int(said.group(1)), jobs
+

@@ -283,6 +283,18 @@ class Plan:
             raise ConfigError(f"results: {self.results} is a file; results must name a folder")
 
     # -- checks -----------------------------------------------------------------
+    @classmethod
+    def or_exit(cls, config: dict, root=".", files=()) -> "Plan":
+        """The plan of ``config``, or, when the config is at fault, its one-line error on standard error and exit
+        status 1 (what the Snakefile calls: a traceback through the plan would bury the key at fault)."""
+        import sys
+
+        try:
+            return cls(config, root, files=files)
+        except ConfigError as e:
+            print(f"embmap: config error: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
+
     def _check_distinct(self, exp: Experiment) -> None:
         """Two networks of an experiment may share neither a display label nor their stores (a copy-paste slip)."""
         labels, paths = {}, {}

@@ -95,7 +95,7 @@ def run(smk) -> None:
     # keras): asked for the legacy one, TensorFlow's import skips loading Keras 3 and scikit-learn
     # with it, 3 of the 9 s every TensorFlow job of the demo spent importing it (benchmarks/demo.py)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    with logged(smk.log[0] if smk.log else None):
+    with logged(smk.log[0] if smk.log else None, renamed={tmp: outputs[k] for k, tmp in staged.items()}):
         set_threads(smk.threads)
         try:
             fn(**kwargs)
@@ -120,8 +120,24 @@ def explained(e: BaseException) -> bool:
     return isinstance(e, ValueError) and type(e).__module__.split(".")[0] == "embmap"
 
 
+class _Renamed(logging.Filter):
+    """Log records name an output by its final path, not the temporary one its step writes (gone afterwards)."""
+
+    def __init__(self, names: dict):
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.names:
+            msg = record.getMessage()
+            for tmp, final in self.names.items():
+                msg = msg.replace(tmp, final)
+            record.msg, record.args = msg, ()
+        return True
+
+
 @contextmanager
-def logged(path: str | None):
+def logged(path: str | None, renamed: dict | None = None):
     """Send this job's log records, warnings and any traceback to ``path`` and the terminal; everything
     else the process writes to its standard error (TensorFlow's and absl's start-up chatter from C++,
     progress bars) to ``path`` only.
@@ -147,6 +163,7 @@ def logged(path: str | None):
         handlers = [logging.StreamHandler(sys.stderr)]
     for h in handlers:
         h.setFormatter(fmt)
+        h.addFilter(_Renamed(renamed or {}))
         root.addHandler(h)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
