@@ -23,3 +23,9 @@ def test_ridge_memory_benchmark_creates_a_missing_workdir(tmp_path):
     work = tmp_path / "deeper" / "still"
     out = _run("ridge_memory.py", "--n", "1500", "--scale", "64", "--networks", "3", "--workdir", str(work))
     assert work.is_dir() and "largest 4n/n ratio" in out
+
+
+def test_sample_efficiency_benchmark_runs():
+    out = _run("sample_efficiency.py", "--dim", "40", "--networks", "3", "--n", "120", "--n-eval", "40",
+               "--sizes", "16,32")
+    assert "(b)/(s) =" in out and "largest difference between the tables" in out

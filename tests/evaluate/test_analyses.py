@@ -70,8 +70,13 @@ def test_sample_efficiency_rows_equal_the_maps_fitted_on_a_prefix(byo):
     dirs, fit, ev, bl = byo
     full = {"ridge": all_maps(bl, "ridge", alpha=1.0), "lstsq": all_maps(bl, "lstsq")}
     subsets = sample_efficiency.prefix_blocks(bl, [60])
-    t = sample_efficiency.sample_efficiency(ev, full, subsets, bl.n, methods=["ridge", "lstsq"])
+    said = []
+    t = sample_efficiency.sample_efficiency(ev, full, subsets, bl.n, methods=["ridge", "lstsq"], log=said.append)
     assert list(t.columns) == sample_efficiency.COLUMNS
+    # the job's log says what it does as it goes: each method's fit per size, then each size measured
+    assert [m.rsplit(" in ", 1)[0] for m in said] == [
+        "60 fit samples: ridge maps of 6 pairs from the blocks", "60 fit samples: lstsq maps of 6 pairs from the blocks",
+        "60 fit samples: measured on the evaluation split", "400 fit samples: measured on the evaluation split"]
     assert set(t[t.method != "native"].n_fit) == {60, 400} and len(t[t.method == "native"]) == 3
     # the ridge map on the first 60 rows, fitted directly and measured by closed_set.evaluate
     first = gram.blocks_in_memory({k: np.asarray(s.embeddings[:60]) for k, s in fit.items()})
@@ -157,3 +162,26 @@ def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     assert r.returncode != 0
     log = (bad / "results" / "byo" / "logs" / "cross_products_shard" / "0.log").read_text()
     assert "mapping.sample_sizes (fit split 'train'): 5000 is not below the fit split's 400 samples" in log
+
+
+def test_prefixes_below_the_features_are_fitted_in_the_sample_space_with_the_same_table(tmp_path):
+    dirs = synthetic_stores(tmp_path, names=("a", "b", "c"), dims=(40, 30, 36), n_train=300, n_test=120)
+    fit = stores.open_matched({k: f"{d}/train.zarr" for k, d in dirs.items()})
+    ev = stores.open_matched({k: f"{d}/test.zarr" for k, d in dirs.items()}, need_classifier=True)
+    cp = gram.cross_products({k: s.embeddings for k, s in fit.items()}, sample_sizes=[20, 35])
+    full = {"ridge": all_maps(cp, "ridge", alpha=1.0), "lstsq": all_maps(cp, "lstsq"),
+            "procrustes": all_maps(cp, "procrustes")}
+    subsets = sample_efficiency.prefix_blocks(cp, [20, 35])
+    kw = dict(methods=["ridge", "lstsq", "procrustes"], alpha=1.0)
+    blocks_only = sample_efficiency.sample_efficiency(ev, full, subsets, None, **kw)
+    said = []
+    rows = {k: stores.read_rows(s, np.arange(35)) for k, s in fit.items()}
+    both = sample_efficiency.sample_efficiency(ev, full, subsets, None, log=said.append, first_rows=rows, **kw)
+    pd.testing.assert_frame_equal(both, blocks_only, rtol=1e-6, atol=1e-9)
+    routes = [m.rsplit(" in ", 1)[0] for m in said if "maps of" in m]
+    assert routes == ["20 fit samples: ridge maps of 6 pairs in the sample space",
+                      "20 fit samples: lstsq maps of 6 pairs in the sample space",
+                      "20 fit samples: procrustes maps of 6 pairs in the sample space",
+                      "35 fit samples: ridge maps of 6 pairs in the sample space",
+                      "35 fit samples: lstsq maps of 6 pairs in the sample space",
+                      "35 fit samples: procrustes maps of 6 pairs in the sample space"], routes

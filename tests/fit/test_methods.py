@@ -210,3 +210,32 @@ def test_every_method_warns_once_per_source_when_fit_samples_are_few_for_its_fea
     assert sorted(m.split(" ")[0] for m in said) == ["a", "b"], said  # c has 30 samples for 8 features
     assert "30 fit samples for 20 source features (fewer than 2 per feature)" in said[0] or \
         "30 fit samples for 20 source features (fewer than 2 per feature)" in said[1]
+
+
+@pytest.mark.parametrize("method, alpha, scale", [("ridge", 0.7, "none"), ("ridge", 25.0, "none"),
+                                                  ("lstsq", 0.0, "none"), ("procrustes", 1.0, "none"),
+                                                  ("procrustes", 1.0, "standard")])
+def test_the_sample_space_route_gives_the_maps_of_the_blocks_for_fewer_samples_than_features(method, alpha, scale):
+    """Prefixes of m < d samples: X^T (X X^T + alpha I)^-1 Y (ridge), X^T (X X^T)^+ Y (lstsq, minimum norm) and
+    procrustes from a thin QR of each network's samples equal the maps the blocks give, at m^2 d cost instead of
+    d^3 (issue 26)."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((40, 5))
+    rows = {"a": z @ rng.standard_normal((5, 60)) + 0.1 * rng.standard_normal((40, 60)) + 3.0,
+            "b": z @ rng.standard_normal((5, 50)) + 0.1 * rng.standard_normal((40, 50)) - 1.0,
+            "c": rng.standard_normal((40, 30))}
+    bl = gram.blocks_in_memory(rows)
+    opts = methods.options(alpha=alpha, scale=scale)
+    m = methods.get(method)
+    full = dict(m.fit_pairs(bl, list(rows), opts))
+    dual = m.like_samples(rows, list(rows), opts, full)
+    for pair, want in m.fit_like(bl, list(rows), opts, full).items():
+        got = dual[pair]
+        scale = np.abs(want.weight).max()
+        np.testing.assert_allclose(got.weight, want.weight, rtol=1e-6, atol=1e-8 * scale)
+        np.testing.assert_allclose(got.intercept, want.intercept, rtol=1e-6, atol=1e-8 * scale)
+        assert got.attrs["fit_r2"] == pytest.approx(want.attrs["fit_r2"], abs=1e-8)
+        for k in ("source", "target", "method", "n", "alpha", "rank", "rank_of", "scale"):
+            assert got.attrs.get(k) == want.attrs.get(k), k
+        if "isotropic_scale" in want.attrs:
+            assert got.attrs["isotropic_scale"] == pytest.approx(want.attrs["isotropic_scale"], rel=1e-8)

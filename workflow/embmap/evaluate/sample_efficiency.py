@@ -47,25 +47,50 @@ def prefix_blocks(blocks: Blocks, sizes: list[int]) -> dict[int, Blocks]:
 
 
 def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: dict[int, Blocks],
-                      n_whole: int | None, mapping: dict | None = None, log=None, **keys) -> pd.DataFrame:
+                      n_whole: int | None, mapping: dict | None = None, log=None, first_rows: dict | None = None,
+                      **keys) -> pd.DataFrame:
     """The table of :data:`COLUMNS`: one row per (source, target, method, n_fit) and native rows (n_fit empty).
 
     ``full_maps`` holds each method's maps on the whole split ({method: {(a, b): map}}), whose choices the
     prefixes' maps keep (ridge: each pair's penalty); ``mapping`` is the experiment's mapping block (``keys``
     such as ``methods=`` override it). ``n_whole`` adds the whole split's own rows (``all``), None leaves them
-    out.
+    out. ``first_rows`` ({network: float [m_max, d]}, the fit split's first rows) lets a method with a sample-space
+    route (:attr:`embmap.fit.methods.Method.like_samples`) fit the prefixes of fewer samples than the widest
+    network's features from them (cost ``m^2 d`` instead of ``d^3``; the same maps up to rounding).
     """
+    import time
+
     opts = mt.options(mapping, **keys)
     methods = mt.fitted(opts["methods"])
-    runs = [(m, {method.name: method.fit_like(bl, list(bl.names), opts, full_maps[method.name])
-                 for method in methods}) for m, bl in subsets.items()]
+    say = log or (lambda *a: None)
+
+    def fitted_on(m: int, bl: Blocks) -> dict:
+        """Every method's maps on the first ``m`` samples, saying how long each method took and by which route."""
+        out = {}
+        narrow = first_rows is not None and m < max(bl.dims)
+        for method in methods:
+            start = time.perf_counter()
+            got = None
+            if narrow and method.like_samples is not None:
+                got = method.like_samples({k: np.asarray(r[:m], np.float64) for k, r in first_rows.items()},
+                                          list(bl.names), opts, full_maps[method.name])
+            route = "in the sample space" if got is not None else "from the blocks"
+            out[method.name] = got if got is not None else method.fit_like(bl, list(bl.names), opts,
+                                                                           full_maps[method.name])
+            say(f"{m} fit samples: {method.name} maps of {len(out[method.name])} pairs {route} in "
+                f"{time.perf_counter() - start:.1f} s")
+        return out
+
+    runs = [(m, (lambda m=m, bl=bl: fitted_on(m, bl))) for m, bl in subsets.items()]
     if n_whole is not None:
-        runs.append((n_whole, full_maps))
+        runs.append((n_whole, lambda: full_maps))
     rows, native = [], None
-    for n_fit, maps in runs:
-        if log:
-            log(f"measuring the maps fitted on {n_fit} samples")
+    for k, (n_fit, fit) in enumerate(runs):
+        maps = fit()
+        start = time.perf_counter()
         t = closed_set.evaluate(eval_stores, maps, controls=False)
+        say(f"{n_fit} fit samples: measured on the evaluation split in {time.perf_counter() - start:.1f} s "
+            f"({k + 1} of {len(runs)} sizes)")
         if native is None:
             native = t[t.method == NATIVE]
         for r in t[t.method != NATIVE].itertuples():

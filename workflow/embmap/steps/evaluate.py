@@ -145,20 +145,28 @@ def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict,
 
 
 def _sample_efficiency_inputs(plan, wc) -> dict:
-    return {**eval_stores(plan, wc), "blocks": plan.path("blocks", wc.exp), "map_dirs": plan.map_dirs(wc.exp)}
+    from .fit import fit_stores
+
+    return {**eval_stores(plan, wc), "blocks": plan.path("blocks", wc.exp), "map_dirs": plan.map_dirs(wc.exp),
+            "fit_network_stores": fit_stores(plan, wc)["network_stores"]}
 
 
 def _sample_efficiency_job(plan, wc) -> dict:
-    """The evaluation split's stores, ``mapping.sample_sizes``, the ``mapping`` block and the full maps."""
+    """The evaluation and fit splits' stores, ``mapping.sample_sizes``, the ``mapping`` block and the full maps."""
     exp = plan.experiments[wc.exp]
-    return {"stores": plan.stores(wc.exp, exp.eval_split), "sizes": exp.sample_sizes,
-            "whole": "all" in exp.mapping["sample_sizes"], "mapping": exp.mapping, "maps": plan.map_paths(wc.exp)}
+    return {"stores": plan.stores(wc.exp, exp.eval_split), "fit_stores": plan.stores(wc.exp, exp.fit_split),
+            "sizes": exp.sample_sizes, "whole": "all" in exp.mapping["sample_sizes"], "mapping": exp.mapping,
+            "maps": plan.map_paths(wc.exp)}
 
 
 @step(inputs=_sample_efficiency_inputs, job=_sample_efficiency_job)
 def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], whole: bool, mapping: dict,
-                      maps: dict, table: str) -> None:
-    """Maps fitted on nested prefixes of the fit split, measured on the evaluation split like the full maps."""
+                      maps: dict, table: str, fit_stores: dict[str, str] | None = None) -> None:
+    """Maps fitted on nested prefixes of the fit split, measured on the evaluation split like the full maps;
+    prefixes of fewer samples than the widest network's features are fitted from the fit split's first rows
+    in the sample space where a method can (``fit_stores``)."""
+    import numpy as np
+
     from .. import stores as st
     from ..evaluate import sample_efficiency as se
     from ..fit import FitError
@@ -168,8 +176,14 @@ def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], who
     subsets = se.prefix_blocks(bl, sizes)
     full = {m: _read_maps(paths) for m, paths in maps.items()}
     opened = st.open_matched(stores, need_classifier=True)
+    rows = None
+    narrow = [m for m in sizes if m < max(bl.dims)]
+    if fit_stores and narrow:
+        fit = st.open_matched(fit_stores)
+        rows = {k: st.read_rows(s, np.arange(max(narrow))) for k, s in fit.items()}
+        log.info("read the fit split's first %d rows for the prefixes below %d features", max(narrow), max(bl.dims))
     try:
-        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, mapping, log=log.info)
+        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, mapping, log=log.info, first_rows=rows)
     except FitError as e:
         raise FitError(f"mapping.sample_sizes: {e}") from None
     Path(table).parent.mkdir(parents=True, exist_ok=True)

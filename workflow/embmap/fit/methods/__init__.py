@@ -83,6 +83,11 @@ class Method:
     like : callable, optional
         ``like(blocks, names, options, full)`` -> {(source, target): LinearMap}: maps on other blocks (the
         sample-size prefixes) with the choices the whole split's maps ``full`` made; default :attr:`pairs`.
+    like_samples : callable, optional
+        ``like_samples(rows, names, options, full)`` -> {(source, target): LinearMap} or None: the maps of
+        :attr:`like` from the m samples themselves (``rows``: {network: float64 [m, d]}), in the
+        m-dimensional sample space, for prefixes of fewer samples than features (cost ``m^2 d``, not
+        ``d^3``); None where it has no such route for these choices (the blocks' route then runs).
     select : callable, optional
         ``select(source_folds, options, run)`` -> {fold: choice} or None, before the folds are fitted.
     check_features : callable, optional
@@ -102,6 +107,7 @@ class Method:
     from_part: Callable
     pairs: Callable | None = None
     like: Callable | None = None
+    like_samples: Callable | None = None
     select: Callable | None = None
     check_features: Callable | None = None
     warning: Callable | None = None

@@ -135,6 +135,58 @@ def pairs(blocks, names: list[str], options: dict):
                 yield (src, tgt), _map(blocks, src, tgt, w, s, rank, min(s_ab.shape), scale, s_st, ss_t)
 
 
+def _factor_of_samples(xa, xb, n: int, scale: str):
+    """:func:`_factor` from centred samples ``xa`` [m, d_A], ``xb`` [m, d_B] in the m-dimensional sample space:
+    with ``X_A^T = Q_A R_A`` and ``X_B^T = Q_B R_B`` (thin QR), ``S_AB = Q_A (R_A R_B^T) Q_B^T``, so the SVD of the
+    small core gives ``S_AB``'s singular values and, through ``Q_A`` and ``Q_B``, its vectors (same tolerance)."""
+    import numpy as np
+
+    sd_a = sd_b = None
+    if scale == "standard":
+        sd_a = np.sqrt((xa * xa).sum(axis=0) / n)
+        sd_b = np.sqrt((xb * xb).sum(axis=0) / n)
+        xa, xb = xa / sd_a, xb / sd_b
+    qa, ra = np.linalg.qr(xa.T)
+    qb, rb = np.linalg.qr(xb.T)
+    uc, sv, vct = np.linalg.svd(ra @ rb.T, full_matrices=False)
+    tol = sv[0] * max(xa.shape[1], xb.shape[1]) * np.finfo(np.float64).eps if sv.size else 0.0
+    rank = int(np.count_nonzero(sv > tol))
+    q = (qa @ uc[:, :rank]) @ (vct[:rank] @ qb.T)
+    return q, float(sv.sum()), sd_a, sd_b, rank
+
+
+def like_samples(rows: dict, names: list[str], options: dict, full: dict) -> dict:
+    """Every ordered pair's map from the m samples themselves (fewer than the features): one thin QR per network
+    and one SVD of an m x m core per unordered pair (:func:`_factor_of_samples`), ``m^2 (d_A + d_B)`` flops
+    against ``14 d_A d_B min(d_A, d_B)``; the maps of :func:`pairs` on the same samples."""
+    import numpy as np
+
+    from ..linear import LinearMap
+
+    scale = _scale(options)
+    centred, means, sumsq = {}, {}, {}
+    for k in names:
+        x = np.asarray(rows[k], np.float64)
+        means[k] = x.mean(axis=0)
+        centred[k] = x - means[k]
+        sumsq[k] = (centred[k] ** 2).sum(axis=0)
+        check_features(k, sumsq[k], means[k], len(x), options)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            n = len(centred[a])
+            q, trace_sv, sd_a, sd_b, rank = _factor_of_samples(centred[a], centred[b], n, scale)
+            for src, tgt, qq, sd_s, sd_t in ((a, b, q, sd_a, sd_b), (b, a, q.T, sd_b, sd_a)):
+                w, s = _weights_of(qq, trace_sv, float(sumsq[src].sum()), n, scale, sd_s, sd_t)
+                tss = float(sumsq[tgt].sum())
+                rss = float(((centred[tgt] - centred[src] @ w) ** 2).sum())
+                out[(src, tgt)] = LinearMap(w, means[tgt] - means[src] @ w, {
+                    "source": src, "target": tgt, "method": METHOD.name, "n": n, "scale": scale,
+                    "isotropic_scale": s, "rank": rank, "rank_of": min(len(means[a]), len(means[b])),
+                    "fit_r2": 1.0 - rss / tss if tss > 0 else float("nan")})
+    return out
+
+
 def from_part(t, slices: dict, source: str, options: dict, chosen):
     """One SVD per target of the fold's training blocks (``t.sbb`` the targets' sums of squares)."""
     import numpy as np
@@ -171,6 +223,7 @@ METHOD = Method(
     from_blocks=from_blocks,
     from_part=from_part,
     pairs=pairs,
+    like_samples=like_samples,
     check_features=check_features,
     warning=warning,
     describe=describe,

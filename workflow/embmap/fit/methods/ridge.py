@@ -48,6 +48,24 @@ def like(blocks, names: list[str], options: dict, full: dict) -> dict:
     return out
 
 
+def like_samples(rows: dict, names: list[str], options: dict, full: dict) -> dict:
+    """:func:`like` from the samples (fewer than the features): each pair keeps its whole-split map's penalty,
+    one Cholesky of the m x m Gram per source and distinct penalty (:func:`embmap.fit.ridge.fit_maps_dual`);
+    a penalty of 0 has no sample-space route and is None (the blocks' route then runs)."""
+    from .. import ridge
+
+    alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
+    if min(alphas.values(), default=1.0) <= 0:
+        return None
+    out = {}
+    for a in names:
+        targets = [b for b in names if b != a]
+        for alpha in sorted({alphas[(a, b)] for b in targets}):
+            group = [b for b in targets if alphas[(a, b)] == alpha]
+            out.update({(a, b): m for b, m in ridge.fit_maps_dual(rows, a, group, alpha).items()})
+    return out
+
+
 def select(source_folds, options: dict, run) -> dict | None:
     """With a list of penalties, the penalty of every outer fold and target by inner cross-validation."""
     from .. import folds
@@ -94,6 +112,7 @@ METHOD = Method(
     from_blocks=from_blocks,
     from_part=from_part,
     like=like,
+    like_samples=like_samples,
     select=select,
     describe=describe,
 )
