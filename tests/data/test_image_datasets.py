@@ -194,3 +194,44 @@ def test_digits_fall_back_to_scikit_learns_loader_when_its_file_moves(monkeypatc
     images, target = digits.load_digits()
     np.testing.assert_array_equal(images, want_images)
     np.testing.assert_array_equal(target, want_target)
+
+
+@pytest.mark.parametrize("mistake, says", [
+    ("missing", r"dataset\.path: .*list\.csv: 1 listed file\(s\) do not exist, first: .*imgs/gone\.jpg"),
+    ("twice", r"dataset\.path: .*list\.csv: 'imgs/0\.jpg' is listed twice"),
+    ("split", r"dataset\.path: .*list\.csv: no image of split 'test' \(its split column holds a, b\); check "
+              r"fit_split and eval_split"),
+    ("columns", r"dataset\.path: .*list\.csv: missing column\(s\) \['label'\]"),
+    ("none", None),
+])
+def test_an_image_list_mistake_is_found_by_the_plan_before_any_job(tmp_path, mistake, says):
+    """A missing photo or a wrong split name used to surface only when a job ran; a dry run now names it."""
+    from fake_imagenet import jpeg
+
+    from embmap import plan
+    from embmap.config import ConfigError
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(4):
+        jpeg(tmp_path / "imgs" / f"{i}.jpg", rng)
+        rows.append({"path": f"imgs/{i}.jpg", "label": i % 2, "split": "ab"[i % 2]})
+    t = pd.DataFrame(rows)
+    if mistake == "missing":
+        t.loc[2, "path"] = "imgs/gone.jpg"
+    if mistake == "twice":
+        t.loc[3, "path"] = "imgs/0.jpg"
+    if mistake == "columns":
+        t = t.drop(columns=["label"])
+    t.to_csv(tmp_path / "list.csv", index=False)
+    splits = {"fit_split": "a", "eval_split": "test" if mistake == "split" else "b"}
+    c = {"experiments": {"e": {"task": "closed_set", "dataset": {"kind": "image_list", "path": str(tmp_path / "list.csv")},
+                               **splits, "networks": {k: {"source": "tfhub", "input_size": [64, 64],
+                                                          "handle": f"google/imagenet/{k}/feature_vector/5",
+                                                          "classifier": f"google/imagenet/{k}/classification/5"}
+                                                      for k in ("inception_v3", "mobilenet_v2")}}}}
+    if says is None:
+        assert plan.Plan(c, tmp_path).experiments["e"].splits == ["a", "b"]  # a good list passes
+        return
+    with pytest.raises(ConfigError, match=says):
+        plan.Plan(c, tmp_path)

@@ -573,3 +573,32 @@ def json_of(path):
     import json
 
     return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("controls, warned", [([], ["net2"]), (["net2"], [])])
+def test_a_network_at_chance_in_verification_is_a_warning_unless_it_is_a_control(tmp_path, caplog, controls, warned):
+    """The open set's check of native accuracy (issue 26): a network whose own pairs verify at chance (here one
+    that ignores identity, as after a preprocessing mistake) is a warning and a flag in open_set.json."""
+    import json
+    import logging
+
+    from embmap import steps, stores
+    from embmap.fit import methods as mt
+
+    ids, feats = face_embeddings(n_id=30, per_id=4, dims=(10, 8, 10), random=(2,))
+    p = pairs_among(ids, n_folds=4, per_fold=12)
+    pf.write_pairs(tmp_path / "pairs.txt", p)
+    paths = {}
+    for k, f in feats.items():
+        stores.write_embeddings(tmp_path / f"{k}.zarr", f, np.array(ids), -np.ones(len(ids), int), network=k,
+                                split="pairs")
+        paths[k] = str(tmp_path / f"{k}.zarr")
+    out = {n: str(tmp_path / f"{n}") for n in ("t.csv", "f.csv", "m.csv", "meta.json")}
+    with caplog.at_level(logging.WARNING, logger="embmap"):
+        steps.evaluate_open_set(paths, str(tmp_path / "pairs.txt"), out["t.csv"], out["f.csv"], out["m.csv"],
+                                out["meta.json"], mt.options(alpha=0.5), controls=controls)
+    said = [r.getMessage().split("'")[1] for r in caplog.records if "its own verification accuracy" in r.getMessage()]
+    assert said == warned
+    meta = json.loads((tmp_path / "meta.json").read_text())["networks"]
+    assert meta["net0"]["accuracy_check"] == "ok"
+    assert meta["net2"]["accuracy_check"] == ("control" if controls else "near chance")

@@ -61,9 +61,49 @@ class ImageList(ImageFiles):
         return per_class_subset(m, self.per_class, self.seed)
 
 
+def check_list(list_path, root, splits=(), where: str = "") -> None:
+    """What is cheap to check of an image list before any job: its columns, every listed file exists, no path
+    listed twice, and, with a ``split`` column, that it holds the experiment's ``splits`` (standard library
+    only: a dry run checks it; the manifest job reads the list again with pandas)."""
+    import csv
+    from pathlib import Path
+
+    name = f"{where}: " if where else ""
+    with open(list_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = set(reader.fieldnames or ())
+        missing = {"path", "label"} - columns
+        if missing:
+            raise ConfigError(f"{name}{list_path}: missing column(s) {sorted(missing)}; expected path,label[,split]")
+        seen, absent, split_names, twice = set(), [], set(), None
+        for row in reader:
+            p = row["path"]
+            if p in seen and twice is None:
+                twice = p
+            seen.add(p)
+            if not (Path(p) if Path(p).is_absolute() else Path(root) / p).is_file():
+                absent.append(p)
+            if "split" in columns:
+                split_names.add(row["split"])
+    if twice is not None:
+        raise ConfigError(f"{name}{list_path}: {twice!r} is listed twice")
+    if absent:
+        first = absent[0] if Path(absent[0]).is_absolute() else Path(root) / absent[0]
+        raise ConfigError(f"{name}{list_path}: {len(absent)} listed file(s) do not exist, first: {first}")
+    unknown = [s for s in splits if "split" in columns and s not in split_names]
+    if unknown:
+        raise ConfigError(f"{name}{list_path}: no image of split {unknown[0]!r} (its split column holds "
+                          f"{', '.join(sorted(split_names)) or 'nothing'}); check fit_split and eval_split")
+
+
 def check(where: str, spec: dict, ctx) -> None:
-    if ctx.check_paths and not ctx.path(spec["path"]).is_file():
-        raise ConfigError(f"{where}.path: no image list at {ctx.path(spec['path'])}")
+    if not ctx.check_paths:
+        return
+    path = ctx.path(spec["path"])
+    if not path.is_file():
+        raise ConfigError(f"{where}.path: no image list at {path}")
+    root = ctx.path(spec["root"]) if spec.get("root") else path.parent
+    check_list(path, root, ctx.experiment.splits, f"{where}.path")
 
 
 KIND = Kind("image_list", reader=ImageList, check=check, tasks=("closed_set",), image_files=True,

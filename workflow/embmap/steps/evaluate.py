@@ -199,17 +199,21 @@ def _evaluate_open_set_job(plan, wc) -> dict:
     """The stores of split ``pairs`` and the ``mapping`` block."""
     from ..plan import PAIRS_SPLIT
 
-    return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": plan.experiments[wc.exp].mapping}
+    return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": plan.experiments[wc.exp].mapping,
+            "controls": plan.controls(wc.exp)}
 
 
 @step(inputs=_evaluate_open_set_inputs, job=_evaluate_open_set_job)
 def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_table: str, matrix: str, meta: str,
-                      mapping: dict, threads: int = 1) -> None:
-    """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata."""
+                      mapping: dict, threads: int = 1, controls: list | None = None) -> None:
+    """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata, and a loud
+    warning for a network whose own verification accuracy makes no sense (at chance, or far below the others)
+    that is not a control."""
     import json
 
     from ..data.pairs import read_pairs
     from ..evaluate import common, verification
+    from ..evaluate.network_table import accuracy_check
     from ..fit.methods.ridge import alphas_of
 
     p = read_pairs(pairs)
@@ -220,6 +224,15 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
     t.to_csv(table, index=False, float_format="%.6g")
     f.to_csv(folds_table, index=False, float_format="%.8g")
     common.matrix(t, list(feats), "accuracy_mean").to_csv(matrix, float_format="%.6g")
+    native = t[t.method == "native"].set_index("source").accuracy_mean
+    chance = max(float(p.same.mean()), 1.0 - float(p.same.mean()))
+    checks = accuracy_check(native.to_dict(), dict.fromkeys(native.index, len(p)), chance, controls or ())
+    for k, check in checks.items():
+        if check in ("near chance", "far below the others"):
+            log.warning("network %r: its own verification accuracy %.3f over %d pairs is %s (chance %.3f; median of "
+                        "the others %.3f) and it is not marked control: check its preprocessing (input_range, "
+                        "mean/std, channel order, alignment) before reading any table", k, native[k], len(p), check,
+                        chance, native.drop(index=[k, *(controls or ())], errors="ignore").median())
     alphas = alphas_of(mapping["alpha"])
     info = {"pairs": pairs, "folds": p.n_folds, "pairs_per_fold": p.per_fold, "n_pairs": len(p),
             "n_images": len(ids), "alpha": alphas if isinstance(mapping["alpha"], list) else alphas[0],
@@ -227,7 +240,7 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
             "precision": mapping["precision"], "methods": list(mapping["methods"]), "scale": mapping["scale"],
             "networks": {k: {"store": stores[k], "dim": int(feats[k].shape[1]),
                              "l2_normalised": a.get("l2_normalised"), "flip": bool(a.get("flip", False)),
-                             "alignment": a.get("alignment")}
+                             "alignment": a.get("alignment"), "accuracy_check": checks.get(k)}
                          for k, a in attrs.items()}}
     Path(meta).write_text(json.dumps(info, indent=1, default=str))
     for r in t.itertuples():
