@@ -1,5 +1,5 @@
-"""Command line: ``python -m embmap inspect PATH``, ``convert OLD NEW``, ``fetch CONFIG`` and ``reference DOC``
-(also the ``embmap`` script)."""
+"""Command line: ``python -m embmap inspect PATH``, ``convert OLD NEW``, ``fetch CONFIG``, ``times EXP_DIR`` and
+``reference DOC`` (also the ``embmap`` script)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fetch", help="download every TF Hub model of a config into TFHUB_CACHE_DIR and the ImageNet "
                                      "weights of its Keras applications into KERAS_HOME (needs network)")
     f.add_argument("config", help="a config file, e.g. configs/imagenet.yaml")
+    t = sub.add_parser("times", help="where a run's time went: every job's benchmark of an experiment folder")
+    t.add_argument("exp_dir", help="an experiment's results folder, e.g. results/digits")
+    t.add_argument("--top", type=int, default=15, help="slowest jobs to list (default 15)")
     r = sub.add_parser("reference", help="rewrite the configuration reference generated from the schema")
     r.add_argument("doc", help="the page holding it between its markers: docs/configuration.md")
     args = parser.parse_args(argv)
+
+    if args.command == "times":
+        from .timings import TimingsError, report
+
+        try:
+            print(report(args.exp_dir, args.top))
+        except TimingsError as e:
+            print(f"embmap times: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     if args.command == "reference":
         from .config import write_reference
