@@ -235,3 +235,35 @@ def test_an_image_list_mistake_is_found_by_the_plan_before_any_job(tmp_path, mis
         return
     with pytest.raises(ConfigError, match=says):
         plan.Plan(c, tmp_path)
+
+
+def test_an_image_list_declares_its_label_space_so_heads_with_and_without_background_compare(tmp_path):
+    """Issue 26: with no way to say what the labels of one's own photos are, a 1,001-class TF Hub head could not
+    be compared with 1,000-class heads on an image_list. n_classes and background say it, as ImageNet's kind does."""
+    from fake_imagenet import jpeg
+
+    from embmap import plan, stores
+    from embmap.config import ConfigError
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(6):
+        jpeg(tmp_path / "imgs" / f"{i}.jpg", rng)
+        rows.append({"path": f"imgs/{i}.jpg", "label": 1 + i % 1000, "split": "ab"[i % 2]})
+    pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
+    spec = {"kind": "image_list", "path": str(tmp_path / "list.csv"), "n_classes": 1001, "background": 0}
+    ds = data.get(spec)
+    assert (ds.n_classes, ds.background) == (1001, 0)
+    assert stores.label_offset(1001, ds.n_classes, ds.background) == 0  # TF Hub: class k is label k
+    assert stores.label_offset(1000, ds.n_classes, ds.background) == 1  # no background class: label k + 1
+    assert len(ds.manifest()) == 6
+    with pytest.raises(data.DatasetError, match=r"label\(s\) outside -1 \.\. 2 \(dataset.n_classes 3\), first 3"):
+        data.get({**spec, "n_classes": 3}).manifest()
+    c = {"experiments": {"e": {"task": "closed_set", "fit_split": "a", "eval_split": "b",
+                               "dataset": {k: v for k, v in spec.items() if k != "n_classes"},
+                               "networks": {k: {"source": "tfhub", "input_size": [64, 64],
+                                                "handle": f"google/imagenet/{k}/feature_vector/5",
+                                                "classifier": f"google/imagenet/{k}/classification/5"}
+                                            for k in ("inception_v3", "mobilenet_v2")}}}}
+    with pytest.raises(ConfigError, match=r"dataset\.background: a background label needs n_classes"):
+        plan.Plan(c, tmp_path)

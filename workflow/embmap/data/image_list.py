@@ -21,12 +21,16 @@ class ImageList(ImageFiles):
 
     kind = "image_list"
 
-    def __init__(self, path, seed: int, test_size: float, root=None, per_class=None):
+    def __init__(self, path, seed: int, test_size: float, root=None, per_class=None, n_classes=None,
+                 background=None):
         from .. import config
 
         self.list_path = config.expand(path)
         super().__init__(root if root is not None else self.list_path.parent)
         self.per_class, self.seed, self.test_size = per_class, int(seed), float(test_size)
+        # the label space classifiers are matched to (stores.label_offset), as the imagenet kind declares its own
+        self.n_classes = int(n_classes) if n_classes is not None else None
+        self.background = int(background) if background is not None else None
 
     def manifest(self):
         import numpy as np
@@ -42,6 +46,11 @@ class ImageList(ImageFiles):
             raise DatasetError(f"{self.list_path}: missing column(s) {sorted(missing)}; expected path,label[,split]")
         if t["label"].isna().any() or not pd.api.types.is_integer_dtype(t["label"]):
             raise DatasetError(f"{self.list_path}: labels must be integers (-1 for unknown)")
+        if self.n_classes is not None:
+            bad = t["label"][(t["label"] < -1) | (t["label"] >= self.n_classes)]
+            if len(bad):
+                raise DatasetError(f"{self.list_path}: {len(bad)} label(s) outside -1 .. {self.n_classes - 1} "
+                                   f"(dataset.n_classes {self.n_classes}), first {int(bad.iloc[0])}")
         if t["path"].duplicated().any():
             raise DatasetError(f"{self.list_path}: {t['path'][t['path'].duplicated()].iloc[0]!r} is listed twice")
         absent = [p for p in t["path"] if not self.path(p).is_file()]
@@ -97,6 +106,8 @@ def check_list(list_path, root, splits=(), where: str = "") -> None:
 
 
 def check(where: str, spec: dict, ctx) -> None:
+    if spec.get("background") is not None and spec.get("n_classes") is None:
+        raise ConfigError(f"{where}.background: a background label needs n_classes (labels 0 .. n_classes - 1)")
     if not ctx.check_paths:
         return
     path = ctx.path(spec["path"])
