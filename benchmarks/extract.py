@@ -14,10 +14,11 @@ Rates, same images and batch size:
   r_decode    the pipeline alone (all cores), batches of float32 arrays;
   r_decode/1  the pipeline on one core (one parallel call, TensorFlow on one thread in a child process):
               decode throughput per core, what a GPU node's CPU cores must supply;
-  r_forward   the model's forward pass alone on an in-memory batch, as extraction runs it: every kernel on one
-              thread, ``--threads`` batches at once (the same embeddings whatever the count);
-  r_forward/k the same forward pass with each kernel on ``--threads`` threads, one batch at a time (how
-              extraction ran before, in a child process): what running batches side by side costs or gains;
+  r_forward   the model's forward pass alone on an in-memory batch, as extraction runs it: every kernel on
+              ``--kernel-threads`` threads (``store.kernel_threads``, default 2) and ``--threads // --kernel-threads``
+              batches at once (the same embeddings whatever ``--threads``);
+  r_forward/1 the same forward pass with every kernel on one thread and ``--threads`` batches at once (how
+              extraction ran until 2026-12-03, in a child process): what the kernels' threads gain;
   pipeline    ``embmap.extract.extract``: decode, pre-process, batch, run, write the store.
 
 Bound: on a CPU-only machine decoding and the model share the cores, so
@@ -95,14 +96,15 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, {workflow!r})
 import numpy as np
 from embmap import steps
-steps.tf_threads({threads})
+from embmap.extract import in_order
+steps.tf_threads(1, concurrent={threads})
 from embmap.models.hub import hub_model
 net = hub_model("mobilenet_v2", {model!r}, input_size=({size}, {size}))
 batch = np.load({batch!r})
 net.features(batch)  # trace once
 start = time.perf_counter()
-for _ in range({calls}):
-    net.features(batch)
+for _ in in_order(net.features, [batch] * {calls}, {threads}):
+    pass
 print("RATE", {calls} * len(batch) / (time.perf_counter() - start))
 """
 
@@ -113,6 +115,7 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kernel-threads", type=int, default=2, help="store.kernel_threads (default 2)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args(argv)
     n = args.images - args.images % args.batch  # whole batches: one traced shape
@@ -121,7 +124,8 @@ def main(argv=None) -> None:
     from embmap.extract import extract, in_order
     from embmap.models.hub import hub_model
 
-    steps.tf_threads(1, concurrent=args.threads)  # as embmap.steps.extract: kernels on one thread
+    batches = max(1, args.threads // args.kernel_threads)
+    steps.tf_threads(args.kernel_threads, concurrent=max(2, batches))  # as embmap.steps.extract
     print(f"machine: {machine()}")
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
@@ -148,7 +152,7 @@ def main(argv=None) -> None:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         r_one = float(r.stdout.split("RATE")[-1]) if r.returncode == 0 else float("nan")
         start = time.perf_counter()
-        for _ in in_order(net.features, [batch] * (n // args.batch), args.threads):
+        for _ in in_order(net.features, [batch] * (n // args.batch), batches):
             pass
         r_forward = rate(n, time.perf_counter() - start)
         np.save(tmp / "batch.npy", np.asarray(batch))
@@ -158,14 +162,15 @@ def main(argv=None) -> None:
         r_kernels = float(r.stdout.split("RATE")[-1]) if r.returncode == 0 else float("nan")
         start = time.perf_counter()
         extract(net, ds, ids, np.zeros(n, int), tmp / "store.zarr", chunk_rows=None, batch_size=args.batch,
-                with_classifier=False, progress=False, preprocessing=pre, workers=args.threads)
+                with_classifier=False, progress=False, preprocessing=pre, workers=batches)
         r_pipe = rate(n, time.perf_counter() - start)
 
     cpu_bound = 1 / (1 / r_decode + 1 / r_forward)
     print(f"r_decode   {r_decode:8.1f} images/s  (the tf.data pipeline on all cores)")
     print(f"r_decode/1 {r_one:8.1f} images/s  (one core: decode, crop and resize per core)")
-    print(f"r_forward  {r_forward:8.1f} images/s  ({args.threads} batches at once, each kernel on one thread)")
-    print(f"r_forward/k{r_kernels:8.1f} images/s  (one batch at a time, each kernel on {args.threads} threads; "
+    print(f"r_forward  {r_forward:8.1f} images/s  ({batches} batch(es) at once, each kernel on {args.kernel_threads} "
+          "thread(s): the workflow's extraction)")
+    print(f"r_forward/1{r_kernels:8.1f} images/s  ({args.threads} batches at once, each kernel on one thread; "
           f"r_forward / this = {r_forward / r_kernels:.2f})")
     print(f"pipeline   {r_pipe:8.1f} images/s")
     print(f"CPU bound 1/(1/r_decode + 1/r_forward) = {cpu_bound:.1f} images/s; pipeline / bound = "

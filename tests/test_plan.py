@@ -120,7 +120,7 @@ def test_defaults_come_from_the_schema_and_are_filled_once():
     x = bare["experiments"]["x"]  # the new analyses are off by default: existing outputs do not change
     assert x["mapping"]["methods"] == ["ridge"] and x["mapping"]["sample_sizes"] == []
     assert x["similarity"]["indices"] == []
-    assert closed.store == {"chunk_rows": None, "batch_size": 256}
+    assert closed.store == {"chunk_rows": None, "batch_size": 256, "kernel_threads": 2}
     assert "identification" not in closed.spec and open_.identification == {"folds": 2, "seed": 0}
     cnn = closed.networks["cnn"].spec
     assert cnn["train"]["batch_size"] == 64 and cnn["train"]["learning_rate"] == 0.001 and cnn["control"] is False

@@ -110,9 +110,13 @@ class ONNXModel(FileModel):
                 g.output.append(onnx.helper.make_empty_tensor_value_info(t))
         options = ort.SessionOptions()
         options.log_severity_level = 3  # exporters' benign warnings (initialisers listed as inputs) stay quiet
-        # every operator on one thread, as TensorFlow's kernels in extraction: its sums then do not depend on the
-        # job's cores; extraction runs several batches at once instead (session.run may be called from threads)
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        # every operator on the threads TensorFlow's kernels have in extraction (store.kernel_threads, fixed
+        # whatever the job's cores): its sums then do not depend on the job's cores; extraction runs the job's
+        # other cores as batches side by side (session.run may be called from threads)
+        import tensorflow as tf
+
+        options.intra_op_num_threads = tf.config.threading.get_intra_op_parallelism_threads() or 1
+        options.inter_op_num_threads = 1
         providers = [p for p in ort.get_available_providers() if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(m.SerializeToString(), options, providers=providers)

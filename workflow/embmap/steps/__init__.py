@@ -204,10 +204,11 @@ def tf_threads(n: int, concurrent: int | None = None) -> int:
 
     Its CPU kernels split sums by their thread count, so results are
     bit-identical for the same ``n`` and differ by float32 rounding between
-    counts. Extraction therefore runs every kernel on one thread and
-    ``concurrent`` batches at once (:func:`embmap.extract.extract`'s
-    ``workers``): its stores do not depend on the job's cores. Stores record
-    ``n`` (attribute ``tf_threads``).
+    counts (the ops run at once do not change them). Extraction therefore runs
+    every kernel on a fixed ``n`` (``store.kernel_threads``, whatever the job's
+    cores) and the job's ``threads // n`` batches side by side
+    (:func:`embmap.extract.extract`'s ``workers``): its stores do not depend on
+    the job's cores. Stores record ``n`` (attribute ``tf_threads``).
     """
     import tensorflow as tf
 

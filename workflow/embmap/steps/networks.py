@@ -52,6 +52,7 @@ def _extract_job(plan, wc) -> dict:
     exp = plan.experiments[wc.exp]
     return {"experiment": wc.exp, "spec": plan.network(wc.exp, wc.network).spec, "dataset": exp.dataset,
             "chunk_rows": exp.store["chunk_rows"], "batch_size": exp.store["batch_size"],
+            "kernel_threads": exp.store["kernel_threads"],
             "with_classifier": exp.task_def.classifier, "normalise": exp.task_def.normalise,
             "preprocessing": plan.preprocessing(wc.exp, wc.network)}
 
@@ -60,7 +61,7 @@ def _extract_job(plan, wc) -> dict:
 def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict, manifest: str, store: str,
             chunk_rows: int | None, batch_size: int, with_classifier: bool, normalise: bool, preprocessing: dict,
             model: str | None = None, aligned: str | None = None, threads: int = 1,
-            lstsq_images: int | None = None) -> None:
+            lstsq_images: int | None = None, kernel_threads: int = 1) -> None:
     """``network``'s embeddings of the images of ``split`` (or of their face crops) into ``store``."""
     from .. import data, models
     from ..data.manifest import read_manifest, skipped_ids
@@ -68,9 +69,12 @@ def extract(experiment: str, network: str, split: str, spec: dict, dataset: dict
 
     import tensorflow as tf
 
-    kernel_threads = tf_threads(1, concurrent=threads)  # see tf_threads: the same embeddings whatever `threads`
+    # every kernel on a fixed count of threads (store.kernel_threads) and the job's other cores running batches side
+    # by side: the same embeddings whatever `threads` (see tf_threads)
+    batches = max(1, int(threads) // max(1, int(kernel_threads)))
+    kernel_threads = tf_threads(kernel_threads, concurrent=max(2, batches))  # ops at once: no effect on values
     # a GPU runs one batch after another anyway: batches side by side would only hold their activations at once
-    workers = 1 if tf.config.list_physical_devices("GPU") else threads
+    workers = 1 if tf.config.list_physical_devices("GPU") else batches
     rows = read_manifest(manifest, split)
     net = models.open_model(network, spec, preprocessing, model_dir=model)
     if net.randomized:
