@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from embmap import config, data, plan, tasks
+from embmap import config, plan, tasks
 from helpers import ROOT, synthetic_stores
 
 
@@ -47,14 +47,12 @@ def test_a_task_declares_its_outputs_splits_and_checks(tmp_path, monkeypatch):
         seen.append(where)
         base.check(p, exp, where, ctx)
 
-    toy = dataclasses.replace(base, name="closed_set_lite", figures={}, heatmaps={}, check=check,
+    toy = dataclasses.replace(base, name="closed_set_lite", figures={}, heatmaps={}, check=check, like="closed_set",
                               tables={k: v for k, v in base.tables.items() if k != "networks_table"})
     monkeypatch.setitem(tasks.TASKS, toy.name, toy)
     patched = config.schema()
     patched["$defs"]["experiment"]["properties"]["task"]["enum"].append(toy.name)
-    monkeypatch.setattr(config, "_schema", lambda path: patched)
-    kind = data.KINDS["embeddings"]  # a dataset kind names the tasks it serves
-    monkeypatch.setitem(data.KINDS, "embeddings", dataclasses.replace(kind, tasks=kind.tasks + (toy.name,)))
+    monkeypatch.setattr(config, "_schema", lambda path: patched)  # no dataset kind names it: like= serves it
 
     dirs = synthetic_stores(tmp_path, names=("a", "b"), dims=(4, 4))
     c = {"experiments": {"byo": {"task": toy.name, "dataset": {"kind": "embeddings"},

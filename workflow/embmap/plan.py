@@ -314,7 +314,7 @@ class Plan:
     def _check_experiment(self, exp: Experiment, ctx: CheckContext) -> None:
         where = f"experiments.{exp.name}"
         kind = exp.kind
-        if exp.task not in kind.tasks:
+        if exp.task not in kind.tasks and exp.task_def.like not in kind.tasks:
             raise ConfigError(f"{where}.dataset.kind: {kind.name!r} serves task {' or '.join(kind.tasks)}, "
                               f"not {exp.task}{kind.task_hint}")
         if exp.task_def.check is not None:

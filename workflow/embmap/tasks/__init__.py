@@ -52,6 +52,9 @@ class Task:
         Embeddings are L2-normalised when extracted (cosine protocols).
     check : callable, optional
         ``check(plan, experiment, where, ctx)``: what the schema cannot check; may set experiment fields.
+    like : str, optional
+        A task this one is a variant of: it is served by every dataset kind that serves that one
+        (:attr:`embmap.data.Kind.tasks` need not name it).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Task:
     pairs: bool = False
     normalise: bool = False
     check: Callable | None = None
+    like: str | None = None
 
 
 def _tasks() -> dict[str, Task]:
