@@ -72,7 +72,7 @@ def main():
         fr = time.perf_counter() - t
         fpp = sum(fit_stage(sub, "procrustes") for sub in subsets.values())
         t = time.perf_counter()
-        table = sim.similarity(bl, [i for i in sim.INDICES if i != "r2"])
+        table = sim.similarity(bl, [i for i, x in sim.INDICES.items() if x.needs == "blocks"])
         s = time.perf_counter() - t
     print(f"(p)  pass:                                {p:7.1f} s")
     print(f"(p') the pass keeping {len(sizes)} sizes' prefix blocks: {pp:7.1f} s   (p')/(p) = {pp / p:.3f}")

@@ -134,7 +134,7 @@ def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     snakemake(plain, byo_config(dirs))
-    cfg = byo_config(dirs, similarity={"indices": ["cka", "cca", "svcca", "procrustes", "r2"], "svcca_k": 4})
+    cfg = byo_config(dirs, similarity={"indices": list(sim.INDICES), "svcca_k": 4, "max_samples": 300})
     cfg["experiments"]["byo"]["mapping"].update({"methods": ["ridge", "lstsq", "procrustes"],
                                                  "sample_sizes": [50, 200, "all"]})
     snakemake(tmp_path, cfg)

@@ -104,9 +104,10 @@ def test_r2_both_ways_and_the_matrices(feats):
     for a in bl.names:
         for b, m in ridge.fit_maps(bl, a, [t for t in bl.names if t != a], 1.0).items():
             r2[(a, b)] = m.attrs["fit_r2"]
-    t = sim.similarity(bl, list(sim.INDICES), fit_r2=r2)
+    t = sim.similarity(bl, list(sim.INDICES), fit_r2=r2, samples=f)
     assert list(t.columns) == sim.COLUMNS
-    assert len(t[t["index"] == "r2"]) == 6 and len(t) == 4 * 3 + 6
+    symmetric = sum(i.symmetric for i in sim.INDICES.values())
+    assert len(t[t["index"] == "r2"]) == 6 and len(t) == symmetric * 3 + 6
     # fit-split R^2 of the ridge map from the raw features
     from sklearn.linear_model import Ridge
 
@@ -136,3 +137,40 @@ def test_unknown_index_is_refused():
     bl = gram.blocks_in_memory({"a": np.eye(4), "b": np.eye(4)[::-1]})
     with pytest.raises(ValueError, match="similarity.indices: unknown index 'cka2'"):
         sim.similarity(bl, ["cka2"])
+
+
+def _hsic_unbiased_by_gram_matrices(x, y):
+    """Song et al. (2012), eq. 5, written out with the n x n Gram matrices (as platonic-rep's hsic_unbiased)."""
+    n = len(x)
+    k, l = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    one = np.ones(n)
+    return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (one @ k @ l @ one)) / (n * (n - 3))
+
+
+def _debiased(x, y):
+    x, y = centred(x), centred(y)
+    return _hsic_unbiased_by_gram_matrices(x, y) / np.sqrt(
+        _hsic_unbiased_by_gram_matrices(x, x) * _hsic_unbiased_by_gram_matrices(y, y))
+
+
+def test_debiased_cka_is_the_unbiased_hsic_estimator_and_near_zero_for_unrelated_spaces(feats):
+    f, bl = feats
+    t = sim.similarity(bl, ["cka_debiased", "cka"], samples=f)
+    for a, b in (("n0", "n1"), ("n0", "n2"), ("n1", "n2")):
+        assert value(t, a, b, "cka_debiased") == pytest.approx(_debiased(f[a], f[b]), rel=1e-9)
+    # issue 23: independent Gaussian spaces of 200 and 240 dimensions: biased CKA 0.88 at n = 32, debiased ~0
+    rng = np.random.default_rng(0)
+    for n, biased_above in ((32, 0.8), (256, 0.4)):
+        x, y = rng.standard_normal((n, 200)), rng.standard_normal((n, 240))
+        t = sim.similarity(gram.blocks_in_memory({"x": x, "y": y}), ["cka", "cka_debiased"], samples={"x": x, "y": y})
+        assert value(t, "x", "y", "cka") > biased_above
+        assert abs(value(t, "x", "y", "cka_debiased")) < 0.05
+    # equal up to a rotation and a scale: 1 exactly
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    rot = {"x": f["n0"], "y": 3.0 * f["n0"] @ q}
+    t = sim.similarity(gram.blocks_in_memory(rot), ["cka_debiased"], samples=rot)
+    assert value(t, "x", "y", "cka_debiased") == pytest.approx(1.0, abs=1e-12)
+    assert t.n.iloc[0] == len(f["n0"]) and "unbiased HSIC" in t.parameters.iloc[0]

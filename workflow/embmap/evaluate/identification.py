@@ -120,7 +120,7 @@ def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict |
                 for ranks in fold_maps(sf, method, opts, run, fold, log=log):
                     for b, r in ranks.items():
                         hits[(a, b, method.name)] += np.array([(r <= q).sum() for q in RANKS])
-            del sf, xa  # one source's blocks in memory at a time
+            sf = xa = None  # one source's blocks in memory at a time
     rows = []
     for (a, b, method), h in hits.items():
         rows.append({"source": a, "target": b, "method": method, "rank1": h[0] / len(probes),

@@ -164,7 +164,7 @@ def verification(features: dict, ids, pairs: Pairs, mapping: dict | None = None,
                             score(a, b, method.name, k, result, sf.n_fit(k), penalty)
             except FitError as e:
                 raise FitError(f"pairs file {pairs.source}: {e}") from None
-            del sf, x1  # one source's blocks in memory at a time
+            sf = x1 = None  # one source's blocks in memory at a time
     rows = [found[(a, b, method, k)] for k in range(pairs.n_folds) for a, b, method in table_methods]
     folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
     return summarise(folds), folds

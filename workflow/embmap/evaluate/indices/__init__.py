@@ -19,7 +19,8 @@ one number for a pair of networks. What an index needs decides what the
 A symmetric index gets one row per unordered pair (source before target in the
 networks' order), any other one row per ordered pair.
 
-- :mod:`.cka`: linear CKA; :mod:`.cca`: mean squared canonical correlation;
+- :mod:`.cka`: linear CKA; :mod:`.cka_debiased`: linear CKA from the unbiased HSIC estimator (samples);
+  :mod:`.cca`: mean squared canonical correlation;
   :mod:`.svcca`: SVCCA; :mod:`.procrustes`: netrep's angular shape metric;
   :mod:`.r2`: the ridge map's fit R^2.
 
@@ -84,10 +85,10 @@ class Index:
 
 
 def _indices() -> dict[str, Index]:
-    from . import cca, cka, procrustes, r2, svcca
+    from . import cca, cka, cka_debiased, procrustes, r2, svcca
 
     # a new index joins this tuple; its order is the order of the table's rows and the heatmap's panels
-    return {module.INDEX.name: module.INDEX for module in (cka, cca, svcca, procrustes, r2)}
+    return {module.INDEX.name: module.INDEX for module in (cka, cka_debiased, cca, svcca, procrustes, r2)}
 
 
 INDICES: dict[str, Index] = _indices()
