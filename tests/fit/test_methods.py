@@ -239,3 +239,17 @@ def test_the_sample_space_route_gives_the_maps_of_the_blocks_for_fewer_samples_t
             assert got.attrs.get(k) == want.attrs.get(k), k
         if "isotropic_scale" in want.attrs:
             assert got.attrs["isotropic_scale"] == pytest.approx(want.attrs["isotropic_scale"], rel=1e-8)
+
+
+def test_a_penalty_too_small_for_the_singular_sample_gram_takes_the_blocks_route():
+    """Centred samples have a singular m x m Gram: ridge's sample-space route declines a penalty the blocks would
+    solve in the eigenbasis (and the blocks' route runs instead)."""
+    rng = np.random.default_rng(9)
+    rows = {"a": rng.standard_normal((20, 40)), "b": rng.standard_normal((20, 30))}
+    bl = gram.blocks_in_memory(rows)
+    m = methods.get("ridge")
+    full = dict(m.fit_pairs(bl, list(rows), methods.options(alpha=0.5)))
+    assert m.like_samples(rows, list(rows), methods.options(alpha=0.5), full) is not None
+    for f in full.values():
+        f.attrs["alpha"] = 1e-14  # a whole-split map that chose a vanishing penalty
+    assert m.like_samples(rows, list(rows), methods.options(alpha=0.5), full) is None

@@ -67,13 +67,13 @@ def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: di
     def fitted_on(m: int, bl: Blocks) -> dict:
         """Every method's maps on the first ``m`` samples, saying how long each method took and by which route."""
         out = {}
-        narrow = first_rows is not None and m < max(bl.dims)
+        rows = ({k: np.asarray(r[:m], np.float64) for k, r in first_rows.items()}
+                if first_rows is not None and m < max(bl.dims) else None)
         for method in methods:
             start = time.perf_counter()
             got = None
-            if narrow and method.like_samples is not None:
-                got = method.like_samples({k: np.asarray(r[:m], np.float64) for k, r in first_rows.items()},
-                                          list(bl.names), opts, full_maps[method.name])
+            if rows is not None and method.like_samples is not None:
+                got = method.like_samples(rows, list(bl.names), opts, full_maps[method.name])
             route = "in the sample space" if got is not None else "from the blocks"
             out[method.name] = got if got is not None else method.fit_like(bl, list(bl.names), opts,
                                                                            full_maps[method.name])

@@ -34,36 +34,39 @@ def from_blocks(blocks, source: str, targets: list[str], options: dict) -> dict:
     return ridge.fit_maps(blocks, source, targets, options["alpha"])
 
 
+def _by_penalty(names: list[str], full: dict, fit) -> dict:
+    """Each pair's map with the penalty of its whole-split map ``full``: ``fit(source, targets, alpha)`` once per
+    source and distinct penalty."""
+    alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
+    out = {}
+    for a in names:
+        targets = [b for b in names if b != a]
+        for alpha in sorted({alphas[(a, b)] for b in targets}):
+            group = [b for b in targets if alphas[(a, b)] == alpha]
+            out.update({(a, b): m for b, m in fit(a, group, alpha).items()})
+    return out
+
+
 def like(blocks, names: list[str], options: dict, full: dict) -> dict:
     """Each pair's map with the penalty of its whole-split map (one solve per source and distinct penalty)."""
     from .. import ridge
 
-    alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
-    out = {}
-    for a in names:
-        targets = [b for b in names if b != a]
-        for alpha in sorted({alphas[(a, b)] for b in targets}):
-            group = [b for b in targets if alphas[(a, b)] == alpha]
-            out.update({(a, b): m for b, m in ridge.fit_maps(blocks, a, group, alpha).items()})
-    return out
+    return _by_penalty(names, full, lambda a, group, alpha: ridge.fit_maps(blocks, a, group, alpha))
 
 
 def like_samples(rows: dict, names: list[str], options: dict, full: dict) -> dict:
     """:func:`like` from the samples (fewer than the features): each pair keeps its whole-split map's penalty,
-    one Cholesky of the m x m Gram per source and distinct penalty (:func:`embmap.fit.ridge.fit_maps_dual`);
-    a penalty of 0 has no sample-space route and is None (the blocks' route then runs)."""
+    one Cholesky of the m x m Gram per source and distinct penalty (:func:`embmap.fit.ridge.fit_maps_dual`).
+    The centred samples' Gram is singular, so a penalty at or below the blocks' own threshold for an
+    eigenbasis solve (``1e-12`` of the trace) has no sample-space route: None (the blocks' route then runs)."""
+    import numpy as np
+
     from .. import ridge
 
-    alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
-    if min(alphas.values(), default=1.0) <= 0:
+    trace = {a: max(float(np.sum((rows[a] - rows[a].mean(axis=0)) ** 2)), 1.0) for a in names}
+    if any(float(m.attrs["alpha"]) <= 1e-12 * trace[a] for (a, _), m in full.items()):
         return None
-    out = {}
-    for a in names:
-        targets = [b for b in names if b != a]
-        for alpha in sorted({alphas[(a, b)] for b in targets}):
-            group = [b for b in targets if alphas[(a, b)] == alpha]
-            out.update({(a, b): m for b, m in ridge.fit_maps_dual(rows, a, group, alpha).items()})
-    return out
+    return _by_penalty(names, full, lambda a, group, alpha: ridge.fit_maps_dual(rows, a, group, alpha))
 
 
 def select(source_folds, options: dict, run) -> dict | None:
