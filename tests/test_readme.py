@@ -75,6 +75,7 @@ class ResNet:
 def fake_torch(monkeypatch):
     torch = types.ModuleType("torch")
     torch.no_grad = contextlib.nullcontext
+    torch.Tensor = type("Tensor", (), {})  # what array libraries (scipy) look up when torch is imported
     torch.nn = types.SimpleNamespace(Identity=Identity)
     vision = types.ModuleType("torchvision")
     vision.models = types.SimpleNamespace(resnet50=ResNet)

@@ -60,9 +60,9 @@ def test_fold_with_one_class_is_scored_with_the_other_folds_threshold():
     d = np.array([0.1, 0.2, 0.8, 0.9, 0.15, 0.85, 0.5, 0.6])
     same = np.array([1, 1, 0, 0, 1, 0, 1, 1], bool)
     fold = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # fold 2 holds matched pairs only
-    acc, tau, train_acc = verification.fold_accuracy(d, same, fold, 2)
+    acc, tau, train_acc, _ = verification.fold_accuracy(d, same, fold, 2)
     assert tau == 0.2 and train_acc == 1.0 and acc == 0.0
-    acc, tau, _ = verification.fold_accuracy(d, same, fold, 0)
+    acc, tau, _, _ = verification.fold_accuracy(d, same, fold, 0)
     assert tau == 0.6 and acc == 1.0
 
 

@@ -4,6 +4,7 @@
 rule plot_closed_set:
     input:
         matrix=P.pattern("closed_set_matrix"),
+        table=P.pattern("closed_set"),
     output:
         png=report(
             P.pattern("closed_set_heatmap", ext="png"),
@@ -56,6 +57,7 @@ rule plot_methods:
 rule plot_open_set:
     input:
         matrix=P.pattern("open_set_matrix"),
+        table=P.pattern("open_set"),
     output:
         png=report(
             P.pattern("open_set_heatmap", ext="png"),
@@ -82,6 +84,7 @@ rule plot_open_set:
 rule plot_identification:
     input:
         matrix=P.pattern("identification_matrix"),
+        table=P.pattern("identification"),
     output:
         png=report(
             P.pattern("identification_heatmap", ext="png"),

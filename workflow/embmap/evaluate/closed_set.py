@@ -22,6 +22,16 @@ is a map that fits its samples without carrying anything to new ones), ``cosine`
 true ``f_B``, and ``agreement`` the share of samples where the mapped network
 predicts the class B itself predicts.
 
+Intervals (:mod:`.intervals`, the experiment's ``intervals`` block): a paired
+bootstrap over the evaluation samples gives ``accuracy_low``/``accuracy_high``,
+``agreement_low``/``agreement_high`` and ``pct_change_low``/``pct_change_high``
+(the source's accuracy resampled with the row's); for rows with a map
+(not ``native``) ``diff_target`` is ``accuracy - target_accuracy`` with its
+interval ``diff_target_low``/``diff_target_high``, and ``p_target``/``p_source``
+are exact McNemar p-values of the row's per-sample correctness against the
+target's / the source's own on the same samples (small: the map changes which
+samples are right). ``r2`` and ``cosine`` stay point estimates.
+
 Label spaces: a classifier's class k predicts dataset label k +
 ``label_offset`` (the store records it: 0 where the classifier has the
 dataset's classes, 1 for a 1,000-class ImageNet head beside 1,001 labels
@@ -40,8 +50,11 @@ from ..fit.linear import LinearMap
 from ..fit.methods import METHODS
 from .common import ANALYTIC, IDENTITY, NATIVE, cosine
 
-COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
-           "r2", "cosine", "agreement", "n", "fit_r2"]
+POINT_COLUMNS = ["source", "target", "method", "accuracy", "source_accuracy", "target_accuracy", "pct_change",
+                 "r2", "cosine", "agreement", "n", "fit_r2"]
+INTERVAL_COLUMNS = ["accuracy_low", "accuracy_high", "agreement_low", "agreement_high", "pct_change_low",
+                    "pct_change_high", "diff_target", "diff_target_low", "diff_target_high", "p_target", "p_source"]
+COLUMNS = POINT_COLUMNS + INTERVAL_COLUMNS
 
 
 class _Tally:
@@ -104,7 +117,7 @@ def analytic_map(cls_a: tuple, cls_b: tuple, offset_a: int = 0, offset_b: int = 
 
 
 def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[str, str], LinearMap]],
-             block_rows: int = 4096, controls: bool = True) -> pd.DataFrame:
+             block_rows: int = 4096, controls: bool = True, intervals: dict | None = None) -> pd.DataFrame:
     """Measure every pair and method in one pass over the evaluation stores.
 
     Parameters
@@ -119,11 +132,14 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
     controls : bool
         Also measure the analytic and identity maps (False: native and fitted maps only).
     block_rows : int
-        Samples read per step; memory is bounded by this, not by the split size.
+        Samples read per step; the features' memory is bounded by this, not by the split size.
+    intervals : dict, optional
+        The ``intervals`` block (level, resamples, seed; the schema fills the rest).
 
     Returns
     -------
-    DataFrame with :data:`COLUMNS`.
+    DataFrame with :data:`COLUMNS` (:data:`POINT_COLUMNS`, then :data:`INTERVAL_COLUMNS`). Beside the features, two
+    bool vectors per row of the table are kept for the intervals (``2 n`` bytes a row).
     """
     names = list(stores)
     first = stores[names[0]]
@@ -160,6 +176,8 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
                 methods[(a, b, IDENTITY)] = LinearMap(np.eye(stores[a].dim), np.zeros(stores[a].dim),
                                                       {"method": IDENTITY})
     tallies = {key: _Tally() for key in methods}
+    right = {key: [] for key in methods}  # per-sample correctness and agreement, chunk by chunk
+    agreed = {key: [] for key in methods}
     ysum = {b: np.zeros(stores[b].dim) for b in names}
     ysq = {b: 0.0 for b in names}
     n_total = 0
@@ -181,6 +199,8 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
             mapped = feats[a] if m is None else m(feats[a])
             pred = np.argmax(mapped @ cls[b][0].T + cls[b][1], axis=1) + offset[b]
             t = tallies[(a, b, method)]
+            right[(a, b, method)].append((pred == y) & mask)
+            agreed[(a, b, method)].append(pred == native_pred[b])
             t.correct += int(np.sum(pred[mask] == y[mask]))
             t.n += int(mask.sum())
             t.agree += int(np.sum(pred == native_pred[b]))
@@ -199,4 +219,19 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
             "cosine": t.cos / n_total, "agreement": t.agree / n_total, "n": t.n,
             "fit_r2": float(maps[method][(a, b)].attrs.get("fit_r2", np.nan)) if method in maps else np.nan,
         })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=POINT_COLUMNS)
+    right = {k: np.concatenate(v) for k, v in right.items()}
+    agreed = {k: np.concatenate(v) for k, v in agreed.items()}
+    return table.join(with_intervals(list(tallies), right, agreed, known, intervals))
+
+
+def with_intervals(keys: list, right: dict, agreed: dict, known: np.ndarray, options: dict | None) -> pd.DataFrame:
+    """:data:`INTERVAL_COLUMNS` of the rows ``keys`` [(source, target, method)], in that order, from their
+    per-sample correctness ``right[key]`` (bool [n], False where unlabelled) and agreement ``agreed[key]``;
+    ``known`` marks the labelled samples (accuracy's denominator)."""
+    from .intervals import bootstrap_of, compared
+
+    boot = bootstrap_of(options, len(known))
+    out = compared(keys, right, boot, where=known)
+    out["agreement_low"], out["agreement_high"] = boot.interval(boot.means(np.stack([agreed[k] for k in keys])))
+    return out[INTERVAL_COLUMNS]

@@ -7,7 +7,11 @@ by a ridge map fitted on the other folds' identities only (probe of A ->
 gallery image of B of the same identity; with a list of penalties, chosen by
 inner cross-validation over the other folds). Rank-r rate: the share of
 probes whose identity's gallery image is among the r most similar (cosine;
-ties count against the probe), pooled over folds.
+ties count against the probe), pooled over folds. ``rank1_low``/``rank1_high``
+(and rank 5's) are a percentile bootstrap interval resampling the probes (the
+maps and galleries stay; the same resamples for every row,
+:mod:`embmap.evaluate.intervals`); probes of one identity are resampled
+independently, so the interval is on the probes measured, not on new identities.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from ..data.pairs import PairsError, identities_of
 from ..fit import methods as mt
 from ..fit.folds import SourceFolds, check_features, fold_maps, workers
 from .common import pair_methods
+from .intervals import bootstrap_of
 
-COLUMNS = ["source", "target", "method", "rank1", "rank5", "n_probes", "gallery_size", "folds"]
+COLUMNS = ["source", "target", "method", "rank1", "rank5", "n_probes", "gallery_size", "folds", "rank1_low",
+           "rank1_high", "rank5_low", "rank5_high"]
 RANKS = (1, 5)
 
 
@@ -68,7 +74,7 @@ def _ranks(p: np.ndarray, g: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict | None = None, log=None,
-                   threads: int | None = None, **keys) -> pd.DataFrame:
+                   threads: int | None = None, intervals: dict | None = None, **keys) -> pd.DataFrame:
     """Rank-1 and rank-5 identification of A's probes against B's gallery, for every ordered pair and method.
 
     ``features`` maps network -> float [n_images, d] over the images ``ids``
@@ -77,7 +83,8 @@ def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict |
     (:data:`embmap.fit.methods.METHODS`; ridge's ``alpha`` a penalty, or a list
     chosen per fold by inner cross-validation). Rates
     pool the probes of all folds; ``threads`` folds are fitted side by side
-    (:func:`embmap.fit.folds.workers`). Returns a table with :data:`COLUMNS`.
+    (:func:`embmap.fit.folds.workers`); ``intervals`` the ``intervals`` block. Returns a table with
+    :data:`COLUMNS`.
     """
     opts = mt.options(mapping, **keys)
     names = list(features)
@@ -85,7 +92,7 @@ def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict |
     gallery, gfold, probes, pid = identification_split(ids, n_folds, seed)
     pfold = gfold[pid]
     table_methods = pair_methods(names, dims, opts["methods"])
-    hits = {m: np.zeros(len(RANKS), dtype=np.int64) for m in table_methods}
+    ranked = {m: np.zeros(len(probes), dtype=np.int64) for m in table_methods}  # each probe's rank, per row
     folds = []
     for k in range(n_folds):
         gk = np.flatnonzero(gfold == k)
@@ -105,8 +112,8 @@ def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict |
             return [_ranks(x[pk], gal_unit[b][gk], local) for gk, pk, local in folds]
 
         for row, ranks in zip(unmapped, run(fixed, unmapped)):
-            for r in ranks:
-                hits[row] += np.array([(r <= q).sum() for q in RANKS])
+            for (_, pk, _), r in zip(folds, ranks):
+                ranked[row][pk] = r
         for a in names if mapped else []:
             targets = [b for b in names if b != a]
             xa = np.asarray(features[a][probes], dtype=np.float64)
@@ -117,13 +124,18 @@ def identification(features: dict, ids, n_folds: int, seed: int, mapping: dict |
                     m = xa[pk] @ w + c
                     return {b: _ranks(_unit(m[:, sl]), gal_unit[b][gk], local) for b, sl in sf.slices.items()}
 
-                for ranks in fold_maps(sf, method, opts, run, fold, log=log):
+                for (_, pk, _), ranks in zip(folds, fold_maps(sf, method, opts, run, fold, log=log)):
                     for b, r in ranks.items():
-                        hits[(a, b, method.name)] += np.array([(r <= q).sum() for q in RANKS])
+                        ranked[(a, b, method.name)][pk] = r
             sf = xa = None  # one source's blocks in memory at a time
+    boot = bootstrap_of(intervals, len(probes))
+    keys = list(ranked)
+    spread = {q: boot.interval(boot.means(np.stack([ranked[k] <= q for k in keys]))) for q in RANKS}
     rows = []
-    for (a, b, method), h in hits.items():
-        rows.append({"source": a, "target": b, "method": method, "rank1": h[0] / len(probes),
-                     "rank5": h[1] / len(probes), "n_probes": len(probes), "gallery_size": float(np.mean(sizes)),
-                     "folds": n_folds})
+    for i, (a, b, method) in enumerate(keys):
+        r = ranked[(a, b, method)]
+        rows.append({"source": a, "target": b, "method": method, "rank1": float(np.mean(r <= 1)),
+                     "rank5": float(np.mean(r <= 5)), "n_probes": len(probes), "gallery_size": float(np.mean(sizes)),
+                     "folds": n_folds, **{f"rank{q}_{end}": spread[q][j][i] for q in RANKS
+                                          for j, end in enumerate(("low", "high"))}})
     return pd.DataFrame(rows, columns=COLUMNS)

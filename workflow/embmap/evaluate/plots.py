@@ -58,7 +58,7 @@ def fit_texts(fig, title=None, max_rounds: int = 6, max_growth: float = 4.0) -> 
 
 def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
             paths=(), xlabel: str = "target network (classifier)", ylabel: str = "source network (features)",
-            keep: bool = False):
+            keep: bool = False, note: str = ""):
     """Draw a Table 2 style matrix and save it to each of ``paths``.
 
     Parameters
@@ -71,8 +71,9 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
         get a grey background, as in the paper, and do not set the colour scale.
     Each cell shows the accuracy and, below it, the percent change relative to
     the row (source) network's native accuracy; the redder, the larger the
-    penalty of the mapping for the source network. ``keep``: return the
-    figure instead of closing it (tests look at its layout).
+    penalty of the mapping for the source network. ``note`` is printed below
+    the matrix (:func:`interval_note`). ``keep``: return the figure instead of
+    closing it (tests look at its layout).
     """
     import matplotlib
 
@@ -120,6 +121,8 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
         s.set_visible(False)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, fraction=0.04, pad=0.02, label="penalty vs. source accuracy (%)")
+    if note:
+        fig.supxlabel(note, fontsize=7, color="dimgrey")
     fit_texts(fig, fig.suptitle(title) if title else None)
     for p in paths:
         fig.savefig(p, dpi=150)
@@ -127,6 +130,24 @@ def heatmap(acc: pd.DataFrame, labels: dict[str, str] | None = None, controls=()
         return fig
     plt.close(fig)
     return None
+
+
+def interval_note(table: pd.DataFrame, level: float | None = None, method: str = RIDGE) -> str:
+    """One line for a heatmap: the widest interval half-width among the cells it draws (``method`` and native
+    rows of ``table``; the rate is the table's first ``*_low`` / ``*_high`` column pair), in points."""
+    from .common import NATIVE
+
+    low = next((c for c in table.columns if c.endswith("_low")), None)
+    if low is None:
+        return ""
+    rate = low[: -len("_low")]
+    t = table[table.method.isin([method, NATIVE])]
+    half = float(((t[f"{rate}_high"] - t[low]) / 2).max()) if len(t) else float("nan")
+    if not np.isfinite(half):
+        return ""
+    what = f"{round(100 * level)}% " if level else ""
+    return (f"{what}bootstrap intervals of the cells: half-width at most {100 * half:.1f} points "
+            f"(each cell's interval: {rate}_low, {rate}_high in the table)")
 
 
 def colour_range(m: np.ndarray, limits: tuple) -> tuple[float, float]:
@@ -213,10 +234,12 @@ def sample_efficiency_figure(table: pd.DataFrame, target: str, labels: dict[str,
     for i, (source, ts) in enumerate(t.groupby("source", sort=False)):
         for method, tm in ts.groupby("method", sort=False):
             tm = tm.sort_values("n_fit")
-            ax.plot(tm.n_fit, tm.accuracy, marker=markers.get(method, "x"), markersize=4,
-                    color="grey" if source in controls else colours(i % 10),
+            colour = "grey" if source in controls else colours(i % 10)
+            ax.plot(tm.n_fit, tm.accuracy, marker=markers.get(method, "x"), markersize=4, color=colour,
                     linestyle="-" if method == RIDGE else ":",
                     label=f"{short_label(labels.get(source, source))} ({method})")
+            if {"accuracy_low", "accuracy_high"} <= set(tm.columns):  # the interval as a band
+                ax.fill_between(tm.n_fit, tm.accuracy_low, tm.accuracy_high, color=colour, alpha=0.12, linewidth=0)
     if len(native):
         ax.axhline(float(native.iloc[0]), color="black", linestyle="--", linewidth=1,
                    label=f"{short_label(labels.get(target, target))} native")
@@ -238,7 +261,8 @@ def sample_efficiency(table: pd.DataFrame, target: str, labels: dict[str, str] |
                       title: str = "", paths=(), whole: bool = False) -> None:
     """Target-classifier accuracy of maps into ``target`` against fit samples (log x, ticked at the fit sizes;
     ``whole``: the largest is the whole fit split, marked "all"), one line per source (colour) and method
-    (marker); the target's native accuracy dashed; the legend beside the axes, never on the curves."""
+    (marker), each with its bootstrap interval as a shaded band; the target's native accuracy dashed; the
+    legend beside the axes, never on the curves."""
     import matplotlib.pyplot as plt
 
     fig = sample_efficiency_figure(table, target, labels, controls, title, whole)

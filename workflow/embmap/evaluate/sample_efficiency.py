@@ -25,7 +25,8 @@ from . import closed_set
 from .common import NATIVE
 
 COLUMNS = ["source", "target", "method", "n_fit", "accuracy", "r2", "fit_r2", "alpha", "source_accuracy",
-           "target_accuracy", "n"]
+           "target_accuracy", "n", "accuracy_low", "accuracy_high", "diff_target", "diff_target_low",
+           "diff_target_high"]
 
 
 def check_sizes(sizes, n: int, where: str = "mapping.sample_sizes") -> None:
@@ -48,7 +49,7 @@ def prefix_blocks(blocks: Blocks, sizes: list[int]) -> dict[int, Blocks]:
 
 def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: dict[int, Blocks],
                       n_whole: int | None, mapping: dict | None = None, log=None, first_rows: dict | None = None,
-                      **keys) -> pd.DataFrame:
+                      intervals: dict | None = None, **keys) -> pd.DataFrame:
     """The table of :data:`COLUMNS`: one row per (source, target, method, n_fit) and native rows (n_fit empty).
 
     ``full_maps`` holds each method's maps on the whole split ({method: {(a, b): map}}), whose choices the
@@ -57,6 +58,8 @@ def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: di
     out. ``first_rows`` ({network: float [m_max, d]}, the fit split's first rows) lets a method with a sample-space
     route (:attr:`embmap.fit.methods.Method.like_samples`) fit the prefixes of fewer samples than the widest
     network's features from them (cost ``m^2 d`` instead of ``d^3``; the same maps up to rounding).
+    ``intervals`` is the experiment's ``intervals`` block: every size is measured on the same bootstrap
+    resamples of the evaluation split (:mod:`embmap.evaluate.intervals`), so curves and sizes are paired.
     """
     import time
 
@@ -88,7 +91,7 @@ def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: di
     for k, (n_fit, fit) in enumerate(runs):
         maps = fit()
         start = time.perf_counter()
-        t = closed_set.evaluate(eval_stores, maps, controls=False)
+        t = closed_set.evaluate(eval_stores, maps, controls=False, intervals=intervals)
         say(f"{n_fit} fit samples: measured on the evaluation split in {time.perf_counter() - start:.1f} s "
             f"({k + 1} of {len(runs)} sizes)")
         if native is None:
@@ -98,9 +101,15 @@ def sample_efficiency(eval_stores: dict, full_maps: dict[str, dict], subsets: di
             rows.append({"source": r.source, "target": r.target, "method": r.method, "n_fit": n_fit,
                          "accuracy": r.accuracy, "r2": r.r2, "fit_r2": m.attrs.get("fit_r2", np.nan),
                          "alpha": m.attrs.get("alpha", np.nan), "source_accuracy": r.source_accuracy,
-                         "target_accuracy": r.target_accuracy, "n": r.n})
+                         "target_accuracy": r.target_accuracy, "n": r.n, **_spread(r)})
     for r in native.itertuples():
         rows.append({"source": r.source, "target": r.target, "method": NATIVE, "n_fit": np.nan,
                      "accuracy": r.accuracy, "r2": r.r2, "fit_r2": np.nan, "alpha": np.nan,
-                     "source_accuracy": r.source_accuracy, "target_accuracy": r.target_accuracy, "n": r.n})
+                     "source_accuracy": r.source_accuracy, "target_accuracy": r.target_accuracy, "n": r.n,
+                     **_spread(r)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _spread(row) -> dict:
+    """The interval columns a sample-efficiency row takes from its closed-set row."""
+    return {k: getattr(row, k) for k in COLUMNS[COLUMNS.index("accuracy_low"):]}

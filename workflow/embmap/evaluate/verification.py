@@ -25,6 +25,8 @@ as they are, where the dimensions agree: a control at chance).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -33,8 +35,11 @@ from ..fit import FitError
 from ..fit import methods as mt
 from ..fit.folds import SourceFolds, check_features, fold_maps, workers
 from .common import cosine, pair_methods
+from .intervals import bootstrap_of, compared
 
-TABLE_COLUMNS = ["source", "target", "method", "accuracy_mean", "accuracy_std", "threshold_mean"]
+POINT_COLUMNS = ["source", "target", "method", "accuracy_mean", "accuracy_std", "threshold_mean"]
+TABLE_COLUMNS = POINT_COLUMNS + ["accuracy_low", "accuracy_high", "diff_target", "diff_target_low",
+                                 "diff_target_high", "p_target", "p_source"]
 FOLD_COLUMNS = ["source", "target", "method", "fold", "accuracy", "threshold", "train_accuracy", "n_test", "n_fit",
                 "alpha"]
 
@@ -69,19 +74,29 @@ def best_threshold(d: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     return float(candidates[i]), float(correct[i]) / len(d)
 
 
-def fold_accuracy(d: np.ndarray, same: np.ndarray, fold: np.ndarray, k: int) -> tuple[float, float, float]:
-    """Threshold from every fold but ``k``, applied to fold ``k``: (accuracy, threshold, train accuracy)."""
+class FoldResult(NamedTuple):
+    """One fold of the protocol: its accuracy, the threshold chosen on the other folds, their accuracy with it,
+    and which of the fold's pairs it verified correctly (bool [pairs of the fold], in their order)."""
+
+    accuracy: float
+    threshold: float
+    train_accuracy: float
+    correct: np.ndarray
+
+
+def fold_accuracy(d: np.ndarray, same: np.ndarray, fold: np.ndarray, k: int) -> FoldResult:
+    """Threshold from every fold but ``k``, applied to fold ``k``."""
     train, test = fold != k, fold == k
     if not train.any() or not test.any():
         raise ValueError(f"fold {k}: needs pairs inside and outside it")
     tau, train_acc = best_threshold(d[train], same[train])
-    acc = float(np.mean((d[test] <= tau) == same[test]))
-    return acc, tau, train_acc
+    correct = (d[test] <= tau) == same[test]
+    return FoldResult(float(np.mean(correct)), tau, train_acc, correct)
 
 
 
 def verification(features: dict, ids, pairs: Pairs, mapping: dict | None = None, threads: int | None = None,
-                 **keys):
+                 intervals: dict | None = None, **keys):
     """The 10-fold protocol for every ordered pair of networks.
 
     Parameters
@@ -100,11 +115,17 @@ def verification(features: dict, ids, pairs: Pairs, mapping: dict | None = None,
         arithmetic of the per-fold cross products.
     threads : folds (and pairs of folds) fitted side by side, BLAS on one thread each
         (:func:`embmap.fit.folds.workers`); None: one after another
+    intervals : dict, optional
+        The ``intervals`` block: the interval of the mean fold accuracy resamples each fold's test pairs within
+        the fold (its threshold and map stay), the same resamples for every row (:mod:`.intervals`)
 
     Returns
     -------
     (table with :data:`TABLE_COLUMNS`, per-fold table with :data:`FOLD_COLUMNS`;
-    ``alpha`` is the penalty of the fold's map, empty without a map)
+    ``alpha`` is the penalty of the fold's map, empty without a map). ``accuracy_low``/``accuracy_high``
+    bound ``accuracy_mean``; ``diff_target`` (mapped rows) is ``accuracy_mean`` minus the target's own, with
+    its paired interval, and ``p_target``/``p_source`` exact McNemar p-values on the same pairs
+    (:func:`embmap.evaluate.intervals.compared`).
 
     Work: per source network, the per-fold blocks of its fitting pairs against
     every target (:class:`embmap.fit.folds.SourceFolds`); per fold one map
@@ -126,10 +147,11 @@ def verification(features: dict, ids, pairs: Pairs, mapping: dict | None = None,
     y2 = {b: np.asarray(features[b][second], dtype=np.float64) for b in names}
     ny2 = {b: np.linalg.norm(y, axis=1) for b, y in y2.items()}
     n_test = np.bincount(pairs.fold, minlength=pairs.n_folds)
-    found = {}
+    found, right = {}, {}
 
     def score(a, b, method, k, result, n_fit=0, penalty=np.nan):
-        acc, tau, train_acc = result
+        acc, tau, train_acc, correct = result
+        right.setdefault((a, b, method), np.zeros(len(same), dtype=bool))[in_fold == k] = correct
         found[(a, b, method, k)] = {"source": a, "target": b, "method": method, "fold": k + 1, "accuracy": acc,
                                     "threshold": tau, "train_accuracy": train_acc, "n_test": int(n_test[k]),
                                     "n_fit": int(n_fit), "alpha": penalty}
@@ -167,7 +189,9 @@ def verification(features: dict, ids, pairs: Pairs, mapping: dict | None = None,
             sf = x1 = None  # one source's blocks in memory at a time
     rows = [found[(a, b, method, k)] for k in range(pairs.n_folds) for a, b, method in table_methods]
     folds = pd.DataFrame(rows, columns=FOLD_COLUMNS)
-    return summarise(folds), folds
+    boot = bootstrap_of(intervals, len(same), strata=in_fold)
+    spread = compared(table_methods, right, boot)
+    return pd.concat([summarise(folds), spread[TABLE_COLUMNS[len(POINT_COLUMNS):]]], axis=1), folds
 
 
 def mapped_distances(x1: np.ndarray, w: np.ndarray, c: np.ndarray, slices: dict, first: np.ndarray,
@@ -204,4 +228,4 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
     g = folds.groupby(["source", "target", "method"], sort=False)
     t = g.agg(accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", lambda x: float(np.std(x))),
               threshold_mean=("threshold", "mean")).reset_index()
-    return t[TABLE_COLUMNS]
+    return t[POINT_COLUMNS]

@@ -34,23 +34,26 @@ def _evaluate_closed_set_inputs(plan, wc) -> dict:
 def _evaluate_closed_set_job(plan, wc) -> dict:
     """The evaluation split's stores and every map of every method in ``mapping.methods``."""
     exp = plan.experiments[wc.exp]
-    return {"stores": plan.stores(wc.exp, exp.eval_split), "maps": plan.map_paths(wc.exp)}
+    return {"stores": plan.stores(wc.exp, exp.eval_split), "maps": plan.map_paths(wc.exp),
+            "intervals": exp.spec["intervals"]}
 
 
 @step(inputs=_evaluate_closed_set_inputs, job=_evaluate_closed_set_job)
-def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str) -> None:
+def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: str,
+                        intervals: dict | None = None) -> None:
     """Table 2: every target classifier on every source's mapped features (``maps[method][a][b]``: the map store
-    a -> b of each method)."""
+    a -> b of each method), with the ``intervals`` block's paired bootstrap intervals and McNemar tests."""
     from .. import stores as st
     from ..evaluate import closed_set, common
 
     opened = st.open_matched(stores, need_classifier=True)
     names = list(opened)
-    t = closed_set.evaluate(opened, {m: _read_maps(paths) for m, paths in maps.items()})
+    t = closed_set.evaluate(opened, {m: _read_maps(paths) for m, paths in maps.items()}, intervals=intervals)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     common.matrix(t, names, "accuracy").to_csv(matrix, float_format="%.6g")
-    log.info("wrote %s and %s", table, matrix)
+    log.info("wrote %s and %s (intervals: %s; widest accuracy interval +-%.3f)", table, matrix, intervals,
+             float((t.accuracy_high - t.accuracy_low).max()) / 2)
 
 
 def _network_table_job(plan, wc) -> dict:
@@ -156,12 +159,13 @@ def _sample_efficiency_job(plan, wc) -> dict:
     exp = plan.experiments[wc.exp]
     return {"stores": plan.stores(wc.exp, exp.eval_split), "fit_stores": plan.stores(wc.exp, exp.fit_split),
             "sizes": exp.sample_sizes, "whole": "all" in exp.mapping["sample_sizes"], "mapping": exp.mapping,
-            "maps": plan.map_paths(wc.exp)}
+            "maps": plan.map_paths(wc.exp), "intervals": exp.spec["intervals"]}
 
 
 @step(inputs=_sample_efficiency_inputs, job=_sample_efficiency_job)
 def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], whole: bool, mapping: dict,
-                      maps: dict, table: str, fit_stores: dict[str, str] | None = None) -> None:
+                      maps: dict, table: str, fit_stores: dict[str, str] | None = None,
+                      intervals: dict | None = None) -> None:
     """Maps fitted on nested prefixes of the fit split, measured on the evaluation split like the full maps;
     prefixes of fewer samples than the widest network's features are fitted from the fit split's first rows
     in the sample space where a method can (``fit_stores``)."""
@@ -183,7 +187,8 @@ def sample_efficiency(blocks: str, stores: dict[str, str], sizes: list[int], who
         rows = {k: st.read_rows(s, np.arange(max(narrow))) for k, s in fit.items()}
         log.info("read the fit split's first %d rows for the prefixes below %d features", max(narrow), max(bl.dims))
     try:
-        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, mapping, log=log.info, first_rows=rows)
+        t = se.sample_efficiency(opened, full, subsets, bl.n if whole else None, mapping, log=log.info, first_rows=rows,
+                                 intervals=intervals)
     except FitError as e:
         raise FitError(f"mapping.sample_sizes: {e}") from None
     Path(table).parent.mkdir(parents=True, exist_ok=True)
@@ -199,13 +204,15 @@ def _evaluate_open_set_job(plan, wc) -> dict:
     """The stores of split ``pairs`` and the ``mapping`` block."""
     from ..plan import PAIRS_SPLIT
 
-    return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": plan.experiments[wc.exp].mapping,
-            "controls": plan.controls(wc.exp)}
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping, "controls": plan.controls(wc.exp),
+            "intervals": exp.spec["intervals"]}
 
 
 @step(inputs=_evaluate_open_set_inputs, job=_evaluate_open_set_job)
 def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_table: str, matrix: str, meta: str,
-                      mapping: dict, threads: int = 1, controls: list | None = None) -> None:
+                      mapping: dict, threads: int = 1, controls: list | None = None,
+                      intervals: dict | None = None) -> None:
     """Table 6: 10-fold verification through per-fold maps, with its per-fold table and metadata, and a loud
     warning for a network whose own verification accuracy makes no sense (at chance, or far below the others)
     that is not a control."""
@@ -219,7 +226,7 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
     p = read_pairs(pairs)
     feats, ids, attrs = _pairs_features(stores)
     log.info("%d pairs in %d folds over %d images, %d networks", len(p), p.n_folds, len(ids), len(feats))
-    t, f = verification.verification(feats, ids, p, mapping, threads=threads)
+    t, f = verification.verification(feats, ids, p, mapping, threads=threads, intervals=intervals)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     f.to_csv(folds_table, index=False, float_format="%.8g")
@@ -244,7 +251,8 @@ def evaluate_open_set(stores: dict[str, str], pairs: str, table: str, folds_tabl
                          for k, a in attrs.items()}}
     Path(meta).write_text(json.dumps(info, indent=1, default=str))
     for r in t.itertuples():
-        log.info("%s -> %s %s: %.4f +- %.4f", r.source, r.target, r.method, r.accuracy_mean, r.accuracy_std)
+        log.info("%s -> %s %s: %.4f +- %.4f (std over folds), interval %.4f to %.4f", r.source, r.target, r.method,
+                 r.accuracy_mean, r.accuracy_std, r.accuracy_low, r.accuracy_high)
 
 
 def _evaluate_identification_job(plan, wc) -> dict:
@@ -253,18 +261,18 @@ def _evaluate_identification_job(plan, wc) -> dict:
 
     exp = plan.experiments[wc.exp]
     return {"stores": plan.stores(wc.exp, PAIRS_SPLIT), "mapping": exp.mapping,
-            "n_folds": exp.identification["folds"], "seed": exp.identification["seed"]}
+            "n_folds": exp.identification["folds"], "seed": exp.identification["seed"], "intervals": exp.spec["intervals"]}
 
 
 @step(inputs=pairs_stores, job=_evaluate_identification_job)
 def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_folds: int, seed: int,
-                            mapping: dict, threads: int = 1) -> None:
-    """Rank-1 and rank-5 identification of each network's probes in every network's gallery."""
+                            mapping: dict, threads: int = 1, intervals: dict | None = None) -> None:
+    """Rank-1 and rank-5 identification of each network's probes in every network's gallery, with intervals."""
     from ..evaluate import common, identification
 
     feats, ids, _ = _pairs_features(stores)
     t = identification.identification(feats, ids, n_folds=int(n_folds), seed=int(seed), mapping=mapping,
-                                      log=log.info, threads=threads)
+                                      log=log.info, threads=threads, intervals=intervals)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.6g")
     common.matrix(t, list(feats), "rank1").to_csv(matrix, float_format="%.6g")

@@ -60,7 +60,7 @@ def _heatmap_job(figure: str):
 
         _, what, xlabel = HEATMAPS[figure]
         return {"labels": plan.labels(wc.exp), "controls": plan.controls(wc.exp), "title": f"{wc.exp}: {what}",
-                "xlabel": xlabel}
+                "xlabel": xlabel, "level": plan.experiments[wc.exp].spec["intervals"]["level"]}
 
     return job
 
@@ -69,14 +69,16 @@ def _heatmap_job(figure: str):
 @step("plot_open_set", job=_heatmap_job("open_set_heatmap"))
 @step("plot_identification", job=_heatmap_job("identification_heatmap"))
 def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[str], title: str,
-                 xlabel: str) -> None:
-    """A Table 2 / Table 6 style heatmap of a matrix table, as PNG and SVG."""
+                 xlabel: str, table: str | None = None, level: float | None = None) -> None:
+    """A Table 2 / Table 6 style heatmap of a matrix table, as PNG and SVG; below it, the widest interval of the
+    cells drawn (from the full ``table``)."""
     import pandas as pd
 
     from ..evaluate import plots
 
     m = pd.read_csv(matrix, index_col=0)
-    plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel)
+    note = plots.interval_note(pd.read_csv(table), level) if table else ""
+    plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel, note=note)
 
 
 __all__ = ['plot_heatmap', 'plot_methods', 'plot_sample_efficiency', 'plot_similarity']
