@@ -304,8 +304,12 @@ def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
 
 def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS,
                    precision: str = "float64", num_workers: int | None = None, sample_sizes=(),
-                   on_subset: Callable | None = None) -> Blocks:
+                   on_subset: Callable | None = None, get: Callable | None = None) -> Blocks:
     """Centred joint cross products of all networks over one shard of the samples, in one pass.
+
+    The pass is a Dask task graph (:func:`pass_graph`) run by ``get``; its
+    result does not depend on the scheduler, the workers, the threads or the
+    order in which tasks finish.
 
     Parameters
     ----------
@@ -324,20 +328,20 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
         relative to the shifted features) is amplified by the condition number
         of ``S_AA + alpha I`` in the coefficients.
     num_workers : int, optional
-        Threads multiplying each block (default 1); one more thread reads and
-        decompresses the next block meanwhile. They never change the
-        arithmetic: blocks are added in the order of the split and every
-        product entry is summed by one thread in a fixed order, so the result
-        is bit-identical whatever the number of threads.
+        Threads of Dask's threaded scheduler when ``get`` is not given (default 1).
     sample_sizes : sequence of int
         Nested prefixes of the split (each in ``(0, n)``) whose blocks are
         kept too: sample-efficiency curves from the same pass.
     on_subset : callable, optional
         ``on_subset(m, blocks)`` receives the shard's blocks of its rows
-        below ``m`` as soon as the pass is past ``m`` (so a caller can write
-        them and let them go); without it they are returned in ``subsets``.
-        It runs on a thread of its own while the pass goes on, one prefix at
-        a time and in order, and the pass returns after the last call.
+        below ``m`` as soon as the pass is past them (so a caller can write
+        them and let them go), one prefix at a time and in order, as a task
+        of the graph (on a worker: it must be picklable and write where the
+        workers can); without it they are returned in ``subsets``.
+    get : callable, optional
+        ``get(graph, keys)`` of a Dask scheduler (:func:`embmap.engine.scheduler`);
+        default Dask's threaded scheduler on ``num_workers`` threads, each
+        product on one BLAS thread.
 
     Returns
     -------
@@ -346,12 +350,8 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     touch) and the shard's own blocks pool them lazily. ``attrs`` records the
     layout, the shifts and the precision.
     """
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     if precision not in PRECISIONS:
         raise FitError(f"precision {precision!r}: use one of {PRECISIONS}")
-    dtype = np.dtype(precision)
     names = list(arrays)
     n = int(arrays[names[0]].shape[0])
     for k in names:
@@ -361,10 +361,9 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
     lay = pass_layout(arrays, shards, folds, block_rows, sample_sizes)
     if not 0 <= shard < lay.shards:
         raise FitError(f"shard {shard} of {lay.shards} does not exist")
-    pieces = lay.pieces(shard)
     attrs = {"n_total": n, "block_rows": lay.block_rows, "folds": lay.folds, "shard": shard, "shards": lay.shards,
              "precision": precision, "blocks_read": len(lay.blocks(shard)), "sample_sizes": list(lay.sample_sizes),
-             "reduction": "blocks added in the order of the split, float64 sums"}
+             "reduction": "a chain of tasks per tile adding blocks in the order of the split, float64 sums"}
     subsets: dict = {}
 
     def emit(m: int, blocks: Blocks) -> None:
@@ -373,66 +372,226 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
         else:
             subsets[m] = blocks
 
-    writing = []  # at most one prefix being centred and handed over while the pass goes on
-
-    def emit_soon(m: int, writer) -> None:
-        for w in writing:
-            w.result()  # the previous prefix first: one copy of the accumulators in memory at a time
-        writing.clear()
-        copies = [a.copy() for a in acc.values() if a.n > 0]  # now, before the next block is added
-        writing.append(writer.submit(lambda: emit(m, _pooled(copies, names, dims))))
-
-    if not pieces:
+    if not lay.pieces(shard):
         for m in lay.sample_sizes:
             emit(m, empty_blocks(names, dims))
         return Blocks(names, dims, 0, {}, lambda a, b: None, [empty_blocks(names, dims)] * (folds if folds > 1 else 0),
                       attrs, subsets=subsets)
+    graph, final = pass_graph(arrays, names, dims, lay, shard, precision, on_subset=on_subset)
+    if get is None:
+        from ..engine import scheduler
 
-    def read(lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)`` of every network side by side, float32 [rows, D] owned by the caller."""
-        out = np.empty((hi - lo, sum(dims)), dtype=np.float32)
-        o = 0
-        for k, d in zip(names, dims):
-            out[:, o:o + d] = arrays[k][lo:hi]
-            o += d
-        return out
-
-    workers = max(1, int(num_workers or 1))
-    acc: dict[int, _Accumulator] = {}
-    pending = list(lay.sample_sizes)
-    shifts = None
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as compute, \
-            ThreadPoolExecutor(max_workers=1) as writer:
-        upcoming = iter(pieces)
-        queue = deque([(*p, reader.submit(read, p[0], p[1])) for p in [next(upcoming)]])
-        while queue:  # the next piece is read while this one is multiplied: two pieces in memory at most
-            lo, hi, f, future = queue.popleft()
-            x = future.result()
-            nxt = next(upcoming, None)
-            if nxt is not None:
-                queue.append((*nxt, reader.submit(read, nxt[0], nxt[1])))
-            while pending and pending[0] <= lo:  # past a sample size: the blocks below it are complete
-                emit_soon(pending.pop(0), writer)
-            if shifts is None:  # the shard's first piece sets the shift, in the products' precision
-                shifts = x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
-                attrs["shift_rows"] = [lo, hi]
-                acc = {g: _Accumulator(dims, shifts) for g in lay.folds_of_shard(shard)}
-            acc[f].add(_shifted(x, shifts, dtype), compute if workers > 1 else None)
-            del x
-        for w in writing:
-            w.result()
-    for m in pending:
-        emit(m, _pooled([a.copy() for a in acc.values() if a.n > 0], names, dims))
+        with scheduler({"scheduler": "threads"}, threads=num_workers or 1) as run:
+            out = run(graph, [final])[0]
+    else:
+        out = get(graph, [final])[0]
+    result, shifts, shift_rows, prefixes = out
+    for m, blocks in prefixes.items():
+        subsets[m] = blocks
     off = np.concatenate([[0], np.cumsum(dims)]).astype(int)
-    attrs["shifts"] = {a: shifts[off[k]:off[k + 1]].tolist() for k, a in enumerate(names)}
-    if folds == 1:
-        out = acc[0].centred(names, attrs)
-        out.subsets = subsets
-        return out
-    per_fold = [acc[g].centred(names, {}) if g in acc else empty_blocks(names, dims) for g in range(lay.folds)]
-    out = pool(per_fold, folds=per_fold, attrs=attrs)
-    out.subsets = subsets
+    result.attrs.update(attrs, shift_rows=shift_rows,
+                        shifts={a: shifts[off[k]:off[k + 1]].tolist() for k, a in enumerate(names)})
+    result.subsets = subsets
+    return result
+
+
+# -- the pass as a Dask graph ---------------------------------------------------------------
+def pass_graph(arrays: dict, names: list[str], dims: list[int], lay: Layout, shard: int, precision: str,
+               on_subset: Callable | None = None) -> tuple[dict, tuple]:
+    """The Dask graph of one shard's pass, and the key of its result.
+
+    Tasks, for the shard's pieces ``i`` (its row blocks, cut at the sample sizes) in order:
+
+    - ``read i``: rows of every network side by side (float32 [rows, D]); it waits for
+      piece ``i - 2`` to be multiplied (``piece-done``, from tokens computed where each
+      tile's state lies, so no state moves for it), so at most three pieces are in memory;
+    - ``shift``: the mean of the first piece, in the products' precision;
+    - ``rows i``: piece ``i`` minus the shift, in the products' precision;
+    - ``tile f t i``: tile ``t`` (:func:`_tiles`) of fold ``f``'s upper-triangle products
+      after adding piece ``i`` (a piece of that fold): the previous state of the same tile
+      plus ``rows_i[:, r0:r1]^T rows_i[:, c0:c1]``, added in place, one BLAS thread;
+      ``sums f i`` likewise. Each is a chain in the order of the split, so every entry is
+      summed in one fixed order whatever runs where: the pass is bit-identical on any
+      scheduler;
+    - ``prefix m``: for each sample size, the centred blocks of the states after the
+      shard's last piece below ``m`` (a copy: the chain goes on), pooled over folds, and
+      handed to ``on_subset``; prefixes run one at a time, in order;
+    - the result: every fold's final states centred (in place: after every prefix).
+
+    Memory: the states of all tiles are one upper triangle of the joint Gram (plus a strip
+    below the diagonal) per fold the shard touches, ``8 D^2 / 2`` bytes each, spread over
+    the workers that hold them; plus at most three pieces and one prefix's copy.
+    """
+    import uuid
+
+    dtype = np.dtype(precision)
+    pieces = lay.pieces(shard)
+    offsets = np.concatenate([[0], np.cumsum(dims)]).astype(int)
+    bounds = panels_of(dims)
+    tiles = _tiles(bounds, offsets)
+    tag = uuid.uuid4().hex[:8]  # keys of this graph only (a shared distributed scheduler holds others)
+
+    def key(*parts):
+        return (f"embmap-pass-{tag}",) + parts
+
+    snapshots = set()  # (fold, piece) after which a sample size's blocks are taken
+    for m in lay.sample_sizes:
+        for f in {f for _, _, f in pieces}:
+            below = [i for i, (lo, hi, g_) in enumerate(pieces) if g_ == f and hi <= m]
+            if below:
+                snapshots.add((f, below[-1]))
+    g: dict = {}
+    last: dict = {}  # fold -> index of the fold's latest piece so far
+
+    def state(kind, f, i, t=None):
+        """The key a later task reads for fold f's state after piece i: a copy where it is a snapshot."""
+        name = kind if (f, i) not in snapshots else f"{kind}-copy"
+        return key(name, f, i) if t is None else key(name, f, t, i)
+
+    for i, (lo, hi, f) in enumerate(pieces):
+        gate = key("piece-done", i - 2) if i >= 2 else None
+        g[key("read", i)] = (_read_piece, arrays, names, dims, lo, hi, gate)
+        if i == 0:
+            g[key("shift")] = (_shift_of, key("read", 0), precision)
+        g[key("rows", i)] = (_shift_rows, key("read", i), key("shift"), precision)
+        prev = last.get(f)
+        # a chain adds in place; where a snapshot is taken the next link waits for the copy of the state
+        after = prev is not None and (f, prev) in snapshots
+        g[key("sums", f, i)] = (_add_sums, key("sums", f, prev) if prev is not None else None, key("rows", i),
+                                key("sums-copy", f, prev) if after else None)
+        for t, (p, r1, c0, c1) in enumerate(tiles):
+            r0 = bounds[p][0]
+            g[key("tile", f, t, i)] = (_add_tile, key("tile", f, t, prev) if prev is not None else None,
+                                       key("rows", i), r0, r1, c0, c1, key("tile-copy", f, t, prev) if after else None)
+        if (f, i) in snapshots:
+            g[key("sums-copy", f, i)] = (_copy, key("sums", f, i))
+            for t in range(len(tiles)):
+                g[key("tile-copy", f, t, i)] = (_copy, key("tile", f, t, i))
+        for t in range(len(tiles)):  # a state's token is computed where the state is: nothing big moves
+            g[key("tile-done", f, t, i)] = (_done, key("tile", f, t, i))
+        g[key("piece-done", i)] = (_done, [key("tile-done", f, t, i) for t in range(len(tiles))] + [key("sums", f, i)])
+        last[f] = i
+    prefix_keys = []
+    for m in lay.sample_sizes:
+        states = {}
+        for f in sorted({f for _, _, f in pieces}):
+            below = [i for i, (lo, hi, g_) in enumerate(pieces) if g_ == f and hi <= m]
+            if below:
+                states[f] = below[-1]
+        after = prefix_keys[-1] if prefix_keys else None
+        g[key("prefix", m)] = (_prefix, m, names, dims, bounds, tiles, offsets, key("shift"),
+                               [[f, [state("tile", f, i, t) for t in range(len(tiles))], state("sums", f, i)]
+                                for f, i in states.items()], after, on_subset)
+        prefix_keys.append(key("prefix", m))
+    folds_of = sorted(last)
+    final = key("result")
+    g[final] = (_result, names, dims, bounds, tiles, offsets, lay.folds,
+                [[f, [key("tile", f, t, last[f]) for t in range(len(tiles))], key("sums", f, last[f])]
+                 for f in folds_of], key("shift"), [pieces[0][0], pieces[0][1]], prefix_keys,
+                [lay.sample_sizes[k] for k in range(len(prefix_keys))] if on_subset is None else [])
+    return g, final
+
+
+def _read_piece(arrays, names, dims, lo, hi, gate):
+    """Rows ``[lo, hi)`` of every network side by side, float32 [rows, D] (``gate``: only an ordering)."""
+    out = np.empty((hi - lo, sum(dims)), dtype=np.float32)
+    o = 0
+    for k, d in zip(names, dims):
+        out[:, o:o + d] = arrays[k][lo:hi]
+        o += d
     return out
+
+
+def _aligned(x: np.ndarray) -> np.ndarray:
+    """``x``, copied where its data is not aligned to its item size (an array a Dask worker received over the
+    network may lie at any byte offset, and numpy then multiplies it without BLAS, summing in another order)."""
+    return x if x.flags.aligned else x.copy()
+
+
+def _shift_of(x, precision):
+    """The shard's shift: the mean of its first piece, representable in the products' precision."""
+    dtype = np.dtype(precision)
+    return x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
+
+
+def _shift_rows(x, shifts, precision):
+    """The piece minus the shift, in the products' precision (a new array: the read piece stays as read)."""
+    x = _aligned(x)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf is named when the blocks are centred
+        if np.dtype(precision) == np.float32:
+            return np.subtract(x, shifts.astype(np.float32), dtype=np.float32)  # exact: the shifts are float32
+        return np.subtract(x, shifts, dtype=np.float64)
+
+
+def _add_sums(state, x, after=None):
+    """(n, column sums) after adding piece ``x``: the previous state's plus this piece's, in float64 (in place;
+    ``after``: only an ordering)."""
+    n, sums = state if state is not None else (0, np.zeros(x.shape[1]))
+    x = _aligned(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sums += x.sum(axis=0, dtype=np.float64)
+    return n + len(x), sums
+
+
+def _add_tile(state, x, r0, r1, c0, c1, after=None):
+    """A tile's products after adding piece ``x``: ``state + x[:, r0:r1]^T x[:, c0:c1]`` (in place), float64
+    (``after``: only an ordering, the copy of ``state`` a prefix reads)."""
+    out = state if state is not None else np.zeros((r1 - r0, c1 - c0))
+    x = _aligned(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out += x[:, r0:r1].T @ x[:, c0:c1]
+    return out
+
+
+def _copy(state):
+    """A copy of a chain's state (a tile, or (n, sums)) for a prefix: the chain goes on in place."""
+    return (state[0], state[1].copy()) if isinstance(state, tuple) else state.copy()
+
+
+def _done(states):
+    """Nothing (a token): its inputs are done (a piece's products: the next reads may start)."""
+    return None
+
+
+def _accumulator(dims, bounds, tiles, offsets, shifts, tile_states, sums) -> _Accumulator:
+    """An :class:`_Accumulator` holding a fold's tile states (copied into its panels)."""
+    acc = _Accumulator.__new__(_Accumulator)
+    acc.dims, acc.offsets, acc.shifts, acc.bounds, acc.tiles = list(dims), offsets, shifts, bounds, tiles
+    total = int(offsets[-1])
+    acc.n, acc.sums = sums[0], sums[1]
+    acc.panels = [np.zeros((r1 - r0, total - r0)) for r0, r1 in bounds]
+    for (p, r1, c0, c1), t in zip(tiles, tile_states):
+        r0 = bounds[p][0]
+        acc.panels[p][:r1 - r0, c0 - r0:c1 - r0] = t
+    return acc
+
+
+def _prefix(m, names, dims, bounds, tiles, offsets, shifts, states, after, on_subset):
+    """The blocks of the shard's rows below ``m``, from the copies of the chains' states after its last piece below
+    ``m``, pooled over folds; handed to ``on_subset`` (then None is returned) or returned (``after``: ordering)."""
+    parts = [_accumulator(dims, bounds, tiles, offsets, shifts, t, sums).centred(names, {})
+             for _, t, sums in states if sums[0] > 0]
+    blocks = empty_blocks(names, dims) if not parts else parts[0] if len(parts) == 1 else pool(parts)
+    if on_subset is None:
+        return blocks
+    on_subset(m, blocks)
+    return None
+
+
+def _result(names, dims, bounds, tiles, offsets, n_folds, states, shifts, shift_rows, prefixes, sizes):
+    """(blocks of the shard, its shifts, the rows they came from, {m: prefix blocks} when kept in memory).
+
+    Runs after every prefix (``prefixes``), so it may centre the final states in place.
+    """
+    per_fold = {f: _accumulator(dims, bounds, tiles, offsets, shifts, t, sums).centred(names, {})
+                for f, t, sums in states}
+    if n_folds == 1:
+        out = per_fold[0]
+    else:
+        folds = [per_fold.get(f, empty_blocks(names, dims)) for f in range(n_folds)]
+        out = pool(folds, folds=folds, attrs={})
+    kept = {m: b for m, b in zip(sizes, prefixes) if b is not None}
+    return out, shifts, shift_rows, kept
 
 
 def _pooled(copies: list, names: list[str], dims: list[int]) -> Blocks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from . import log, step, waits_for_check
@@ -51,20 +52,24 @@ def fit_stores(plan, wc) -> dict:
 
 def _cross_products_shard_job(plan, wc) -> dict:
     """The fit split's stores, ``mapping.shards``, ``mapping.folds`` (when ``mapping.alpha`` is a list),
-    ``mapping.precision`` and ``mapping.sample_sizes``."""
+    ``mapping.precision``, ``mapping.sample_sizes`` and the ``engine`` block (where the pass's graph runs)."""
     exp = plan.experiments[wc.exp]
     return {"stores": plan.stores(wc.exp, exp.fit_split), "split": exp.fit_split, "shards": exp.shards,
-            "folds": exp.cv_folds, "precision": exp.mapping["precision"], "sample_sizes": exp.sample_sizes}
+            "folds": exp.cv_folds, "precision": exp.mapping["precision"], "sample_sizes": exp.sample_sizes,
+            "engine": plan.config["engine"]}
 
 
 @step(inputs=fit_stores, job=_cross_products_shard_job)
 def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds: int, precision: str, shard,
-                         partial: str, threads: int = 1, sample_sizes: list | None = None) -> None:
-    """One shard of the pass: centred cross products of all networks over this shard's row blocks.
+                         partial: str, threads: int = 1, sample_sizes: list | None = None,
+                         engine: dict | None = None) -> None:
+    """One shard of the pass: centred cross products of all networks over this shard's row blocks, a Dask graph
+    run where ``engine`` says (default: Dask's threaded scheduler on the job's threads).
 
     The blocks of each sample-size prefix are written as soon as the pass is
     past it, so they never add to the shard's memory more than one at a time.
     """
+    from .. import engine as en
     from .. import stores as st
     from ..evaluate.sample_efficiency import check_sizes
     from ..fit import gram
@@ -79,9 +84,9 @@ def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds:
              sum(a.shape[1] for a in arrays.values()), lay.folds_of_shard(shard) if folds > 1 else "-", precision)
     if not len(mine):
         log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
-    with st.atomic_group(partial) as g:
-        bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, num_workers=threads,
-                                 sample_sizes=sizes, on_subset=lambda m, b: st.write_subset(g, m, b))
+    with st.atomic_group(partial) as g, en.scheduler(engine, threads, log=log.info) as get:
+        bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, sample_sizes=sizes,
+                                 on_subset=functools.partial(st.write_subset, g), get=get)
         st.write_blocks_to(g, bl, full=False, split=split)
     log.info("wrote %s (%d samples)", partial, bl.n)
 

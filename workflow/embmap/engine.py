@@ -1,0 +1,127 @@
+"""Where the fit stage's Dask graphs run: the scheduler of the config's ``engine`` block.
+
+The pass (:func:`embmap.fit.gram.cross_products`) is a Dask task graph whose
+results do not depend on where or in which order its tasks run (each sum is a
+chain of tasks in a fixed order); :func:`scheduler` says where it runs:
+
+- ``threads`` (default): Dask's threaded scheduler inside the job, on the
+  job's ``threads``; nothing to set up, only ``dask`` needed;
+- ``synchronous``: one task after another in the job's own thread (debugging,
+  profiling);
+- ``distributed``: an existing ``dask.distributed`` scheduler at ``address``
+  (its workers must read the stores' paths: a shared file system);
+- ``local``: a ``LocalCluster`` of ``workers`` processes x ``threads_per_worker``
+  started for the job and closed after it;
+- ``slurm``: a ``dask_jobqueue.SLURMCluster`` started for the job: ``workers``
+  SLURM jobs of ``slurm.cores`` cores and ``slurm.memory`` each, with
+  ``walltime``, ``account``, ``partition`` and ``job_extra_directives``; the
+  workers run this Python (``sys.executable``, so the environment must be on a
+  file system the nodes share) and must reach the scheduler, which runs in the
+  Snakemake job. The job script is written to the log.
+
+``distributed`` and ``dask_jobqueue`` (the ``dask`` extra) are imported only for
+the last three. The log names the dashboard address whenever there is one.
+Every worker multiplies on one BLAS thread (:func:`one_blas_thread`), so that
+no product depends on a thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Callable
+
+SCHEDULERS = ("threads", "synchronous", "distributed", "local", "slurm")
+_ONE_THREAD: list = []  # the process-wide BLAS limit, once set in a worker process
+
+
+def one_blas_thread() -> None:
+    """Limit this process's BLAS to one thread, once (a Dask worker process's tasks call it first).
+
+    OpenBLAS's thread count is process-wide; a single-threaded GEMM sums every
+    entry in one order, so products are the same on any worker.
+    """
+    if not _ONE_THREAD:
+        from threadpoolctl import threadpool_limits
+
+        _ONE_THREAD.append(threadpool_limits(limits=1, user_api="blas"))
+
+
+def options(engine: dict | None = None, **keys) -> dict:
+    """An ``engine`` block with every default of the schema filled in (``keys`` override it)."""
+    from . import config
+
+    return config.defaults("engine", {**(engine or {}), **keys})
+
+
+@contextlib.contextmanager
+def scheduler(engine: dict | None = None, threads: int = 1, log: Callable | None = None):
+    """Yield ``get(graph, keys)``, which computes the keys of a Dask graph (a dict) where ``engine`` says.
+
+    ``threads`` is the job's thread count (the threaded scheduler's pool).
+    A cluster started here is closed when the block ends.
+    """
+    o = options(engine)
+    say = log or (lambda *a: None)
+    kind = o["scheduler"]
+    if kind not in SCHEDULERS:
+        raise ValueError(f"engine.scheduler: {kind!r}; use one of {', '.join(SCHEDULERS)}")
+    if kind in ("threads", "synchronous"):
+        import dask
+        from threadpoolctl import threadpool_limits
+
+        workers = max(1, int(threads)) if kind == "threads" else 1
+        say(f"Dask {kind} scheduler in this job, {workers} thread(s), one BLAS thread each")
+        with threadpool_limits(limits=1, user_api="blas"):
+            if kind == "threads":
+                yield lambda graph, keys: dask.threaded.get(graph, keys, num_workers=workers)
+            else:
+                yield lambda graph, keys: dask.get(graph, keys)
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError(f"engine.scheduler {kind}: needs the distributed package (pip install "
+                          "'embmap[dask]')") from None
+    with contextlib.ExitStack() as stack:
+        if kind == "distributed":
+            if not o.get("address"):
+                raise ValueError("engine.scheduler distributed: give engine.address, the scheduler's address "
+                                 "(tcp://host:8786)")
+            client = stack.enter_context(Client(o["address"], timeout=o["timeout"]))
+        elif kind == "local":
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=o["workers"], threads_per_worker=o["threads_per_worker"],
+                                                       processes=True, dashboard_address=":0"))
+            client = stack.enter_context(Client(cluster))
+        else:
+            cluster = stack.enter_context(slurm_cluster(o))
+            say("SLURM job script of each Dask worker:\n" + cluster.job_script())
+            cluster.scale(jobs=o["workers"])
+            client = stack.enter_context(Client(cluster))
+            say(f"waiting for {o['workers']} SLURM worker job(s) (at most {o['timeout']} s)")
+        client.wait_for_workers(n_workers=_expected_workers(o, kind, client), timeout=o["timeout"])
+        say(f"Dask {kind} scheduler {client.scheduler.address}, {len(client.scheduler_info()['workers'])} "
+            f"worker(s); dashboard {client.dashboard_link}")
+        client.run(one_blas_thread)
+        yield lambda graph, keys: client.get(graph, keys, sync=True)
+
+
+def _expected_workers(o: dict, kind: str, client) -> int:
+    """Workers to wait for: those asked for (an existing scheduler: at least one)."""
+    return 1 if kind == "distributed" else int(o["workers"]) * (int(o["slurm"]["processes"]) if kind == "slurm" else 1)
+
+
+def slurm_cluster(o: dict):
+    """The ``dask_jobqueue.SLURMCluster`` of an ``engine`` block's ``slurm`` keys (not yet scaled)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise ImportError("engine.scheduler slurm: needs the dask-jobqueue package (pip install 'embmap[dask]')") from None
+    s = o["slurm"]
+    return SLURMCluster(cores=s["cores"], processes=s["processes"], memory=s["memory"], walltime=s["walltime"],
+                        account=s["account"], queue=s["partition"], job_extra_directives=list(s["job_extra_directives"]),
+                        python=sys.executable, local_directory=s["local_directory"], log_directory=s["log_directory"],
+                        job_name="embmap-dask", scheduler_options={"dashboard_address": ":0"},
+                        worker_extra_args=["--nthreads", str(s["cores"] // s["processes"])])
