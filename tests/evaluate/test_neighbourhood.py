@@ -226,3 +226,19 @@ def test_the_step_reads_the_evaluation_split_for_neighbourhoods_and_the_fit_spli
         assert got.loc[(a, b), "chance"] == pytest.approx(10 / 119, rel=1e-7)
     assert got.loc[("a", "b"), "value"] > got.loc[("a", "b"), "chance_q95"] > got.loc[("a", "b"), "chance"]
     assert t[t["index"] == "cka_debiased"].chance.isna().all()
+
+
+def test_the_heatmap_draws_both_in_their_ranges_and_states_the_chance_level(spaces, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from embmap.evaluate import plots
+
+    t = sim.similarity(gram.blocks_in_memory(spaces), ["cka", "mutual_knn", "cknna"], eval_samples=spaces,
+                       knn_permutations=5)
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    plots.similarity_heatmap(t, list(spaces), paths=[str(tmp_path / "h.png")])
+    titles = [ax.get_title() for ax in drawn[0].axes if ax.get_title()]
+    assert titles[0] == "linear CKA" or "chance" not in titles[0]
+    assert titles[1] == f"mutual k-NN\nchance {10 / 239:.2g}" and titles[2].startswith("CKNNA\nchance ")
+    assert (tmp_path / "h.png").stat().st_size > 0
