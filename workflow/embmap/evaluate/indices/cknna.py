@@ -19,6 +19,7 @@ platonic-rep) and n >= 4. Graphs in chunks, kernels sparse (:mod:`embmap.evaluat
 from __future__ import annotations
 
 from . import EVAL, SAMPLES, Index
+from .mutual_knn import OPTIONS, parameters
 
 
 def _graphs(pair, options):
@@ -46,12 +47,7 @@ def chance(pair, options: dict) -> tuple[float, float]:
     return float(np.mean(null)), float(np.quantile(null, 0.95))
 
 
-def parameters(o: dict) -> str:
-    return (f"k {o['knn_k']}, cosine, self excluded, at most {o['knn_max_samples']} eval samples (seed {o['seed']}),"
-            f" {o['knn_permutations']} permutations")
-
-
 INDEX = Index(name="cknna", summary="centred kernel nearest-neighbour alignment (samples of the evaluation split)",
               needs=SAMPLES, split=EVAL, symmetric=True, value=value, chance=chance,
-              options=("knn_k", "knn_max_samples", "knn_permutations", "seed"), parameters=parameters,
+              options=OPTIONS, parameters=parameters,
               title="CKNNA", limits=(-1.0, 1.0))

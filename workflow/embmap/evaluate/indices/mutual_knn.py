@@ -34,12 +34,16 @@ def chance(pair, options: dict) -> tuple[float, float]:
     return a.k / (a.n - 1), q95
 
 
+OPTIONS = ("knn_k", "knn_max_samples", "knn_permutations", "seed")  # cknna reads the same
+
+
 def parameters(o: dict) -> str:
+    """The ``parameters`` column of both neighbourhood indices."""
     return (f"k {o['knn_k']}, cosine, self excluded, at most {o['knn_max_samples']} eval samples (seed {o['seed']}),"
             f" {o['knn_permutations']} permutations")
 
 
 INDEX = Index(name="mutual_knn", summary="mutual k-NN alignment (samples of the evaluation split)", needs=SAMPLES,
               split=EVAL, symmetric=True, value=value, chance=chance,
-              options=("knn_k", "knn_max_samples", "knn_permutations", "seed"), parameters=parameters,
+              options=OPTIONS, parameters=parameters,
               title="mutual k-NN", limits=(0.0, 1.0))
