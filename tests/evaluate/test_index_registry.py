@@ -19,6 +19,7 @@ def test_the_schema_lists_exactly_the_registered_indices_and_their_options():
     for i in ix.INDICES.values():
         assert f"{i.name} = " in " ".join(props["indices"]["description"].split()), i.name
         assert i.needs in (ix.BLOCKS, ix.MAPS, ix.SAMPLES), i.name
+        assert i.split in (ix.FIT, ix.EVAL) and (i.split == ix.FIT or i.needs == ix.SAMPLES), i.name
         assert set(i.options) <= set(props), (i.name, set(i.options) - set(props))
         assert i.limits[0] < i.limits[1]
 

@@ -104,7 +104,7 @@ def test_r2_both_ways_and_the_matrices(feats):
     for a in bl.names:
         for b, m in ridge.fit_maps(bl, a, [t for t in bl.names if t != a], 1.0).items():
             r2[(a, b)] = m.attrs["fit_r2"]
-    t = sim.similarity(bl, list(sim.INDICES), fit_r2=r2, samples=f)
+    t = sim.similarity(bl, list(sim.INDICES), fit_r2=r2, samples=f, eval_samples=f)
     assert list(t.columns) == sim.COLUMNS
     symmetric = sum(i.symmetric for i in sim.INDICES.values())
     assert len(t[t["index"] == "r2"]) == 6 and len(t) == symmetric * 3 + 6

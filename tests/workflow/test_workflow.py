@@ -101,6 +101,11 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     assert store.attrs["source"] == "train" and store.attrs["split"] == "test"
     assert store["classifier/weight"].shape == (10, 128)
     assert (res / "models" / "cnn" / "feature_vector" / "saved_model.pb").exists()
+    # the demo's neighbourhood index, on the 540 test images: trained networks share far more than chance
+    s = pd.read_csv(res / "tables" / "similarity.csv")
+    knn = s[(s["index"] == "mutual_knn") & (s.source != "random") & (s.target != "random")]
+    assert len(knn) == 3 and (knn.n == 540).all() and np.allclose(knn.chance, 10 / 539)
+    assert (knn.value > knn.chance_q95).all() and (knn.chance_q95 > knn.chance).all()
 
 
 def _job_counts(out: str) -> dict:

@@ -164,9 +164,10 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
                        title: str = "", paths=()) -> None:
     """One panel per similarity index (rows source, columns target); symmetric indices fill both triangles.
 
-    Each panel has its own colour scale: CKA, CCA, SVCCA and R^2 in [0, 1]
-    (darker = more similar), the angular shape metric in radians from 0
-    (the same up to rotation) to pi/2 (darker = more similar, i.e. smaller).
+    Each panel has its own colour scale: CKA, CCA, SVCCA, mutual k-NN and R^2 in [0, 1],
+    debiased CKA and CKNNA in [-1, 1] (darker = more similar), the angular shape metric in radians from 0
+    (the same up to rotation) to pi/2 (darker = more similar, i.e. smaller); within those limits, the span
+    of the panel's values (:func:`colour_range`).
     """
     import matplotlib
 
@@ -206,7 +207,10 @@ def similarity_heatmap(table: pd.DataFrame, order: list[str], labels: dict[str, 
         for t in ax.get_xticklabels() + ax.get_yticklabels():
             if t.get_text() in {short_label(labels.get(c, c)) for c in controls}:
                 t.set_color("grey")
-        ax.set_title(spec.title or index, fontsize=10)
+        chance = table.loc[table["index"] == index, "chance"] if "chance" in table else pd.Series(dtype=float)
+        # an index with a chance level says it under its title (its mean over the pairs: n is the same for all)
+        ax.set_title((spec.title or index) + (f"\nchance {chance.mean():.2g}" if chance.notna().any() else ""),
+                     fontsize=10)
         ax.set_xlabel("network" if spec.symmetric else "target", fontsize=8)
         ax.set_ylabel("network" if spec.symmetric else "source", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)

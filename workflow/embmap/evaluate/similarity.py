@@ -7,7 +7,10 @@ centred cross products of the fit split (``S_AB = (X_A - mean_A)^T (X_B - mean_B
 :class:`embmap.fit.blocks.Blocks`): one ``eigh`` ``S_AA = V_A diag(w_A) V_A^T`` per
 network and one product ``P = V_A^T S_AB V_B`` per pair, each only where an index
 reads it; indices that compare samples read the fit split's embeddings
-(:func:`sample_rows`).
+(:func:`sample_rows`) or, the neighbourhood indices, the evaluation split's
+(:func:`embmap.evaluate.neighbours.eval_rows`), whose k-NN graphs are computed
+once per network. An index with a chance level fills ``chance`` and
+``chance_q95``.
 
 Symmetric indices get one row per unordered pair (source before target in the
 networks' order), in the registry's order per pair; then every other index one
@@ -16,24 +19,51 @@ row per ordered pair.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from ..fit.gram import Blocks
-from .indices import INDICES, SAMPLES, chosen
+from .indices import EVAL, FIT, INDICES, SAMPLES, chosen
 from .indices import options as filled
 
-COLUMNS = ["source", "target", "index", "value", "n", "parameters"]
+COLUMNS = ["source", "target", "index", "value", "chance", "chance_q95", "n", "parameters"]
+
+
+class Rows(Mapping):
+    """Network -> the rows ``rows`` of its store (float64), read from ``stores`` each time one is asked for,
+    so that only one network's rows are in memory at a time where an index keeps only what it derives from
+    them (the k-NN graphs)."""
+
+    def __init__(self, stores: dict, rows: np.ndarray):
+        self._stores, self.rows, self.n = stores, rows, len(rows)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        from .. import stores as st
+
+        return st.read_rows(self._stores[name], self.rows)
+
+    def __iter__(self):
+        return iter(self._stores)
+
+    def __len__(self) -> int:
+        return len(self._stores)
 
 
 class Pair:
     """What an index's ``value`` reads of networks ``source`` and ``target`` (computed when first read)."""
 
-    def __init__(self, source: str, target: str, blocks: Blocks, spectra: dict, fit_r2: dict, samples: dict | None):
+    def __init__(self, source: str, target: str, blocks: Blocks, spectra: dict, fit_r2: dict, samples: dict):
         self.source, self.target = source, target
         self._blocks, self._spectra, self._fit_r2, self._samples = blocks, spectra, fit_r2, samples
+        self.split = FIT  # the split whose samples ``xa``, ``xb`` and ``knn`` read (:meth:`reading`)
+
+    def reading(self, split: str) -> "Pair":
+        """This pair, reading the samples of ``split`` (``fit`` or ``eval``)."""
+        self.split = split
+        return self
 
     def _eigh(self, name: str):
         if name not in self._spectra:
@@ -83,13 +113,32 @@ class Pair:
         return self._rows(self.target)
 
     def _rows(self, name: str) -> np.ndarray:
-        if self._samples is None:
-            raise ValueError("similarity: an index that compares samples needs the fit split's embeddings")
-        return self._samples[name]
+        rows = self._samples.get(self.split)
+        if rows is None:
+            which = "fit" if self.split == FIT else "evaluation"
+            raise ValueError(f"similarity: an index that compares samples needs the {which} split's embeddings")
+        return rows[name]
+
+    @property
+    def n_samples(self) -> int:
+        """The number of rows ``xa`` and ``xb`` have (without reading them from a :class:`Rows`)."""
+        rows = self._samples.get(self.split)
+        return rows.n if isinstance(rows, Rows) else len(self._rows(self.source))
+
+    def knn(self, k: int):
+        """The k-NN graphs (:class:`embmap.evaluate.neighbours.Graph`) of the source's and the target's rows,
+        each computed once per network, split and ``k`` for every pair."""
+        from . import neighbours
+
+        graphs = self._samples.setdefault("graphs", {})
+        for name in (self.source, self.target):
+            if (self.split, name, k) not in graphs:
+                graphs[(self.split, name, k)] = neighbours.knn(self._rows(name), k)
+        return graphs[(self.split, self.source, k)], graphs[(self.split, self.target, k)]
 
 
 def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = None, fit_r2: dict | None = None,
-               samples: dict | None = None, **keys) -> pd.DataFrame:
+               samples: dict | None = None, eval_samples=None, **keys) -> pd.DataFrame:
     """The table of :data:`COLUMNS` for every pair of ``blocks.names`` and every index in ``indices``.
 
     Parameters
@@ -99,16 +148,22 @@ def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = No
     options : the experiment's ``similarity`` block (``keys`` such as ``svcca_k=`` override it; the schema
         fills the rest)
     fit_r2 : dict (source, target) -> the ridge map's fit-split R^2, for indices that need maps
-    samples : dict network -> float [n, d], the rows of indices that need samples (:func:`sample_rows`)
+    samples : dict network -> float [n, d], the fit split's rows of indices that need them (:func:`sample_rows`)
+    eval_samples : mapping network -> float [n, d], the evaluation split's rows of indices that read it
+        (:func:`embmap.evaluate.neighbours.eval_rows`); read once per network where only k-NN graphs are
+        needed, so it can be a mapping that reads a store when asked
     """
     wanted = chosen(indices)
     options = filled(options, **keys)
     names, spectra, fit_r2 = blocks.names, {}, fit_r2 or {}
+    samples = {FIT: samples, EVAL: eval_samples}  # and the k-NN graphs, shared by every pair
 
     def row(index, a, b, pair):
-        n = len(pair.xa) if index.needs == SAMPLES else blocks.n
-        return {"source": a, "target": b, "index": index.name, "value": index.value(pair, options), "n": n,
-                "parameters": index.describe(options)}
+        pair = pair.reading(index.split)
+        n = pair.n_samples if index.needs == SAMPLES else blocks.n
+        level, q95 = index.chance(pair, options) if index.chance else (np.nan, np.nan)
+        return {"source": a, "target": b, "index": index.name, "value": index.value(pair, options),
+                "chance": level, "chance_q95": q95, "n": n, "parameters": index.describe(options)}
 
     rows = []
     sym = [i for i in wanted if i.symmetric]

@@ -101,7 +101,7 @@ def _pairs_features(stores: dict[str, str]):
 
 
 def _similarity_inputs(plan, wc) -> dict:
-    """The blocks; the ridge maps and the fit split's stores where an index needs them."""
+    """The blocks; the ridge maps and the fit or evaluation split's stores where an index needs them."""
     from ..evaluate import indices as ix
     from .fit import fit_stores
 
@@ -109,27 +109,36 @@ def _similarity_inputs(plan, wc) -> dict:
     out = {"blocks": plan.path("blocks", wc.exp)}
     if ix.needs(wanted, ix.MAPS):
         out["map_dirs"] = plan.map_dirs(wc.exp, ["ridge"])
-    if ix.needs(wanted, ix.SAMPLES):
-        out.update(fit_stores(plan, wc))
+    read = [split(plan, wc) for which, split in ((ix.FIT, fit_stores), (ix.EVAL, eval_stores))
+            if ix.needs(wanted, ix.SAMPLES, which)]
+    if read:
+        out.update(read[0])
+        out["network_stores"] = [s for r in read for s in r["network_stores"]]
     return out
 
 
 def _similarity_job(plan, wc) -> dict:
-    """The ``similarity`` block; the ridge maps or the fit split's stores where an index needs them."""
+    """The ``similarity`` block; the ridge maps or the fit or evaluation split's stores where an index needs them."""
     from ..evaluate import indices as ix
 
     exp = plan.experiments[wc.exp]
     return {"indices": exp.indices, "options": exp.spec["similarity"],
             "ridge_maps": plan.map_paths(wc.exp, ["ridge"])["ridge"] if ix.needs(exp.indices, ix.MAPS) else {},
-            "stores": plan.stores(wc.exp, exp.fit_split) if ix.needs(exp.indices, ix.SAMPLES) else None}
+            "stores": plan.stores(wc.exp, exp.fit_split) if ix.needs(exp.indices, ix.SAMPLES, ix.FIT) else None,
+            "eval_stores": plan.stores(wc.exp, exp.eval_split) if ix.needs(exp.indices, ix.SAMPLES, ix.EVAL)
+            else None}
 
 
 @step(inputs=_similarity_inputs, job=_similarity_job)
 def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, stores: dict | None,
-               table: str) -> None:
+               table: str, eval_stores: dict | None = None) -> None:
     """Similarity indices of every pair of networks from the block store (indices that need them: the ridge
-    maps' fit R2, or ``similarity.max_samples`` evenly spaced rows of the fit split's ``stores``)."""
+    maps' fit R2, ``similarity.max_samples`` evenly spaced rows of the fit split's ``stores``, or
+    ``similarity.knn_max_samples`` rows of the evaluation split's ``eval_stores`` drawn by ``similarity.seed``,
+    read one network at a time)."""
     from .. import stores as st
+    from ..evaluate import indices as ix
+    from ..evaluate import neighbours
     from ..evaluate import similarity as sim
 
     bl = st.open_blocks(blocks)
@@ -141,7 +150,15 @@ def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict,
         rows = sim.sample_rows(len(next(iter(opened.values())).ids), options["max_samples"])
         samples = {k: st.read_rows(s, rows) for k, s in opened.items()}
         log.info("indices comparing samples read %d of the fit split's images", len(rows))
-    t = sim.similarity(bl, indices, options, fit_r2=r2, samples=samples)
+    evaluation = None
+    if eval_stores:
+        opened = st.open_matched(eval_stores)
+        o = ix.options(options)
+        rows = neighbours.eval_rows(len(next(iter(opened.values())).ids), o["knn_max_samples"], o["seed"])
+        evaluation = sim.Rows(opened, rows)
+        log.info("neighbourhood indices read %d of the evaluation split's %d images (seed %d; at most %d)",
+                 len(rows), len(next(iter(opened.values())).ids), o["seed"], o["knn_max_samples"])
+    t = sim.similarity(bl, indices, options, fit_r2=r2, samples=samples, eval_samples=evaluation)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(table, index=False, float_format="%.8g")
     log.info("wrote %s: %d rows, indices %s over %d fit samples", table, len(t), ", ".join(indices), bl.n)

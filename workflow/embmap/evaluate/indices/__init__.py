@@ -11,10 +11,19 @@ one number for a pair of networks. What an index needs decides what the
   ``wa, va`` / ``wb, vb`` of ``S_AA`` / ``S_BB`` (one ``eigh`` per network for
   all indices and pairs) and ``p = V_A^T S_AB V_B`` (one product per pair);
 - ``maps``: the ridge maps' stores as well; ``pair.fit_r2`` is the map's fit R^2;
-- ``samples``: the fit split's embeddings as well: ``pair.xa`` [n, d_A] and
-  ``pair.xb`` [n, d_B] (float64), ``similarity.max_samples`` evenly spaced
-  images of the fit split (all of them when it has fewer), read in chunks; the
-  table's ``n`` is then the number used.
+- ``samples``: embeddings of one split as well, the index's ``split``: ``pair.xa``
+  [n, d_A] and ``pair.xb`` [n, d_B] (float64), read in chunks. ``fit``:
+  ``similarity.max_samples`` evenly spaced images of the fit split; ``eval``:
+  ``similarity.knn_max_samples`` images of the evaluation split drawn by
+  ``similarity.seed`` (:func:`embmap.evaluate.neighbours.eval_rows`); all of
+  them when the split has fewer. The table's ``n`` is then the number used.
+  ``pair.knn(k)`` gives both networks' k-NN graphs of those rows
+  (:mod:`embmap.evaluate.neighbours`), computed once per network for every pair
+  and index.
+
+An index may give ``chance(pair, options)``: the value unrelated spaces give and
+the upper 95% quantile of that (nan where it has none), the table's ``chance``
+and ``chance_q95``; those columns are empty for an index without it.
 
 A symmetric index gets one row per unordered pair (source before target in the
 networks' order), any other one row per ordered pair.
@@ -22,6 +31,7 @@ networks' order), any other one row per ordered pair.
 - :mod:`.cka`: linear CKA; :mod:`.cka_debiased`: linear CKA from the unbiased HSIC estimator (samples);
   :mod:`.cca`: mean squared canonical correlation;
   :mod:`.svcca`: SVCCA; :mod:`.procrustes`: netrep's angular shape metric;
+  :mod:`.mutual_knn`: mutual k-NN alignment; :mod:`.cknna`: CKNNA (both on the evaluation split);
   :mod:`.r2`: the ridge map's fit R^2.
 
 To add an index: write ``NAME.py`` here with its ``value`` and an ``INDEX``, list
@@ -39,6 +49,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 BLOCKS, MAPS, SAMPLES = "blocks", "maps", "samples"
+FIT, EVAL = "fit", "eval"  # the split an index that needs samples reads
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,10 @@ class Index:
         The heatmap's colour range.
     higher_is_similar : bool
         False for a distance (darker is then lower).
+    split : "fit" or "eval"
+        The split whose samples an index that needs ``samples`` reads (module docstring).
+    chance : callable, optional
+        ``chance(pair, options)`` -> (chance level, its upper 95% quantile), nan where unknown.
     """
 
     name: str
@@ -78,6 +93,8 @@ class Index:
     title: str = ""
     limits: tuple = (0.0, 1.0)
     higher_is_similar: bool = True
+    split: str = FIT
+    chance: Callable | None = None
 
     def describe(self, options: dict) -> str:
         """The ``parameters`` column: the options this index ran with."""
@@ -85,10 +102,11 @@ class Index:
 
 
 def _indices() -> dict[str, Index]:
-    from . import cca, cka, cka_debiased, procrustes, r2, svcca
+    from . import cca, cka, cka_debiased, cknna, mutual_knn, procrustes, r2, svcca
 
     # a new index joins this tuple; its order is the order of the table's rows and the heatmap's panels
-    return {module.INDEX.name: module.INDEX for module in (cka, cka_debiased, cca, svcca, procrustes, r2)}
+    return {module.INDEX.name: module.INDEX
+            for module in (cka, cka_debiased, cca, svcca, procrustes, mutual_knn, cknna, r2)}
 
 
 INDICES: dict[str, Index] = _indices()
@@ -109,9 +127,9 @@ def chosen(names) -> list[Index]:
     return [i for name, i in INDICES.items() if name in names]
 
 
-def needs(names, what: str) -> bool:
-    """Whether any index of ``names`` needs ``what`` (``maps`` or ``samples``)."""
-    return any(i.needs == what for i in chosen(names))
+def needs(names, what: str, split: str | None = None) -> bool:
+    """Whether any index of ``names`` needs ``what`` (``maps`` or ``samples``; of ``split`` when given)."""
+    return any(i.needs == what and (split is None or i.split == split) for i in chosen(names))
 
 
 def options(similarity: dict | None = None, **keys) -> dict:
@@ -121,4 +139,4 @@ def options(similarity: dict | None = None, **keys) -> dict:
     return config.defaults("similarity", {**(similarity or {}), **keys})
 
 
-__all__ = ["BLOCKS", "INDICES", "Index", "MAPS", "SAMPLES", "chosen", "get", "needs", "options"]
+__all__ = ["BLOCKS", "EVAL", "FIT", "INDICES", "Index", "MAPS", "SAMPLES", "chosen", "get", "needs", "options"]
