@@ -25,6 +25,16 @@ means (:func:`~.blocks.pool`), so they need no common shift. Products are formed
 pair of networks (``syrk`` on the diagonal, ``gemm`` above it), the work of
 one symmetric product of the joint feature matrix, and only the upper
 triangle of blocks is kept.
+
+Squared norms (for debiased CKA, :class:`~.blocks.Norms`): beside the
+products each block adds ``Q += a^T a`` and ``U += a^T (z - c)``, with
+``a`` [rows, N] the rows' squared norms per network measured from the
+shard's shift ``c`` (``a_i^A = ||x_i^A - c_A||^2``), in float64 from the
+rows as read whatever the products' precision, in a fixed order on one
+thread: O(rows D N) per block beside the Gram's O(rows D^2). Folds and
+prefixes of a shard share its shift, so they pool by adding; shards have
+shifts of their own and :func:`reduce` moves every shard to the first
+shard's before adding (:func:`~.blocks.reframe`).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from typing import Callable
 import numpy as np
 
 from . import FitError
-from .blocks import Blocks, empty_blocks, pool, pool_block  # noqa: F401 (the pass's results, pooled by reduce)
+from .blocks import Blocks, Norms, empty_blocks, pool, pool_block  # noqa: F401 (the pass's results, pooled by reduce)
 
 BLOCK_ROWS = 4096  # samples per row block of the pass (rounded down to whole store chunks)
 PRECISIONS = ("float64", "float32")
@@ -125,6 +135,7 @@ def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int =
 
 
 # -- the one pass ---------------------------------------------------------------------
+NORM_ROWS = 512  # rows per float64 step of the squared-norm statistics (bounds its temporary copy)
 PANEL_ROWS = 768  # networks are grouped into row panels of at least this many features (large GEMMs)
 TILE_COLUMNS = 1024  # columns of one GEMM task: tasks run side by side, each on one BLAS thread
 DIAGONAL_COLUMNS = 384  # columns of a task on a panel's diagonal part (narrower: less computed below the diagonal)
@@ -202,6 +213,24 @@ class _Accumulator:
         self.sums = np.zeros(total)
         self.panels = [np.zeros((r1 - r0, total - r0)) for r0, r1 in self.bounds]
         self.tiles = _tiles(self.bounds, self.offsets)
+        self.q = np.zeros((len(self.dims), len(self.dims)))  # sum_i a_i^A a_i^B
+        self.u = np.zeros((len(self.dims), total))           # sum_i a_i^A (z_i - shift)
+
+    def add_norms(self, x: np.ndarray, rows: int = NORM_ROWS) -> None:
+        """Add the squared-norm statistics of block ``x`` [rows, D] as read (not shifted), in float64.
+
+        Rows are taken ``rows`` at a time in order, each product on one BLAS
+        thread: the sums do not depend on the threads.
+        """
+        from threadpoolctl import threadpool_limits
+
+        starts = self.offsets[:-1]
+        with threadpool_limits(limits=1, user_api="blas"), np.errstate(invalid="ignore", over="ignore"):
+            for r in range(0, len(x), rows):
+                y = np.subtract(x[r:r + rows], self.shifts, dtype=np.float64)
+                a = np.add.reduceat(y * y, starts, axis=1)  # [rows, N]
+                self.q += a.T @ a
+                self.u += a.T @ y
 
     def add(self, x: np.ndarray, pool=None) -> None:
         """Add one block ``x`` [rows, D], already shifted, C-ordered, in the products' dtype.
@@ -235,6 +264,7 @@ class _Accumulator:
         out.dims, out.offsets, out.shifts, out.bounds, out.n = self.dims, self.offsets, self.shifts, self.bounds, self.n
         out.tiles = self.tiles
         out.sums, out.panels = self.sums.copy(), [p.copy() for p in self.panels]
+        out.q, out.u = self.q.copy(), self.u.copy()
         return out
 
     def _block(self, panels: list, i: int, j: int) -> np.ndarray:
@@ -268,8 +298,9 @@ class _Accumulator:
                 raise FitError(f"network {a!r}: every feature is constant over the fit split ({n} samples); "
                                "its embedding carries nothing to map")
         index = {a: k for k, a in enumerate(names)}
+        norms = Norms(self.shifts, self.q, self.u)
         return Blocks(list(names), list(self.dims), n, means, lambda a, b: self._block(panels, index[a], index[b]),
-                      attrs=attrs)
+                      attrs=attrs, norms=lambda: norms)
 
 
 def _shifted(x: np.ndarray, shifts: np.ndarray, dtype) -> np.ndarray:
@@ -298,6 +329,7 @@ def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
     x = np.concatenate([np.asarray(v, dtype=dtype) for v in xs], axis=1)
     shifts = x[:BLOCK_ROWS].mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
     acc = _Accumulator(dims, shifts)
+    acc.add_norms(x)
     acc.add(_shifted(x, shifts, dtype))
     return acc.centred(names, {"precision": precision})
 
@@ -417,6 +449,7 @@ def cross_products(arrays: dict, shard: int = 0, shards: int = 1, folds: int = 1
                 shifts = x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
                 attrs["shift_rows"] = [lo, hi]
                 acc = {g: _Accumulator(dims, shifts) for g in lay.folds_of_shard(shard)}
+            acc[f].add_norms(x)  # before the shift: float32 rows are shifted in place
             acc[f].add(_shifted(x, shifts, dtype), compute if workers > 1 else None)
             del x
         for w in writing:
@@ -441,6 +474,20 @@ def _pooled(copies: list, names: list[str], dims: list[int]) -> Blocks:
     if not parts:
         return empty_blocks(names, dims)
     return parts[0] if len(parts) == 1 else pool(parts)
+
+
+def _first_origin(parts: list[Blocks]) -> np.ndarray | None:
+    """The origin of the squared norms of the first partial with samples (None where they have none)."""
+    for p in parts:
+        sets = [p] if p.n > 0 and not p.folds else [f for f in p.folds if f.n > 0]
+        for s in sets:
+            if s.norms is None:
+                return None
+            try:
+                return s.sqnorms().origin
+            except FitError:
+                return None
+    return None
 
 
 def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
@@ -468,14 +515,15 @@ def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
         raise FitError(f"shard partials hold {n} samples, the fit split has {a0['n_total']}")
     info = {k: a0[k] for k in ("block_rows", "shards", "precision", "n_total", "sample_sizes", "reduction")
             if k in a0}
+    origin = _first_origin(parts)  # every pool measures the squared norms from one origin, so none moves twice
     if int(a0["folds"]) > 1:
-        folds = [pool([p.folds[k] for p in parts]) for k in range(int(a0["folds"]))]
-        merged = pool(folds, folds=folds, attrs=info)
+        folds = [pool([p.folds[k] for p in parts], origin=origin) for k in range(int(a0["folds"]))]
+        merged = pool(folds, folds=folds, attrs=info, origin=origin)
     else:
-        merged = pool(parts, attrs=info)
+        merged = pool(parts, attrs=info, origin=origin)
     for m in a0.get("sample_sizes") or []:
         m = int(m)
-        subset = pool([p.subsets[m] for p in parts if m in p.subsets and p.subsets[m].n > 0])
+        subset = pool([p.subsets[m] for p in parts if m in p.subsets and p.subsets[m].n > 0], origin=origin)
         if subset.n != m:
             raise FitError(f"shard partials hold {subset.n} samples below sample size {m}; re-run the pass")
         merged.subsets[m] = subset
