@@ -135,7 +135,7 @@ def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int =
 
 
 # -- the one pass ---------------------------------------------------------------------
-NORM_ROWS = 512  # rows per float64 step of the squared-norm statistics (bounds its temporary copy)
+NORM_BYTES = 1 << 20  # float64 rows per step of the squared-norm statistics: about 1 MB, so they stay in cache
 PANEL_ROWS = 768  # networks are grouped into row panels of at least this many features (large GEMMs)
 TILE_COLUMNS = 1024  # columns of one GEMM task: tasks run side by side, each on one BLAS thread
 DIAGONAL_COLUMNS = 384  # columns of a task on a panel's diagonal part (narrower: less computed below the diagonal)
@@ -216,21 +216,27 @@ class _Accumulator:
         self.q = np.zeros((len(self.dims), len(self.dims)))  # sum_i a_i^A a_i^B
         self.u = np.zeros((len(self.dims), total))           # sum_i a_i^A (z_i - shift)
 
-    def add_norms(self, x: np.ndarray, rows: int = NORM_ROWS) -> None:
+    def add_norms(self, x: np.ndarray, rows: int | None = None) -> None:
         """Add the squared-norm statistics of block ``x`` [rows, D] as read (not shifted), in float64.
 
-        Rows are taken ``rows`` at a time in order, each product on one BLAS
-        thread: the sums do not depend on the threads.
+        Rows are taken ``rows`` at a time in order (default about
+        :data:`NORM_BYTES` of float64), each product on one BLAS thread: the
+        sums do not depend on the threads.
         """
         from threadpoolctl import threadpool_limits
 
-        starts = self.offsets[:-1]
+        off = self.offsets
+        rows = rows or max(16, min(512, NORM_BYTES // (8 * int(off[-1]))))
+        a = np.empty((min(rows, len(x)), len(self.dims)))
         with threadpool_limits(limits=1, user_api="blas"), np.errstate(invalid="ignore", over="ignore"):
             for r in range(0, len(x), rows):
-                y = np.subtract(x[r:r + rows], self.shifts, dtype=np.float64)
-                a = np.add.reduceat(y * y, starts, axis=1)  # [rows, N]
-                self.q += a.T @ a
-                self.u += a.T @ y
+                y = np.subtract(x[r:r + rows], self.shifts, dtype=np.float64)  # small enough to stay in cache
+                ar = a[:len(y)]
+                for k in range(len(self.dims)):
+                    yk = y[:, off[k]:off[k + 1]]
+                    np.einsum("ij,ij->i", yk, yk, out=ar[:, k])
+                self.q += ar.T @ ar
+                self.u += ar.T @ y
 
     def add(self, x: np.ndarray, pool=None) -> None:
         """Add one block ``x`` [rows, D], already shifted, C-ordered, in the products' dtype.

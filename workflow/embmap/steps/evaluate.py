@@ -124,8 +124,9 @@ def _similarity_job(plan, wc) -> dict:
 @step(inputs=_similarity_inputs, job=_similarity_job)
 def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, stores: dict | None,
                table: str) -> None:
-    """Similarity indices of every pair of networks from the block store (indices that need them: the ridge
-    maps' fit R2, or ``similarity.max_samples`` evenly spaced rows of the fit split's ``stores``)."""
+    """Similarity indices of every pair of networks from the block store (its blocks and squared-norm statistics;
+    indices that need them: the ridge maps' fit R2, or ``similarity.max_samples`` evenly spaced rows of the fit
+    split's ``stores``)."""
     from .. import stores as st
     from ..evaluate import similarity as sim
 
