@@ -129,6 +129,19 @@ def test_open_set_standard_scaling_refuses_a_constant_feature_before_fitting():
 
 # -- end to end ---------------------------------------------------------------------
 @pytest.mark.workflow
+def _debiased_by_gram_matrices(x, y):
+    """Debiased linear CKA with the n x n Gram matrices of the centred rows (Song et al. 2012, eq. 5)."""
+    def hsic(k, l):
+        n = len(k)
+        k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
+        return (np.sum(k * l) + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * k.sum(0) @ l.sum(0)) / (
+            n * (n - 3))
+
+    x, y = x - x.mean(0), y - y.mean(0)
+    k, l = x @ x.T, y @ y.T
+    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
 def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     dirs = synthetic_stores(tmp_path / "byo", names=("a", "b", "c"), dims=(12, 10, 12))
     plain = tmp_path / "plain"
@@ -136,7 +149,7 @@ def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     snakemake(plain, byo_config(dirs))
     cfg = byo_config(dirs, similarity={"indices": list(sim.INDICES), "svcca_k": 4, "max_samples": 300})
     cfg["experiments"]["byo"]["mapping"].update({"methods": ["ridge", "lstsq", "procrustes"],
-                                                 "sample_sizes": [50, 200, "all"]})
+                                                 "sample_sizes": [50, 200, "all"], "shards": 2})
     snakemake(tmp_path, cfg)
     res, ref = tmp_path / "results" / "byo", plain / "results" / "byo"
     t = pd.read_csv(res / "tables" / "closed_set.csv")
@@ -149,6 +162,11 @@ def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     assert (res / "maps" / "ridge" / "a" / "b.zarr").exists()  # every method's maps in one layout
     s = pd.read_csv(res / "tables" / "similarity.csv")
     assert list(s.columns) == sim.COLUMNS and set(s["index"]) == set(sim.INDICES)
+    # debiased CKA from two shards' statistics: the n x n formula on the fit stores' rows
+    raw = {k: np.asarray(stores.open_embeddings(f"{d}/train.zarr").embeddings[:], np.float64) for k, d in dirs.items()}
+    for r in s[s["index"] == "cka_debiased"].itertuples():
+        assert r.value == pytest.approx(_debiased_by_gram_matrices(raw[r.source], raw[r.target]), rel=1e-8)
+        assert r.n == 400 and "all n fit samples" in r.parameters
     e = pd.read_csv(res / "tables" / "sample_efficiency.csv")
     assert list(e.columns) == sample_efficiency.COLUMNS
     assert set(e.n_fit.dropna()) == {50, 200, 400} and set(e.method) == {"native", "ridge", "lstsq", "procrustes"}
@@ -160,7 +178,8 @@ def test_every_analysis_end_to_end_and_defaults_unchanged(tmp_path):
     cfg["experiments"]["byo"]["mapping"]["sample_sizes"] = [50, 5000]
     r = snakemake(bad, cfg, check=False)
     assert r.returncode != 0
-    log = (bad / "results" / "byo" / "logs" / "cross_products_shard" / "0.log").read_text()
+    # whichever shard started first stops (the other may never start)
+    log = "".join(p.read_text() for p in (bad / "results" / "byo" / "logs" / "cross_products_shard").glob("*.log"))
     assert "mapping.sample_sizes (fit split 'train'): 5000 is not below the fit split's 400 samples" in log
 
 

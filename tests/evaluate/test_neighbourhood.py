@@ -190,8 +190,7 @@ def test_above_the_cap_the_evaluation_rows_are_a_seeded_draw():
     assert not np.array_equal(r, sim.sample_rows(1000, 100))  # a random draw, not evenly spaced
 
 
-def test_the_step_reads_the_evaluation_split_for_neighbourhoods_and_the_fit_split_for_debiased_cka(tmp_path,
-                                                                                                   monkeypatch):
+def test_the_step_reads_the_evaluation_split_for_neighbourhoods_and_the_pass_for_debiased_cka(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     dirs = synthetic_stores(tmp_path, names=("a", "b", "c"), dims=(5, 4, 6), random_control="c")
     c = {"experiments": {"byo": {"task": "closed_set", "dataset": {"kind": "embeddings"},
@@ -204,9 +203,9 @@ def test_the_step_reads_the_evaluation_split_for_neighbourhoods_and_the_fit_spli
         exp = "byo"
 
     inputs = p.inputs("similarity")(W)
-    assert sorted(inputs["network_stores"]) == sorted(f"{d}/{s}.zarr" for d in dirs.values() for s in ("train", "test"))
+    assert sorted(inputs["network_stores"]) == sorted(f"{d}/test.zarr" for d in dirs.values())
     job = p.job("similarity")(W)
-    assert job["stores"] == {k: f"{d}/train.zarr" for k, d in dirs.items()}
+    assert job["stores"] is None  # no index reads the fit split's samples: cka_debiased reads the pass's statistics
     assert job["eval_stores"] == {k: f"{d}/test.zarr" for k, d in dirs.items()}
 
     fit = {k: stores.open_embeddings(f"{d}/train.zarr").embeddings[:].astype(np.float64) for k, d in dirs.items()}
@@ -220,7 +219,7 @@ def test_the_step_reads_the_evaluation_split_for_neighbourhoods_and_the_fit_spli
     assert list(t.columns) == sim.COLUMNS
     rows = nb.eval_rows(200, 120, 7)  # 200 evaluation images, 120 drawn by seed 7
     got = t[t["index"] == "mutual_knn"].set_index(["source", "target"])
-    assert (got.n == 120).all() and (t[t["index"] == "cka_debiased"].n == 150).all()
+    assert (got.n == 120).all() and (t[t["index"] == "cka_debiased"].n == len(fit["a"])).all()
     for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
         assert got.loc[(a, b), "value"] == pytest.approx(brute_mutual(ev[a][rows], ev[b][rows], 10), rel=1e-7)
         assert got.loc[(a, b), "chance"] == pytest.approx(10 / 119, rel=1e-7)

@@ -158,19 +158,93 @@ def _debiased(x, y):
 
 def test_debiased_cka_is_the_unbiased_hsic_estimator_and_near_zero_for_unrelated_spaces(feats):
     f, bl = feats
-    t = sim.similarity(bl, ["cka_debiased", "cka"], samples=f)
+    t = sim.similarity(bl, ["cka_debiased", "cka"])  # from the blocks and squared norms: no samples
     for a, b in (("n0", "n1"), ("n0", "n2"), ("n1", "n2")):
         assert value(t, a, b, "cka_debiased") == pytest.approx(_debiased(f[a], f[b]), rel=1e-9)
     # issue 23: independent Gaussian spaces of 200 and 240 dimensions: biased CKA 0.88 at n = 32, debiased ~0
     rng = np.random.default_rng(0)
     for n, biased_above in ((32, 0.8), (256, 0.4)):
         x, y = rng.standard_normal((n, 200)), rng.standard_normal((n, 240))
-        t = sim.similarity(gram.blocks_in_memory({"x": x, "y": y}), ["cka", "cka_debiased"], samples={"x": x, "y": y})
+        t = sim.similarity(gram.blocks_in_memory({"x": x, "y": y}), ["cka", "cka_debiased"])
         assert value(t, "x", "y", "cka") > biased_above
         assert abs(value(t, "x", "y", "cka_debiased")) < 0.05
+        assert value(t, "x", "y", "cka_debiased") == pytest.approx(_debiased(x, y), rel=1e-8, abs=1e-12)
     # equal up to a rotation and a scale: 1 exactly
     q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
     rot = {"x": f["n0"], "y": 3.0 * f["n0"] @ q}
-    t = sim.similarity(gram.blocks_in_memory(rot), ["cka_debiased"], samples=rot)
+    t = sim.similarity(gram.blocks_in_memory(rot), ["cka_debiased"])
     assert value(t, "x", "y", "cka_debiased") == pytest.approx(1.0, abs=1e-12)
-    assert t.n.iloc[0] == len(f["n0"]) and "unbiased HSIC" in t.parameters.iloc[0]
+    assert t.n.iloc[0] == len(f["n0"]) and "pass's statistics on all n fit samples" in t.parameters.iloc[0]
+
+
+def test_debiased_cka_can_be_negative_for_unrelated_spaces():
+    """An unbiased estimate of 0 falls on both sides of it: never clipped to [0, 1]."""
+    rng = np.random.default_rng(1)
+    values = []
+    for _ in range(12):
+        x, y = rng.standard_normal((24, 30)), rng.standard_normal((24, 40))
+        values.append(value(sim.similarity(gram.blocks_in_memory({"x": x, "y": y}), ["cka_debiased"]), "x", "y",
+                            "cka_debiased"))
+        assert values[-1] == pytest.approx(_debiased(x, y), rel=1e-8, abs=1e-12)
+    assert min(values) < 0 < max(values)
+
+
+def _pass_on_disk(tmp_path, feats, tag, shards, folds=1, sizes=()):
+    """The shard jobs and the reduce job as the workflow runs them: partials and the block store on disk."""
+    from embmap import stores
+
+    paths = []
+    for j in range(shards):
+        paths.append(tmp_path / f"{tag}/shard{j}.zarr")
+        stores.write_blocks(paths[-1], gram.cross_products(feats, j, shards, folds=folds, block_rows=40,
+                                                           sample_sizes=sizes), full=False)
+    stores.write_blocks(tmp_path / f"{tag}/blocks.zarr", gram.reduce([stores.open_blocks(p) for p in paths]))
+    return stores.open_blocks(tmp_path / f"{tag}/blocks.zarr")
+
+
+@pytest.mark.parametrize("shards,folds", [(1, 1), (3, 1), (4, 2)])
+def test_debiased_cka_from_the_pass_equals_the_n_by_n_formula_on_raw_features(tmp_path, shards, folds):
+    """Raw float32 features far from the origin (offset 50), the pass on disk with shards, folds and prefixes:
+    every value equals the brute-force n x n computation on the rows it covers, to 1e-8."""
+    _, xs = latent_embeddings(n=330, dims=(14, 9, 30), noise=2.0, offset=50.0, seed=8)
+    feats = {f"n{i}": x for i, x in enumerate(xs)}
+    raw = {a: np.asarray(x, np.float64) for a, x in feats.items()}
+    sizes = (25, 100)
+    bl = _pass_on_disk(tmp_path, feats, f"s{shards}f{folds}", shards, folds, sizes)
+    sets = [(bl, slice(None))] + [(bl.subsets[m], slice(0, m)) for m in sizes]
+    fold = gram.layout(330, folds=folds, block_rows=40).fold_of(np.arange(330))
+    sets += [(f, fold == k) for k, f in enumerate(bl.folds)]
+    for blocks, rows in sets:
+        t = sim.similarity(blocks, ["cka_debiased"])
+        for a, b in (("n0", "n1"), ("n0", "n2"), ("n1", "n2")):
+            want = _debiased(raw[a][rows], raw[b][rows])
+            assert value(t, a, b, "cka_debiased") == pytest.approx(want, rel=1e-8, abs=1e-10), (blocks.n, a, b)
+        assert (t.n == blocks.n).all()
+
+
+def test_debiased_cka_on_a_block_store_without_norms_says_to_rerun_the_pass(tmp_path):
+    """A block store of blocks_version 1 (before the squared norms) still serves every other index."""
+    import zarr
+
+    from embmap import stores
+    from embmap.fit.blocks import NoNorms
+
+    _, xs = latent_embeddings(n=80, dims=(6, 5), seed=2)
+    old = gram.blocks_in_memory({f"n{i}": x for i, x in enumerate(xs)})
+    old.norms = None  # as the pass wrote them before
+    path = tmp_path / "fit" / "blocks.zarr"
+    stores.write_blocks(path, old)
+    g = zarr.open_group(str(path), mode="r+")
+    del g.attrs["blocks_version"]
+    stores.consolidate(path)
+    bl = stores.open_blocks(path)
+    assert "norms" not in zarr.open_group(str(path), mode="r")
+    t = sim.similarity(bl, ["cka", "cca"])
+    assert len(t) == 2 and np.isfinite(t.value).all()
+    with pytest.raises(NoNorms, match=r"block store .*blocks\.zarr: no squared-norm statistics .*cka_debiased.*"
+                                      r"re-run the pass: delete .*blocks\.zarr"):
+        sim.similarity(bl, ["cka_debiased"])
+    g.attrs["blocks_version"] = 3
+    stores.consolidate(path)
+    with pytest.raises(stores.StoreError, match="blocks_version.*newer embmap"):
+        stores.open_blocks(path)

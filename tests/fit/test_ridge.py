@@ -309,14 +309,21 @@ def test_more_shards_than_row_blocks_leave_empty_partials_that_pool_away(tmp_pat
 
 
 # -- the pass's reduction order and its prefix blocks ------------------------------------
+def _norms(prefix, bl):
+    nm = bl.sqnorms()
+    return {f"{prefix}norms/origin": nm.origin, f"{prefix}norms/q": nm.q, f"{prefix}norms/u": nm.u}
+
+
 def _all_blocks(bl):
-    out = {"n": bl.n, **{f"mean/{a}": bl.means[a] for a in bl.names}}
+    out = {"n": bl.n, **{f"mean/{a}": bl.means[a] for a in bl.names}, **_norms("", bl)}
     out.update({f"gram/{a}/{b}": bl.read(a, b) for a, b in bl.pairs()})
     for k, f in enumerate(bl.folds):
         if f.n:
             out.update({f"folds/{k}/gram/{a}/{b}": f.read(a, b) for a, b in f.pairs()})
+            out.update(_norms(f"folds/{k}/", f))
     for m, sub in bl.subsets.items():
         out.update({f"subsets/{m}/gram/{a}/{b}": sub.read(a, b) for a, b in sub.pairs()})
+        out.update(_norms(f"subsets/{m}/", sub))
     return out
 
 

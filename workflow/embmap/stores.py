@@ -16,8 +16,10 @@ a Zarr v3 group:
   ``complete: true``, written last. ``source`` is the older name of
   ``source_kind`` and is still written.
 
-Block store (``fit/blocks.zarr``): the pass's centred cross products
-(:func:`write_blocks`, :func:`open_blocks`, see :mod:`embmap.fit.gram`).
+Block store (``fit/blocks.zarr``): the pass's centred cross products and
+squared-norm statistics (:func:`write_blocks`, :func:`open_blocks`, see
+:mod:`embmap.fit.gram`); its ``blocks_version`` attribute is
+:data:`BLOCKS_VERSION` (absent: 1, a store without the squared norms).
 Map store (``maps/{method}/{source}/{target}.zarr``): ``weight`` [d_source, d_target]
 and ``intercept`` [d_target] with f_target ≈ f_source @ weight + intercept
 (:func:`write_map`, :func:`read_map`); its ``source`` and ``target``
@@ -45,11 +47,14 @@ import zarr
 
 from . import contract
 from .contract import FORMAT_VERSION, StoreError
-from .fit.blocks import Blocks, empty_blocks, pool, pool_block
+from .fit.blocks import Blocks, NoNorms, Norms, empty_blocks, pool, pool_block
 from .fit.linear import LinearMap
 
 __all__ = ["FORMAT_VERSION", "StoreError", "EmbeddingStore", "open_embeddings", "open_matched", "write_embeddings",
            "open_blocks", "write_blocks", "read_map", "write_map"]
+
+
+BLOCKS_VERSION = 2  # block store layout: 1 without norms/, 2 with them
 
 
 def compressor():
@@ -693,7 +698,9 @@ def write_blocks_to(g, blocks: Blocks, full: bool = True, **attrs) -> None:
     """Write blocks into an open group.
 
     Layout: ``mean/{A}`` [d_A], ``gram/{A}/{B}`` [d_A, d_B] for A at or before
-    B, ``sumsq/{A}`` [d_A] (the diagonal of ``gram/{A}/{A}``); with folds the
+    B, ``sumsq/{A}`` [d_A] (the diagonal of ``gram/{A}/{A}``), the squared-norm
+    statistics ``norms/origin`` [D], ``norms/q`` [N, N] and ``norms/u`` [N, D]
+    (:class:`embmap.fit.blocks.Norms`; not written for blocks without them); with folds the
     same under ``folds/{k}/`` for each fold with samples; with sample sizes
     the same under ``subsets/{m}/`` for the first m samples (those
     :func:`write_subset` has not written already). ``full=False`` writes only
@@ -706,9 +713,12 @@ def write_blocks_to(g, blocks: Blocks, full: bool = True, **attrs) -> None:
     if full:
         for a, m in blocks.means.items():
             g.create_array(f"mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+        write_norms(g, "", blocks)
     for k, f in enumerate(folds):
         for a, m in (f.means.items() if f.n else ()):
             g.create_array(f"folds/{k}/mean/{a}", data=m, dimension_names=[f"{a}_feature"])
+        if f.n:
+            write_norms(g, f"folds/{k}/", f)
     for a, b in blocks.pairs():
         dn = [f"{a}_feature", f"{b}_feature"]
         grams = []
@@ -730,16 +740,33 @@ def write_blocks_to(g, blocks: Blocks, full: bool = True, **attrs) -> None:
             write_subset(g, m, sub)
     alias = {"fold_rows": blocks.attrs["block_rows"]} if "block_rows" in blocks.attrs else {}
     g.attrs.update({**blocks.attrs, **alias, "networks": list(blocks.names), "dims": list(blocks.dims),
-                    "n": int(blocks.n), "folds": max(1, len(folds)), "fold_n": [int(f.n) for f in folds],
+                    "n": int(blocks.n), "folds": max(1, len(folds)), "blocks_version": BLOCKS_VERSION, "fold_n": [int(f.n) for f in folds],
                     "subset_n": dict(g.attrs.get("subset_n", {})), "created": now(),
                     "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the samples, A at or "
                                   "before B in the order of 'networks'",
+                    "norms_convention": "with a_i^A = ||x_i^A - origin_A||^2: norms/q[A, B] = sum_i a_i^A "
+                                        "a_i^B, norms/u[A] = sum_i a_i^A (z_i - origin), z_i all networks' "
+                                        "features side by side in the order of 'networks'",
                     **({"fold_convention": "sample i (row of the fit split) is in fold (i // block_rows) % folds; "
                                            "folds/k/ holds fold k's blocks centred on its own mean"}
                        if folds else {}),
                     **({"subset_convention": "subsets/m/ holds the blocks of the first m samples of the fit split, "
                                              "centred on their own mean"} if blocks.subsets else {}),
                     **attrs})
+
+
+def write_norms(g, prefix: str, blocks: Blocks) -> None:
+    """``{prefix}norms/origin``, ``q`` and ``u`` (float64) of blocks that have them."""
+    if blocks.norms is None:
+        return
+    try:
+        nm = blocks.sqnorms()
+    except NoNorms:  # pooled from a store without them: this one has none either
+        return
+    g.create_array(f"{prefix}norms/origin", data=np.asarray(nm.origin, np.float64), dimension_names=["feature"])
+    g.create_array(f"{prefix}norms/q", data=np.asarray(nm.q, np.float64), dimension_names=["network", "network"])
+    g.create_array(f"{prefix}norms/u", data=np.asarray(nm.u, np.float64), dimension_names=["network", "feature"],
+                   compressors=None)
 
 
 def write_subset(g, m: int, blocks: Blocks) -> None:
@@ -750,6 +777,8 @@ def write_subset(g, m: int, blocks: Blocks) -> None:
     """
     for a, mean in (blocks.means.items() if blocks.n else ()):
         g.create_array(f"subsets/{m}/mean/{a}", data=mean, dimension_names=[f"{a}_feature"])
+    if blocks.n:
+        write_norms(g, f"subsets/{m}/", blocks)
     for a, b in (blocks.pairs() if blocks.n else ()):
         dn = [f"{a}_feature", f"{b}_feature"]
         s = blocks.read(a, b)
@@ -764,6 +793,21 @@ def open_blocks(path) -> Blocks:
     g = open_group(path, "block store")
     names, dims = list(g.attrs["networks"]), [int(d) for d in g.attrs["dims"]]
     attrs = dict(g.attrs)
+    version = attrs.get("blocks_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= BLOCKS_VERSION:
+        raise StoreError(f"block store {path}: attribute 'blocks_version' is {version!r}; this embmap reads 1 to "
+                         f"{BLOCKS_VERSION} (a larger one was written by a newer embmap)")
+
+    def norms(prefix: str):
+        if f"{prefix}norms" not in g:
+            def missing():
+                raise NoNorms(f"block store {path}: no squared-norm statistics ({prefix}norms/), which cka_debiased "
+                              f"needs: it was written before the pass kept them (blocks_version {version}); re-run "
+                              f"the pass: delete {path} (the experiment's fit/blocks.zarr) and run the workflow "
+                              "again")
+            return missing
+        return lambda: Norms(np.asarray(g[f"{prefix}norms/origin"][:]), np.asarray(g[f"{prefix}norms/q"][:]),
+                             np.asarray(g[f"{prefix}norms/u"][:]))
 
     def stored(prefix: str, n: int) -> Blocks:
         if n == 0:
@@ -771,7 +815,7 @@ def open_blocks(path) -> Blocks:
         means = {a: np.asarray(g[f"{prefix}mean/{a}"][:]) for a in names}
         diag = ((lambda a: np.asarray(g[f"{prefix}sumsq/{a}"][:])) if f"{prefix}sumsq" in g else None)
         return Blocks(names, dims, n, means, lambda a, b: np.asarray(g[f"{prefix}gram/{a}/{b}"][:]), attrs=attrs,
-                      diag=diag)
+                      diag=diag, norms=norms(prefix))
 
     fold_n = [int(v) for v in attrs.get("fold_n", [])]
     folds = [stored(f"folds/{k}/", nk) for k, nk in enumerate(fold_n)]

@@ -55,15 +55,37 @@ class Rows(Mapping):
 class Pair:
     """What an index's ``value`` reads of networks ``source`` and ``target`` (computed when first read)."""
 
-    def __init__(self, source: str, target: str, blocks: Blocks, spectra: dict, fit_r2: dict, samples: dict):
+    def __init__(self, source: str, target: str, blocks: Blocks, spectra: dict, fit_r2: dict, samples: dict | None,
+                 owns: dict | None = None):
         self.source, self.target = source, target
         self._blocks, self._spectra, self._fit_r2, self._samples = blocks, spectra, fit_r2, samples
+        self._owns = {} if owns is None else owns
         self.split = FIT  # the split whose samples ``xa``, ``xb`` and ``knn`` read (:meth:`reading`)
 
     def reading(self, split: str) -> "Pair":
         """This pair, reading the samples of ``split`` (``fit`` or ``eval``)."""
         self.split = split
         return self
+
+    @property
+    def n(self) -> int:
+        """The fit samples of the blocks."""
+        return int(self._blocks.n)
+
+    def own(self, name: str) -> dict:
+        """Scalars of one network's own block, computed once for all pairs: ``trace`` (``tr S_AA = sum_i k_i``),
+        ``frob2`` (``||S_AA||_F^2``) and ``kk`` (``sum_i k_i^2``, from the squared-norm statistics)."""
+        if name not in self._owns:
+            s = self._blocks.gram(name, name)
+            self._owns[name] = {"trace": float(self._blocks.sumsq(name).sum()), "frob2": float(np.sum(s * s)),
+                                "kk": self._blocks.centred_norm_products(name, name, s)}
+        return self._owns[name]
+
+    @cached_property
+    def kl(self) -> float:
+        """``sum_i k_i l_i`` with ``k_i``, ``l_i`` the centred squared norms of the source's and target's rows
+        (:meth:`embmap.fit.blocks.Blocks.centred_norm_products`)."""
+        return self._blocks.centred_norm_products(self.source, self.target, self.s_ab)
 
     def _eigh(self, name: str):
         if name not in self._spectra:
@@ -155,7 +177,7 @@ def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = No
     """
     wanted = chosen(indices)
     options = filled(options, **keys)
-    names, spectra, fit_r2 = blocks.names, {}, fit_r2 or {}
+    names, spectra, owns, fit_r2 = blocks.names, {}, {}, fit_r2 or {}
     samples = {FIT: samples, EVAL: eval_samples}  # and the k-NN graphs, shared by every pair
 
     def row(index, a, b, pair):
@@ -169,13 +191,13 @@ def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = No
     sym = [i for i in wanted if i.symmetric]
     for i, a in enumerate(names):
         for b in names[i + 1:] if sym else ():
-            pair = Pair(a, b, blocks, spectra, fit_r2, samples)
+            pair = Pair(a, b, blocks, spectra, fit_r2, samples, owns)
             rows += [row(index, a, b, pair) for index in sym]
     for index in (i for i in wanted if not i.symmetric):
         for a in names:
             for b in names:
                 if a != b:
-                    rows.append(row(index, a, b, Pair(a, b, blocks, spectra, fit_r2, samples)))
+                    rows.append(row(index, a, b, Pair(a, b, blocks, spectra, fit_r2, samples, owns)))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

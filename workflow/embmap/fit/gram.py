@@ -25,6 +25,16 @@ means (:func:`~.blocks.pool`), so they need no common shift. Products are formed
 pair of networks (``syrk`` on the diagonal, ``gemm`` above it), the work of
 one symmetric product of the joint feature matrix, and only the upper
 triangle of blocks is kept.
+
+Squared norms (for debiased CKA, :class:`~.blocks.Norms`): beside the
+products each block adds ``Q += a^T a`` and ``U += a^T (z - c)``, with
+``a`` [rows, N] the rows' squared norms per network measured from the
+shard's shift ``c`` (``a_i^A = ||x_i^A - c_A||^2``), in float64 from the
+rows as read whatever the products' precision, in a fixed order on one
+thread: O(rows D N) per block beside the Gram's O(rows D^2). Folds and
+prefixes of a shard share its shift, so they pool by adding; shards have
+shifts of their own and :func:`reduce` moves every shard to the first
+shard's before adding (:func:`~.blocks.reframe`).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from typing import Callable
 import numpy as np
 
 from . import FitError
-from .blocks import Blocks, empty_blocks, pool, pool_block  # noqa: F401 (the pass's results, pooled by reduce)
+from .blocks import Blocks, Norms, empty_blocks, pool, pool_block  # noqa: F401 (the pass's results, pooled by reduce)
 
 BLOCK_ROWS = 4096  # samples per row block of the pass (rounded down to whole store chunks)
 PRECISIONS = ("float64", "float32")
@@ -125,6 +135,7 @@ def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int =
 
 
 # -- the one pass ---------------------------------------------------------------------
+NORM_BYTES = 1 << 20  # float64 rows per step of the squared-norm statistics: about 1 MB, so they stay in cache
 PANEL_ROWS = 768  # networks are grouped into row panels of at least this many features (large GEMMs)
 TILE_COLUMNS = 1024  # columns of one GEMM task: tasks run side by side, each on one BLAS thread
 DIAGONAL_COLUMNS = 384  # columns of a task on a panel's diagonal part (narrower: less computed below the diagonal)
@@ -202,6 +213,30 @@ class _Accumulator:
         self.sums = np.zeros(total)
         self.panels = [np.zeros((r1 - r0, total - r0)) for r0, r1 in self.bounds]
         self.tiles = _tiles(self.bounds, self.offsets)
+        self.q = np.zeros((len(self.dims), len(self.dims)))  # sum_i a_i^A a_i^B
+        self.u = np.zeros((len(self.dims), total))           # sum_i a_i^A (z_i - shift)
+
+    def add_norms(self, x: np.ndarray, rows: int | None = None) -> None:
+        """Add the squared-norm statistics of block ``x`` [rows, D] as read (not shifted), in float64.
+
+        Rows are taken ``rows`` at a time in order (default about
+        :data:`NORM_BYTES` of float64), each product on one BLAS thread: the
+        sums do not depend on the threads.
+        """
+        from threadpoolctl import threadpool_limits
+
+        off = self.offsets
+        rows = rows or max(16, min(512, NORM_BYTES // (8 * int(off[-1]))))
+        a = np.empty((min(rows, len(x)), len(self.dims)))
+        with threadpool_limits(limits=1, user_api="blas"), np.errstate(invalid="ignore", over="ignore"):
+            for r in range(0, len(x), rows):
+                y = np.subtract(x[r:r + rows], self.shifts, dtype=np.float64)  # small enough to stay in cache
+                ar = a[:len(y)]
+                for k in range(len(self.dims)):
+                    yk = y[:, off[k]:off[k + 1]]
+                    np.einsum("ij,ij->i", yk, yk, out=ar[:, k])
+                self.q += ar.T @ ar
+                self.u += ar.T @ y
 
     def add(self, x: np.ndarray, pool=None) -> None:
         """Add one block ``x`` [rows, D], already shifted, C-ordered, in the products' dtype.
@@ -235,6 +270,7 @@ class _Accumulator:
         out.dims, out.offsets, out.shifts, out.bounds, out.n = self.dims, self.offsets, self.shifts, self.bounds, self.n
         out.tiles = self.tiles
         out.sums, out.panels = self.sums.copy(), [p.copy() for p in self.panels]
+        out.q, out.u = self.q.copy(), self.u.copy()
         return out
 
     def _block(self, panels: list, i: int, j: int) -> np.ndarray:
@@ -268,8 +304,9 @@ class _Accumulator:
                 raise FitError(f"network {a!r}: every feature is constant over the fit split ({n} samples); "
                                "its embedding carries nothing to map")
         index = {a: k for k, a in enumerate(names)}
+        norms = Norms(self.shifts, self.q, self.u)
         return Blocks(list(names), list(self.dims), n, means, lambda a, b: self._block(panels, index[a], index[b]),
-                      attrs=attrs)
+                      attrs=attrs, norms=lambda: norms)
 
 
 def _shifted(x: np.ndarray, shifts: np.ndarray, dtype) -> np.ndarray:
@@ -298,6 +335,7 @@ def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
     x = np.concatenate([np.asarray(v, dtype=dtype) for v in xs], axis=1)
     shifts = x[:BLOCK_ROWS].mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
     acc = _Accumulator(dims, shifts)
+    acc.add_norms(x)
     acc.add(_shifted(x, shifts, dtype))
     return acc.centred(names, {"precision": precision})
 
@@ -463,13 +501,17 @@ def pass_graph(arrays: dict, names: list[str], dims: list[int], lay: Layout, sha
             r0 = bounds[p][0]
             g[key("tile", f, t, i)] = (_add_tile, key("tile", f, t, prev) if prev is not None else None,
                                        key("rows", i), r0, r1, c0, c1, key("tile-copy", f, t, prev) if after else None)
+        g[key("norms", f, i)] = (_add_norms, key("norms", f, prev) if prev is not None else None, key("read", i),
+                                 key("shift"), dims, key("norms-copy", f, prev) if after else None)
         if (f, i) in snapshots:
             g[key("sums-copy", f, i)] = (_copy, key("sums", f, i))
+            g[key("norms-copy", f, i)] = (_copy, key("norms", f, i))
             for t in range(len(tiles)):
                 g[key("tile-copy", f, t, i)] = (_copy, key("tile", f, t, i))
         for t in range(len(tiles)):  # a state's token is computed where the state is: nothing big moves
             g[key("tile-done", f, t, i)] = (_done, key("tile", f, t, i))
-        g[key("piece-done", i)] = (_done, [key("tile-done", f, t, i) for t in range(len(tiles))] + [key("sums", f, i)])
+        g[key("piece-done", i)] = (_done, [key("tile-done", f, t, i) for t in range(len(tiles))]
+                                   + [key("sums", f, i), key("norms", f, i)])
         last[f] = i
     prefix_keys = []
     for m in lay.sample_sizes:
@@ -480,14 +522,14 @@ def pass_graph(arrays: dict, names: list[str], dims: list[int], lay: Layout, sha
                 states[f] = below[-1]
         after = prefix_keys[-1] if prefix_keys else None
         g[key("prefix", m)] = (_prefix, m, names, dims, bounds, tiles, offsets, key("shift"),
-                               [[f, [state("tile", f, i, t) for t in range(len(tiles))], state("sums", f, i)]
-                                for f, i in states.items()], after, on_subset)
+                               [[f, [state("tile", f, i, t) for t in range(len(tiles))], state("sums", f, i),
+                                 state("norms", f, i)] for f, i in states.items()], after, on_subset)
         prefix_keys.append(key("prefix", m))
     folds_of = sorted(last)
     final = key("result")
     g[final] = (_result, names, dims, bounds, tiles, offsets, lay.folds,
-                [[f, [key("tile", f, t, last[f]) for t in range(len(tiles))], key("sums", f, last[f])]
-                 for f in folds_of], key("shift"), [pieces[0][0], pieces[0][1]], prefix_keys,
+                [[f, [key("tile", f, t, last[f]) for t in range(len(tiles))], key("sums", f, last[f]),
+                  key("norms", f, last[f])] for f in folds_of], key("shift"), [pieces[0][0], pieces[0][1]], prefix_keys,
                 [lay.sample_sizes[k] for k in range(len(prefix_keys))] if on_subset is None else [])
     return g, final
 
@@ -543,9 +585,23 @@ def _add_tile(state, x, r0, r1, c0, c1, after=None):
     return out
 
 
+def _add_norms(state, x, shifts, dims, after=None):
+    """(Q, U) after adding piece ``x`` as read (:meth:`_Accumulator.add_norms`), in place (``after``: ordering)."""
+    acc = _Accumulator.__new__(_Accumulator)
+    acc.dims = list(dims)
+    acc.offsets = np.concatenate([[0], np.cumsum(acc.dims)]).astype(int)
+    acc.shifts = shifts
+    acc.q, acc.u = state if state is not None else (np.zeros((len(dims), len(dims))),
+                                                     np.zeros((len(dims), int(acc.offsets[-1]))))
+    acc.add_norms(_aligned(x))
+    return acc.q, acc.u
+
+
 def _copy(state):
-    """A copy of a chain's state (a tile, or (n, sums)) for a prefix: the chain goes on in place."""
-    return (state[0], state[1].copy()) if isinstance(state, tuple) else state.copy()
+    """A copy of a chain's state (a tile, (n, sums) or (Q, U)) for a prefix: the chain goes on in place."""
+    if isinstance(state, tuple):
+        return tuple(v.copy() if isinstance(v, np.ndarray) else v for v in state)
+    return state.copy()
 
 
 def _done(states):
@@ -553,12 +609,13 @@ def _done(states):
     return None
 
 
-def _accumulator(dims, bounds, tiles, offsets, shifts, tile_states, sums) -> _Accumulator:
-    """An :class:`_Accumulator` holding a fold's tile states (copied into its panels)."""
+def _accumulator(dims, bounds, tiles, offsets, shifts, tile_states, sums, norms) -> _Accumulator:
+    """An :class:`_Accumulator` holding a fold's tile states (copied into its panels), sums and norms."""
     acc = _Accumulator.__new__(_Accumulator)
     acc.dims, acc.offsets, acc.shifts, acc.bounds, acc.tiles = list(dims), offsets, shifts, bounds, tiles
     total = int(offsets[-1])
     acc.n, acc.sums = sums[0], sums[1]
+    acc.q, acc.u = norms
     acc.panels = [np.zeros((r1 - r0, total - r0)) for r0, r1 in bounds]
     for (p, r1, c0, c1), t in zip(tiles, tile_states):
         r0 = bounds[p][0]
@@ -569,8 +626,8 @@ def _accumulator(dims, bounds, tiles, offsets, shifts, tile_states, sums) -> _Ac
 def _prefix(m, names, dims, bounds, tiles, offsets, shifts, states, after, on_subset):
     """The blocks of the shard's rows below ``m``, from the copies of the chains' states after its last piece below
     ``m``, pooled over folds; handed to ``on_subset`` (then None is returned) or returned (``after``: ordering)."""
-    parts = [_accumulator(dims, bounds, tiles, offsets, shifts, t, sums).centred(names, {})
-             for _, t, sums in states if sums[0] > 0]
+    parts = [_accumulator(dims, bounds, tiles, offsets, shifts, t, sums, norms).centred(names, {})
+             for _, t, sums, norms in states if sums[0] > 0]
     blocks = empty_blocks(names, dims) if not parts else parts[0] if len(parts) == 1 else pool(parts)
     if on_subset is None:
         return blocks
@@ -583,8 +640,8 @@ def _result(names, dims, bounds, tiles, offsets, n_folds, states, shifts, shift_
 
     Runs after every prefix (``prefixes``), so it may centre the final states in place.
     """
-    per_fold = {f: _accumulator(dims, bounds, tiles, offsets, shifts, t, sums).centred(names, {})
-                for f, t, sums in states}
+    per_fold = {f: _accumulator(dims, bounds, tiles, offsets, shifts, t, sums, norms).centred(names, {})
+                for f, t, sums, norms in states}
     if n_folds == 1:
         out = per_fold[0]
     else:
@@ -600,6 +657,20 @@ def _pooled(copies: list, names: list[str], dims: list[int]) -> Blocks:
     if not parts:
         return empty_blocks(names, dims)
     return parts[0] if len(parts) == 1 else pool(parts)
+
+
+def _first_origin(parts: list[Blocks]) -> np.ndarray | None:
+    """The origin of the squared norms of the first partial with samples (None where they have none)."""
+    for p in parts:
+        sets = [p] if p.n > 0 and not p.folds else [f for f in p.folds if f.n > 0]
+        for s in sets:
+            if s.norms is None:
+                return None
+            try:
+                return s.sqnorms().origin
+            except FitError:
+                return None
+    return None
 
 
 def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
@@ -627,14 +698,15 @@ def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
         raise FitError(f"shard partials hold {n} samples, the fit split has {a0['n_total']}")
     info = {k: a0[k] for k in ("block_rows", "shards", "precision", "n_total", "sample_sizes", "reduction")
             if k in a0}
+    origin = _first_origin(parts)  # every pool measures the squared norms from one origin, so none moves twice
     if int(a0["folds"]) > 1:
-        folds = [pool([p.folds[k] for p in parts]) for k in range(int(a0["folds"]))]
-        merged = pool(folds, folds=folds, attrs=info)
+        folds = [pool([p.folds[k] for p in parts], origin=origin) for k in range(int(a0["folds"]))]
+        merged = pool(folds, folds=folds, attrs=info, origin=origin)
     else:
-        merged = pool(parts, attrs=info)
+        merged = pool(parts, attrs=info, origin=origin)
     for m in a0.get("sample_sizes") or []:
         m = int(m)
-        subset = pool([p.subsets[m] for p in parts if m in p.subsets and p.subsets[m].n > 0])
+        subset = pool([p.subsets[m] for p in parts if m in p.subsets and p.subsets[m].n > 0], origin=origin)
         if subset.n != m:
             raise FitError(f"shard partials hold {subset.n} samples below sample size {m}; re-run the pass")
         merged.subsets[m] = subset

@@ -132,10 +132,10 @@ def _similarity_job(plan, wc) -> dict:
 @step(inputs=_similarity_inputs, job=_similarity_job)
 def similarity(blocks: str, indices: list[str], options: dict, ridge_maps: dict, stores: dict | None,
                table: str, eval_stores: dict | None = None) -> None:
-    """Similarity indices of every pair of networks from the block store (indices that need them: the ridge
-    maps' fit R2, ``similarity.max_samples`` evenly spaced rows of the fit split's ``stores``, or
-    ``similarity.knn_max_samples`` rows of the evaluation split's ``eval_stores`` drawn by ``similarity.seed``,
-    read one network at a time)."""
+    """Similarity indices of every pair of networks from the block store (its blocks and squared-norm statistics;
+    indices that need them: the ridge maps' fit R2, ``similarity.max_samples`` evenly spaced rows of the fit
+    split's ``stores``, or ``similarity.knn_max_samples`` rows of the evaluation split's ``eval_stores`` drawn by
+    ``similarity.seed``, read one network at a time)."""
     from .. import stores as st
     from ..evaluate import indices as ix
     from ..evaluate import neighbours

@@ -9,7 +9,10 @@ one number for a pair of networks. What an index needs decides what the
 - ``blocks``: the pass's centred cross products of the fit split
   (:class:`embmap.fit.blocks.Blocks`); ``pair`` offers ``s_ab``, the eigenpairs
   ``wa, va`` / ``wb, vb`` of ``S_AA`` / ``S_BB`` (one ``eigh`` per network for
-  all indices and pairs) and ``p = V_A^T S_AB V_B`` (one product per pair);
+  all indices and pairs) and ``p = V_A^T S_AB V_B`` (one product per pair),
+  ``n``, ``kl`` (``sum_i k_i l_i`` of the centred squared norms, from the pass's
+  squared-norm statistics) and ``own(name)`` (``trace``, ``frob2`` and ``kk``
+  of a network's own block, once per network);
 - ``maps``: the ridge maps' stores as well; ``pair.fit_r2`` is the map's fit R^2;
 - ``samples``: embeddings of one split as well, the index's ``split``: ``pair.xa``
   [n, d_A] and ``pair.xb`` [n, d_B] (float64), read in chunks. ``fit``:
@@ -28,7 +31,7 @@ and ``chance_q95``; those columns are empty for an index without it.
 A symmetric index gets one row per unordered pair (source before target in the
 networks' order), any other one row per ordered pair.
 
-- :mod:`.cka`: linear CKA; :mod:`.cka_debiased`: linear CKA from the unbiased HSIC estimator (samples);
+- :mod:`.cka`: linear CKA; :mod:`.cka_debiased`: linear CKA from the unbiased HSIC estimator (blocks and squared norms);
   :mod:`.cca`: mean squared canonical correlation;
   :mod:`.svcca`: SVCCA; :mod:`.procrustes`: netrep's angular shape metric;
   :mod:`.mutual_knn`: mutual k-NN alignment; :mod:`.cknna`: CKNNA (both on the evaluation split);
