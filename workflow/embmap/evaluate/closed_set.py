@@ -65,6 +65,33 @@ class _Tally:
         self.cos = self.sse = 0.0
 
 
+def eval_labels(stores: dict[str, st.EmbeddingStore]) -> np.ndarray:
+    """The evaluation split's labels (int [n], -1 where unlabelled), refused when none is labelled."""
+    first = next(iter(stores.values()))
+    labels = first.labels
+    if (labels < 0).all():
+        raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
+    return labels
+
+
+def feature_chunks(stores: dict[str, st.EmbeddingStore], block_rows: int = 4096):
+    """Yield ``(start, stop, {network: float64 [stop - start, d]})`` over the matched stores' samples, ``block_rows``
+    at a time, refusing a non-finite embedding (naming its network, row and store)."""
+    first = next(iter(stores.values()))
+    for start, stop in st.sample_chunks(first.n, block_rows):
+        feats = {k: np.asarray(s.embeddings[start:stop], dtype=np.float64) for k, s in stores.items()}
+        for k, f in feats.items():
+            if not np.isfinite(f).all():
+                row = start + int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
+                raise st.StoreError(f"network {k!r}: non-finite embedding at row {row} of {stores[k].path}")
+        yield start, stop, feats
+
+
+def predict(features: np.ndarray, classifier: tuple, offset: int = 0) -> np.ndarray:
+    """The dataset labels a classifier (weight [class, d], bias [class]) predicts for ``features`` [n, d]."""
+    return np.argmax(features @ classifier[0].T + classifier[1], axis=1) + offset
+
+
 def analytic_factor(cls_b: tuple) -> tuple[np.ndarray, bool]:
     """``pinv(C_B)`` and whether ``C_B`` has full row rank, from one SVD of B's classifier.
 
@@ -142,10 +169,7 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
     bool vectors per row of the table are kept for the intervals (``2 n`` bytes a row).
     """
     names = list(stores)
-    first = stores[names[0]]
-    labels = first.labels
-    if (labels < 0).all():
-        raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
+    labels = eval_labels(stores)
     cls = {k: s.classifier() for k, s in stores.items()}
     offset = {k: s.label_offset for k, s in stores.items()}
     unknown = [m for m in maps if m not in METHODS]
@@ -182,22 +206,17 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
     ysq = {b: 0.0 for b in names}
     n_total = 0
     known = labels >= 0
-    for start, stop in st.sample_chunks(first.n, block_rows):
-        feats = {k: np.asarray(s.embeddings[start:stop], dtype=np.float64) for k, s in stores.items()}
-        for k, f in feats.items():
-            if not np.isfinite(f).all():
-                row = start + int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
-                raise st.StoreError(f"network {k!r}: non-finite embedding at row {row} of {stores[k].path}")
+    for start, stop, feats in feature_chunks(stores, block_rows):
         y = labels[start:stop]
         mask = known[start:stop]
-        native_pred = {k: np.argmax(f @ cls[k][0].T + cls[k][1], axis=1) + offset[k] for k, f in feats.items()}
+        native_pred = {k: predict(f, cls[k], offset[k]) for k, f in feats.items()}
         for b in names:
             ysum[b] += feats[b].sum(axis=0)
             ysq[b] += float(np.sum(feats[b] ** 2))
         n_total += stop - start
         for (a, b, method), m in methods.items():
             mapped = feats[a] if m is None else m(feats[a])
-            pred = np.argmax(mapped @ cls[b][0].T + cls[b][1], axis=1) + offset[b]
+            pred = predict(mapped, cls[b], offset[b])
             t = tallies[(a, b, method)]
             right[(a, b, method)].append((pred == y) & mask)
             agreed[(a, b, method)].append(pred == native_pred[b])
