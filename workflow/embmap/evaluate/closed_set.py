@@ -87,6 +87,20 @@ def feature_chunks(stores: dict[str, st.EmbeddingStore], block_rows: int = 4096)
         yield start, stop, feats
 
 
+def checked_maps(maps: dict, names: list[str]) -> dict:
+    """``maps`` {method: {(source, target): LinearMap}} in the registry's order of methods, refused (KeyError) when a
+    method is unknown or lacks a map of an ordered pair of distinct ``names``."""
+    unknown = [m for m in maps if m not in METHODS]
+    if unknown:
+        raise KeyError(f"maps of an unknown method {unknown[0]!r}; the map methods are {', '.join(METHODS)}")
+    maps = {m: maps[m] for m in METHODS if m in maps}
+    for method, fitted in maps.items():
+        missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
+        if missing:
+            raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
+    return maps
+
+
 def predict(features: np.ndarray, classifier: tuple, offset: int = 0) -> np.ndarray:
     """The dataset labels a classifier (weight [class, d], bias [class]) predicts for ``features`` [n, d]."""
     return np.argmax(features @ classifier[0].T + classifier[1], axis=1) + offset
@@ -172,14 +186,7 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
     labels = eval_labels(stores)
     cls = {k: s.classifier() for k, s in stores.items()}
     offset = {k: s.label_offset for k, s in stores.items()}
-    unknown = [m for m in maps if m not in METHODS]
-    if unknown:
-        raise KeyError(f"maps of an unknown method {unknown[0]!r}; the map methods are {', '.join(METHODS)}")
-    maps = {m: maps[m] for m in METHODS if m in maps}
-    for method, fitted in maps.items():
-        missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
-        if missing:
-            raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
+    maps = checked_maps(maps, names)
     factors = {}  # one factorisation per target classifier, shared by every source
     methods: dict[tuple[str, str, str], LinearMap | None] = {}
     for a in names:
