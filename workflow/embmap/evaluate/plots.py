@@ -330,3 +330,185 @@ def methods(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)
+
+
+def _save(fig, paths) -> None:
+    import matplotlib.pyplot as plt
+
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+
+
+def _method_colours(methods) -> dict:
+    """One colour per map method of a figure, the registry's methods first (the analytic map, if any, last)."""
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+
+
+def asymmetry_figure(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+                     title: str = ""):
+    """The ordered matrix of ``tables/asymmetry.csv`` (returned open), one panel per method: the cell (row A,
+    column B) is the share of B's own accuracy that A -> B keeps (``relative_ab``); a black frame marks the cell of
+    the direction that decides an order (A's features contain B's: the paired interval of ``relative_diff``
+    excludes 0), an arrow ``A ⊇ B`` is printed in it. Rows and columns with a control are grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    from .asymmetry import A_CONTAINS_B, B_CONTAINS_A
+
+    labels = labels or {}
+    methods = [m for m in [*METHODS, *table.method.unique()] if m in set(table.method)]
+    methods = list(dict.fromkeys(methods))
+    k = len(order)
+    at = {n: i for i, n in enumerate(order)}
+    names = [short_label(labels.get(n, n)) for n in order]
+    is_ctrl = np.array([n in set(controls) for n in order])
+    cmap, norm = plt.get_cmap("viridis"), Normalize(0.0, 1.0)
+    fig, axes = plt.subplots(1, len(methods), figsize=((1.0 * k + 1.6) * len(methods) + 1.2, 0.9 * k + 2.2),
+                             layout="constrained", squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        rel = np.full((k, k), np.nan)
+        framed = []
+        for r in table[table.method == m].itertuples():
+            i, j = at[r.a], at[r.b]
+            rel[i, j], rel[j, i] = r.relative_ab, r.relative_ba
+            if r.order == A_CONTAINS_B:
+                framed.append((i, j))
+            elif r.order == B_CONTAINS_A:
+                framed.append((j, i))
+        for i in range(k):
+            for j in range(k):
+                if i == j:
+                    face = (1, 1, 1)
+                elif is_ctrl[i] or is_ctrl[j]:
+                    face = (0.85, 0.85, 0.85)
+                else:
+                    face = cmap(norm(np.clip(rel[i, j], 0, 1))) if np.isfinite(rel[i, j]) else (1, 1, 1)
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=face, edgecolor="white", linewidth=1.5))
+                if i != j and np.isfinite(rel[i, j]):
+                    dark = not (is_ctrl[i] or is_ctrl[j]) and norm(rel[i, j]) < 0.55
+                    ax.text(j + 0.5, i + 0.42, f"{rel[i, j]:.3f}", ha="center", va="center", fontsize=9,
+                            color="white" if dark else "black")
+                    if (i, j) in framed:
+                        ax.text(j + 0.5, i + 0.75, "row ⊇ column", ha="center", va="center", fontsize=6,
+                                color="white" if dark else "black", weight="bold")
+        for i, j in framed:
+            ax.add_patch(plt.Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, edgecolor="black", linewidth=2.2))
+        ax.set_xlim(0, k)
+        ax.set_ylim(k, 0)
+        ax.set_xticks(np.arange(k) + 0.5, names, rotation=35, ha="right")
+        ax.set_yticks(np.arange(k) + 0.5, names if ax is axes[0][0] else [""] * k)
+        ax.set_xlabel("target B (classifier)")
+        ax.set_title(m, fontsize=10)
+        ax.tick_params(length=0)
+        for s in ax.spines.values():
+            s.set_visible(False)
+    axes[0][0].set_ylabel("source A (features)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), fraction=0.03, pad=0.02,
+                 label="accuracy of A -> B / B's own accuracy")
+    fig.supxlabel("framed: the row network's features contain the column network's (paired interval excludes 0)",
+                  fontsize=7, color="dimgrey")
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def asymmetry(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+              title: str = "", paths=()) -> None:
+    """Save :func:`asymmetry_figure` to ``paths``."""
+    _save(asymmetry_figure(table, order, labels, controls, title), paths)
+
+
+def composition_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = ""):
+    """Direct against composed accuracy of every triple of ``tables/composition.csv`` (returned open): one point
+    per triple (A, B, C) and method at (accuracy of A -> C, accuracy of A -> B -> C), triples with a control
+    hollow; on the diagonal the hop costs nothing, below it the composed map loses accuracy. The legend gives each
+    method's mean loss per hop over the triples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in METHODS if m in set(table.method)]
+    colours = _method_colours(methods)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0), layout="constrained")
+    ctrl = table.source.isin(controls) | table.via.isin(controls) | table.target.isin(controls)
+    for m in methods:
+        t, c = table[table.method == m], ctrl[table.method == m]
+        loss = -t["diff"].mean()
+        ax.scatter(t.accuracy_direct[~c], t.accuracy_composed[~c], s=22, color=colours[m], alpha=0.75,
+                   label=f"{m}: mean loss per hop {loss:+.3f}")
+        if c.any():
+            ax.scatter(t.accuracy_direct[c], t.accuracy_composed[c], s=22, facecolors="none",
+                       edgecolors=colours[m], alpha=0.75)
+    lo = float(min(table.accuracy_direct.min(), table.accuracy_composed.min(), 1.0))
+    lo = max(0.0, lo - 0.05)
+    ax.plot([lo, 1], [lo, 1], color="black", linestyle="--", linewidth=1)
+    ax.set_xlim(lo, 1.01)
+    ax.set_ylim(lo, 1.01)
+    ax.set_xlabel("accuracy of the direct map A -> C")
+    ax.set_ylabel("accuracy of the composed map A -> B -> C")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", title="hollow: a control in the triple", title_fontsize=7)
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def composition(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                paths=()) -> None:
+    """Save :func:`composition_figure` to ``paths``."""
+    _save(composition_figure(table, labels, controls, title), paths)
+
+
+def classifier_view_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                           r2_floor: float = -1.0):
+    """``tables/classifier_view.csv`` (returned open) in two panels sharing the y axis, the accuracy loss
+    (mapped accuracy minus the target's own): against the feature fit ``r2`` (left; values below ``r2_floor``
+    drawn at it as left-pointing triangles) and against the share of the residual the classifier sees (right).
+    One colour per method (the analytic map included); pairs with a control hollow; pairs whose target's
+    classifier sees everything (``sees_all``) are crosses at 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys([m for m in [*METHODS, *table.method.unique()] if m in set(table.method)]))
+    colours = _method_colours(methods)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.6), layout="constrained", sharey=True)
+    ctrl = (table.source.isin(controls) | table.target.isin(controls)).to_numpy()
+    for m in methods:
+        sel = (table.method == m).to_numpy()
+        for keep, hollow in ((sel & ~ctrl, False), (sel & ctrl, True)):
+            t = table[keep]
+            if not len(t):
+                continue
+            style = {"facecolors": "none", "edgecolors": colours[m]} if hollow else {"color": colours[m]}
+            x = t.r2.to_numpy(dtype=float)
+            low = x < r2_floor
+            left.scatter(x[~low], t.accuracy_loss[~low], s=22, alpha=0.75, label=None if hollow else m, **style)
+            if low.any():
+                left.scatter(np.full(low.sum(), r2_floor), t.accuracy_loss[low], s=30, marker="<", alpha=0.75, **style)
+            full = t.sees_all.astype(bool).to_numpy()
+            right.scatter(t.seen_fraction[~full], t.accuracy_loss[~full], s=22, alpha=0.75, **style)
+            if full.any():
+                right.scatter(t.seen_fraction[full], t.accuracy_loss[full], s=30, marker="x", color=colours[m],
+                              alpha=0.75)
+    for ax in (left, right):
+        ax.axhline(0.0, color="black", linestyle="--", linewidth=1)
+        ax.grid(alpha=0.3)
+    left.set_xlabel(f"feature fit R2 on the evaluation split (below {r2_floor:g}: at the edge)")
+    left.set_ylabel(textwrap.fill("accuracy on mapped features minus the target's own", 36))
+    right.set_xlabel("share of the residual in the classifier's row space")
+    right.set_xlim(-0.02, 1.02)
+    left.legend(fontsize=7, loc="lower left", title="hollow: a control; x: classifier sees all", title_fontsize=7)
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def classifier_view(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                    paths=()) -> None:
+    """Save :func:`classifier_view_figure` to ``paths``."""
+    _save(classifier_view_figure(table, labels, controls, title), paths)
