@@ -111,6 +111,12 @@ def linear_experiment(root, methods=("ridge", "lstsq")):
     return ev, maps, {k: v[1] for k, v in feats.items()}, labels
 
 
+def classified_right(features, store, labels):
+    """bool [n]: where a store's classifier, reading ``features`` [n, d] (float64), predicts ``labels``."""
+    w, b = store.classifier()
+    return np.argmax(features @ w.T + b, axis=1) == labels
+
+
 def raw_store(path, emb, ids, labels, classifier=None, attrs=None, *, zarr_format=3, consolidate=True,
               classifier_attrs=None):
     """A store as any Zarr user writes it; ``attrs`` default to ``complete: true``."""

@@ -6,7 +6,7 @@ import pytest
 
 from embmap.evaluate import asymmetry, closed_set
 from embmap.evaluate.intervals import Bootstrap
-from helpers import linear_experiment
+from helpers import classified_right, linear_experiment
 
 INTERVALS = {"resamples": 200, "seed": 3, "level": 0.9}
 
@@ -15,11 +15,6 @@ INTERVALS = {"resamples": 200, "seed": 3, "level": 0.9}
 def linear(tmp_path_factory):
     ev, maps, feats, labels = linear_experiment(tmp_path_factory.mktemp("linear"))
     return ev, maps, feats, labels, asymmetry.asymmetry(ev, maps, block_rows=70, intervals=INTERVALS)
-
-
-def _correct(f, store, labels):
-    w, b = store.classifier()
-    return np.argmax(f @ w.T + b, axis=1) == labels
 
 
 def test_an_invertible_relation_is_undecided_and_a_projection_is_contained(linear):
@@ -48,8 +43,8 @@ def test_every_column_against_the_raw_features_and_the_bootstrap_counts(linear):
         m_ab, m_ba = maps[r.method][(r.a, r.b)], maps[r.method][(r.b, r.a)]
         fa, fb = feats[r.a], feats[r.b]
         out_ab, out_ba = fa @ m_ab.weight + m_ab.intercept, fb @ m_ba.weight + m_ba.intercept
-        c_ab, c_ba = _correct(out_ab, ev[r.b], labels), _correct(out_ba, ev[r.a], labels)
-        c_a, c_b = _correct(fa, ev[r.a], labels), _correct(fb, ev[r.b], labels)
+        c_ab, c_ba = classified_right(out_ab, ev[r.b], labels), classified_right(out_ba, ev[r.a], labels)
+        c_a, c_b = classified_right(fa, ev[r.a], labels), classified_right(fb, ev[r.b], labels)
         assert r.accuracy_ab == pytest.approx(c_ab.mean()) and r.accuracy_ba == pytest.approx(c_ba.mean())
         assert r.accuracy_a == pytest.approx(c_a.mean()) and r.accuracy_b == pytest.approx(c_b.mean())
         assert r.relative_ab == pytest.approx(c_ab.mean() / c_b.mean())

@@ -6,7 +6,7 @@ import pytest
 from embmap.evaluate import classifier_view as cv
 from embmap.evaluate import closed_set
 from embmap.evaluate.intervals import Bootstrap
-from helpers import linear_experiment
+from helpers import classified_right, linear_experiment
 
 INTERVALS = {"resamples": 200, "seed": 7}
 
@@ -15,11 +15,6 @@ INTERVALS = {"resamples": 200, "seed": 7}
 def linear(tmp_path_factory):
     ev, maps, feats, labels = linear_experiment(tmp_path_factory.mktemp("linear"))
     return ev, maps, feats, labels, cv.classifier_view(ev, maps, block_rows=70, intervals=INTERVALS)
-
-
-def _correct(f, store, labels):
-    w, b = store.classifier()
-    return np.argmax(f @ w.T + b, axis=1) == labels
 
 
 def test_every_column_against_a_projector_from_the_pseudo_inverse(linear):
@@ -40,9 +35,9 @@ def test_every_column_against_a_projector_from_the_pseudo_inverse(linear):
         res = out - fb
         seen, total = np.sum((res @ proj) ** 2), np.sum(res ** 2)
         fc = fb - fb.mean(0)
-        k, k_b = _correct(out, ev[r.target], labels), _correct(fb, ev[r.target], labels)
+        k, k_b = classified_right(out, ev[r.target], labels), classified_right(fb, ev[r.target], labels)
         an = closed_set.analytic_map(ev[r.source].classifier(), (w, b0))
-        k_an = _correct(fa @ an.weight + an.intercept, ev[r.target], labels)
+        k_an = classified_right(fa @ an.weight + an.intercept, ev[r.target], labels)
         assert r.accuracy == pytest.approx(k.mean()) and r.target_accuracy == pytest.approx(k_b.mean())
         assert r.accuracy_loss == pytest.approx(k.mean() - k_b.mean())
         assert r.analytic_accuracy == pytest.approx(k_an.mean())

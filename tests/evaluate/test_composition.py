@@ -5,7 +5,7 @@ import pytest
 
 from embmap.evaluate import composition
 from embmap.evaluate.intervals import Bootstrap
-from helpers import linear_experiment, synthetic_stores
+from helpers import classified_right, linear_experiment, synthetic_stores
 
 INTERVALS = {"resamples": 200, "seed": 5, "level": 0.95}
 
@@ -15,11 +15,6 @@ def linear(tmp_path_factory):
     ev, maps, feats, labels = linear_experiment(tmp_path_factory.mktemp("linear"))
     table, summary = composition.composition(ev, maps, block_rows=70, intervals=INTERVALS, controls=["c"])
     return ev, maps, feats, labels, table, summary
-
-
-def _correct(f, store, labels):
-    w, b = store.classifier()
-    return np.argmax(f @ w.T + b, axis=1) == labels
 
 
 def test_exact_hops_compose_exactly_and_a_lossy_hop_costs_accuracy(linear):
@@ -45,7 +40,7 @@ def test_every_column_against_the_composed_weights_on_the_raw_features(linear):
         w, c = ab.weight @ bc.weight, ab.intercept @ bc.weight + bc.intercept  # the composed map, by hand
         fa, fc = feats[r.source], feats[r.target]
         comp, direct = fa @ w + c, fa @ ac.weight + ac.intercept
-        k_comp, k_dir = _correct(comp, ev[r.target], labels), _correct(direct, ev[r.target], labels)
+        k_comp, k_dir = classified_right(comp, ev[r.target], labels), classified_right(direct, ev[r.target], labels)
         assert r.accuracy_composed == pytest.approx(k_comp.mean()) and r.accuracy_direct == pytest.approx(k_dir.mean())
         assert r.diff == pytest.approx(k_comp.mean() - k_dir.mean())
         sst = np.sum((fc - fc.mean(0)) ** 2)
@@ -53,7 +48,7 @@ def test_every_column_against_the_composed_weights_on_the_raw_features(linear):
         assert r.r2_direct == pytest.approx(1 - np.sum((direct - fc) ** 2) / sst)
         spread = np.sum((direct - direct.mean(0)) ** 2)
         assert r.distance == pytest.approx(np.sum((comp - direct) ** 2) / spread, rel=1e-6, abs=1e-12)
-        assert r.target_accuracy == pytest.approx(_correct(fc, ev[r.target], labels).mean())
+        assert r.target_accuracy == pytest.approx(classified_right(fc, ev[r.target], labels).mean())
         d = counts @ (k_comp.astype(float) - k_dir) / len(labels)
         np.testing.assert_allclose([r.diff_low, r.diff_high], np.quantile(d, [0.025, 0.975]), atol=1e-12)
         a = counts @ k_comp / len(labels)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from .. import stores as st
 from ..fit.linear import LinearMap
-from .closed_set import checked_maps, eval_labels, feature_chunks, predict
+from .closed_set import Spread, feature_chunks, predict, r2, setup
 from .common import NATIVE
 
 COLUMNS = ["a", "b", "method", "fit_r2_ab", "fit_r2_ba", "r2_ab", "r2_ba", "accuracy_ab", "accuracy_ab_low",
@@ -62,37 +62,27 @@ def asymmetry(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[s
     """
     from .intervals import bootstrap_of
 
-    names = list(stores)
-    labels = eval_labels(stores)
-    known = labels >= 0
-    maps = checked_maps(maps, names)
-    cls = {k: s.classifier() for k, s in stores.items()}
-    offset = {k: s.label_offset for k, s in stores.items()}
+    e = setup(stores, maps)
+    names, labels, known, maps = e.names, e.labels, e.known, e.maps
     keys = [(a, a, NATIVE) for a in names] + [(a, b, m) for m in maps for a in names for b in names if a != b]
     right = {k: [] for k in keys}
     sse = dict.fromkeys(keys, 0.0)
-    ysum = {b: np.zeros(stores[b].dim) for b in names}
-    ysq = dict.fromkeys(names, 0.0)
+    spread = {b: Spread(stores[b].dim) for b in names}
     for start, stop, feats in feature_chunks(stores, block_rows):
         y, mask = labels[start:stop], known[start:stop]
         for b in names:
-            ysum[b] += feats[b].sum(axis=0)
-            ysq[b] += float(np.sum(feats[b] ** 2))
+            spread[b].add(feats[b])
         for a, b, m in keys:
             mapped = feats[a] if m == NATIVE else maps[m][(a, b)](feats[a])
-            right[(a, b, m)].append((predict(mapped, cls[b], offset[b]) == y) & mask)
+            right[(a, b, m)].append((predict(mapped, e.cls[b], e.offset[b]) == y) & mask)
             if m != NATIVE:
                 sse[(a, b, m)] += float(np.sum((mapped - feats[b]) ** 2))
     n = len(labels)
-    sst = {b: ysq[b] - float(ysum[b] @ ysum[b]) / n for b in names}
     boot = bootstrap_of(intervals, n)
     values = np.stack([np.concatenate(right[k]) for k in keys])
     rate, point = boot.means(values, known), boot.point(values, known)
     low, high = boot.interval(rate)
     at = {k: i for i, k in enumerate(keys)}
-
-    def r2(a, b, m):
-        return 1.0 - sse[(a, b, m)] / sst[b] if sst[b] > 0 else np.nan
 
     rows = []
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -107,7 +97,8 @@ def asymmetry(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[s
                         "a": a, "b": b, "method": m,
                         "fit_r2_ab": float(maps[m][(a, b)].attrs.get("fit_r2", np.nan)),
                         "fit_r2_ba": float(maps[m][(b, a)].attrs.get("fit_r2", np.nan)),
-                        "r2_ab": r2(a, b, m), "r2_ba": r2(b, a, m),
+                        "r2_ab": r2(sse[(a, b, m)], spread[b].total),
+                        "r2_ba": r2(sse[(b, a, m)], spread[a].total),
                         "accuracy_ab": point[ab], "accuracy_ab_low": low[ab], "accuracy_ab_high": high[ab],
                         "accuracy_ba": point[ba], "accuracy_ba_low": low[ba], "accuracy_ba_high": high[ba],
                         "accuracy_a": point[na], "accuracy_b": point[nb],

@@ -41,7 +41,7 @@ import pandas as pd
 from .. import stores as st
 from ..fit import FitError
 from ..fit.linear import LinearMap
-from .closed_set import analytic_factor, analytic_map, checked_maps, eval_labels, feature_chunks, predict
+from .closed_set import Spread, analytic_factor, analytic_map, feature_chunks, predict, r2, setup
 from .common import ANALYTIC, NATIVE
 
 COLUMNS = ["source", "target", "method", "accuracy", "accuracy_low", "accuracy_high", "target_accuracy",
@@ -65,12 +65,8 @@ def classifier_view(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[t
     (as :func:`embmap.evaluate.closed_set.evaluate` takes them). Returns a DataFrame of :data:`COLUMNS`."""
     from .intervals import bootstrap_of
 
-    names = list(stores)
-    labels = eval_labels(stores)
-    known = labels >= 0
-    maps = checked_maps(maps, names)
-    cls = {k: s.classifier() for k, s in stores.items()}
-    offset = {k: s.label_offset for k, s in stores.items()}
+    e = setup(stores, maps)
+    names, labels, known, maps, cls, offset = e.names, e.labels, e.known, e.maps, e.cls, e.offset
     basis = {b: row_space(cls[b][0]) for b in names}
     sees_all = {b: basis[b].shape[1] == stores[b].dim for b in names}
     factors = {b: analytic_factor(cls[b]) for b in names}
@@ -87,17 +83,13 @@ def classifier_view(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[t
                 pass
     right = {k: [] for k in mapped}
     sse, seen = dict.fromkeys(mapped, 0.0), dict.fromkeys(mapped, 0.0)
-    ysum = {b: np.zeros(stores[b].dim) for b in names}
-    psum = {b: np.zeros(basis[b].shape[1]) for b in names}
-    ysq, psq = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+    spread = {b: Spread(stores[b].dim) for b in names}
+    spread_seen = {b: Spread(basis[b].shape[1]) for b in names}  # of f_B's coordinates in the row space
     for start, stop, feats in feature_chunks(stores, block_rows):
         y, mask = labels[start:stop], known[start:stop]
         for b in names:
-            proj = feats[b] @ basis[b]
-            ysum[b] += feats[b].sum(axis=0)
-            ysq[b] += float(np.sum(feats[b] ** 2))
-            psum[b] += proj.sum(axis=0)
-            psq[b] += float(np.sum(proj ** 2))
+            spread[b].add(feats[b])
+            spread_seen[b].add(feats[b] @ basis[b])
         for (a, b, m), fmap in mapped.items():
             out = feats[a] if fmap is None else fmap(feats[a])
             right[(a, b, m)].append((predict(out, cls[b], offset[b]) == y) & mask)
@@ -106,8 +98,8 @@ def classifier_view(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[t
                 sse[(a, b, m)] += float(np.sum(r ** 2))
                 seen[(a, b, m)] += float(np.sum((r @ basis[b]) ** 2))
     n = len(labels)
-    sst = {b: ysq[b] - float(ysum[b] @ ysum[b]) / n for b in names}
-    sst_seen = {b: psq[b] - float(psum[b] @ psum[b]) / n for b in names}
+    sst = {b: spread[b].total for b in names}
+    sst_seen = {b: spread_seen[b].total for b in names}
     keys = list(mapped)
     at = {k: i for i, k in enumerate(keys)}
     boot = bootstrap_of(intervals, n)
@@ -132,8 +124,7 @@ def classifier_view(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[t
             "accuracy_loss_low": float(lo_loss), "accuracy_loss_high": float(hi_loss),
             "analytic_accuracy": analytic, "analytic_gap": gap, "analytic_gap_low": float(gap_low),
             "analytic_gap_high": float(gap_high),
-            "r2": 1.0 - sse[(a, b, m)] / sst[b] if sst[b] > 0 else np.nan,
-            "r2_seen": 1.0 - seen[(a, b, m)] / sst_seen[b] if sst_seen[b] > 0 else np.nan,
+            "r2": r2(sse[(a, b, m)], sst[b]), "r2_seen": r2(seen[(a, b, m)], sst_seen[b]),
             "r2_ignored": (1.0 - ign_sse / ign_sst if not sees_all[b] and ign_sst > 1e-12 * sst[b] else np.nan),
             "seen_fraction": 1.0 if sees_all[b] else (seen[(a, b, m)] / sse[(a, b, m)] if sse[(a, b, m)] > 0
                                                        else np.nan),

@@ -41,6 +41,8 @@ the dataset's labels in one table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -99,6 +101,50 @@ def checked_maps(maps: dict, names: list[str]) -> dict:
         if missing:
             raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
     return maps
+
+
+@dataclass
+class Setup:
+    """What every measure of the evaluation split reads (:func:`setup`): the networks in the table's order, the
+    labels (int [n], -1 where unlabelled) and which are ``known``, the maps in the registry's order of methods,
+    each network's classifier (weight, bias) and label ``offset``."""
+
+    names: list
+    labels: np.ndarray
+    known: np.ndarray
+    maps: dict
+    cls: dict
+    offset: dict
+
+
+def setup(stores: dict[str, st.EmbeddingStore], maps: dict) -> Setup:
+    """The :class:`Setup` of matched evaluation ``stores`` with classifiers and ``maps`` {method: {(source, target):
+    LinearMap}}, refused without labels or with a map missing (:func:`eval_labels`, :func:`checked_maps`)."""
+    names = list(stores)
+    labels = eval_labels(stores)
+    return Setup(names, labels, labels >= 0, checked_maps(maps, names), {k: s.classifier() for k, s in stores.items()},
+                 {k: s.label_offset for k, s in stores.items()})
+
+
+class Spread:
+    """``sum ||x - mean(x)||^2`` of rows added chunk by chunk (one-pass sums, as the tables' ``r2`` take it)."""
+
+    def __init__(self, dim: int):
+        self.sum, self.sq, self.n = np.zeros(dim), 0.0, 0
+
+    def add(self, x: np.ndarray) -> None:
+        self.sum += x.sum(axis=0)
+        self.sq += float(np.sum(x ** 2))
+        self.n += len(x)
+
+    @property
+    def total(self) -> float:
+        return self.sq - float(self.sum @ self.sum) / self.n if self.n else 0.0
+
+
+def r2(sse: float, spread: float) -> float:
+    """``1 - sse / spread``: the variance explained (NaN for a constant target)."""
+    return 1.0 - sse / spread if spread > 0 else np.nan
 
 
 def predict(features: np.ndarray, classifier: tuple, offset: int = 0) -> np.ndarray:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from .. import stores as st
 from ..fit.linear import LinearMap
-from .closed_set import checked_maps, eval_labels, feature_chunks, predict
+from .closed_set import Spread, feature_chunks, predict, r2, setup
 
 COLUMNS = ["source", "via", "target", "method", "accuracy_direct", "accuracy_direct_low", "accuracy_direct_high",
            "accuracy_composed", "accuracy_composed_low", "accuracy_composed_high", "diff", "diff_low", "diff_high",
@@ -68,26 +68,20 @@ def composition(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple
     names = list(stores)
     if len(names) < 3:
         raise ValueError(f"composition needs three networks or more; the experiment has {len(names)}")
-    labels = eval_labels(stores)
-    known = labels >= 0
-    maps = checked_maps(maps, names)
-    cls = {k: s.classifier() for k, s in stores.items()}
-    offset = {k: s.label_offset for k, s in stores.items()}
+    e = setup(stores, maps)
+    labels, known, maps, cls, offset = e.labels, e.known, e.maps, e.cls, e.offset
     pairs = [(a, c) for a in names for c in names if a != c]
     trip = triples(names)
     native = {a: [] for a in names}
     direct = {(a, c, m): [] for m in maps for a, c in pairs}
     composed = {(a, b, c, m): [] for m in maps for a, b, c in trip}
     sse_d, sse_c, dist = dict.fromkeys(direct, 0.0), dict.fromkeys(composed, 0.0), dict.fromkeys(composed, 0.0)
-    dsum = {k: np.zeros(stores[k[1]].dim) for k in direct}
-    dsq = dict.fromkeys(direct, 0.0)
-    ysum = {c: np.zeros(stores[c].dim) for c in names}
-    ysq = dict.fromkeys(names, 0.0)
+    out_spread = {k: Spread(stores[k[1]].dim) for k in direct}  # of the direct maps' outputs
+    spread = {c: Spread(stores[c].dim) for c in names}
     for start, stop, feats in feature_chunks(stores, block_rows):
         y, mask = labels[start:stop], known[start:stop]
         for c in names:
-            ysum[c] += feats[c].sum(axis=0)
-            ysq[c] += float(np.sum(feats[c] ** 2))
+            spread[c].add(feats[c])
             native[c].append((predict(feats[c], cls[c], offset[c]) == y) & mask)
         for m, fitted in maps.items():
             for a in names:
@@ -95,8 +89,7 @@ def composition(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple
                 for c, out in hop.items():
                     direct[(a, c, m)].append((predict(out, cls[c], offset[c]) == y) & mask)
                     sse_d[(a, c, m)] += float(np.sum((out - feats[c]) ** 2))
-                    dsum[(a, c, m)] += out.sum(axis=0)
-                    dsq[(a, c, m)] += float(np.sum(out ** 2))
+                    out_spread[(a, c, m)].add(out)
                 for b, mid in hop.items():
                     for c in names:
                         if c in (a, b):
@@ -106,8 +99,8 @@ def composition(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple
                         sse_c[(a, b, c, m)] += float(np.sum((out - feats[c]) ** 2))
                         dist[(a, b, c, m)] += float(np.sum((out - hop[c]) ** 2))
     n = len(labels)
-    sst = {c: ysq[c] - float(ysum[c] @ ysum[c]) / n for c in names}
-    spread = {k: dsq[k] - float(dsum[k] @ dsum[k]) / n for k in direct}
+    sst = {c: spread[c].total for c in names}
+    spread_d = {k: out_spread[k].total for k in direct}
     boot = bootstrap_of(intervals, n)
     nat = np.stack([np.concatenate(native[c]) for c in names])
     nat_point = dict(zip(names, boot.point(nat, known)))
@@ -135,9 +128,9 @@ def composition(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple
                     "accuracy_composed": c_point[j], "accuracy_composed_low": c_low[j],
                     "accuracy_composed_high": c_high[j], "diff": c_point[j] - d_point[i], "diff_low": f_low[j],
                     "diff_high": f_high[j],
-                    "r2_direct": 1.0 - sse_d[(a, c, m)] / sst[c] if sst[c] > 0 else np.nan,
-                    "r2_composed": 1.0 - sse_c[(a, b, c, m)] / sst[c] if sst[c] > 0 else np.nan,
-                    "distance": dist[(a, b, c, m)] / spread[(a, c, m)] if spread[(a, c, m)] > 0 else np.nan,
+                    "r2_direct": r2(sse_d[(a, c, m)], sst[c]), "r2_composed": r2(sse_c[(a, b, c, m)], sst[c]),
+                    "distance": (dist[(a, b, c, m)] / spread_d[(a, c, m)] if spread_d[(a, c, m)] > 0
+                                 else np.nan),
                     "target_accuracy": nat_point[c], "n": int(known.sum()),
                 })
     table = pd.DataFrame(rows, columns=COLUMNS)
