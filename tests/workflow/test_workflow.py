@@ -101,6 +101,14 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     assert store.attrs["source"] == "train" and store.attrs["split"] == "test"
     assert store["classifier/weight"].shape == (10, 128)
     assert (res / "models" / "cnn" / "feature_vector" / "saved_model.pb").exists()
+    # the analyses the demo lists, each a table and a figure: 6 pairs, 24 triples, 12 ordered pairs per method
+    methods = cfg["experiments"]["digits"]["mapping"]["methods"]
+    for name, rows in (("asymmetry", 6), ("composition", 24), ("classifier_view", 12)):
+        table = pd.read_csv(res / "tables" / f"{name}.csv")
+        assert len(table) == rows * (len(methods) + (name == "classifier_view")), name  # and the analytic map
+        for ext in ("png", "svg"):
+            assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    assert "loss_per_hop" in (res / "logs" / "composition.log").read_text()
 
 
 def _job_counts(out: str) -> dict:
