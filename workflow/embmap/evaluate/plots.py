@@ -458,8 +458,9 @@ def composition_figure(table: pd.DataFrame, labels: dict[str, str] | None = None
                 continue
             x, y = t.accuracy_direct[keep].to_numpy(float), t.accuracy_composed[keep].to_numpy(float)
             out = (x < lo) | (y < lo)
+            first = "color" in style or not (~c).any()  # one legend entry per method
             ax.scatter(x[~out], y[~out], s=22, alpha=0.75, **style,
-                       label=f"{m}: mean loss per hop {loss:+.3f}" if "color" in style else None)
+                       label=f"{m}: mean loss per hop {loss:+.3f}" if first else None)
             if out.any():
                 ax.scatter(np.maximum(x[out], lo), np.maximum(y[out], lo), s=30, marker="v", alpha=0.75, **style)
     ax.plot([lo, 1], [lo, 1], color="black", linestyle="--", linewidth=1)
@@ -512,7 +513,8 @@ def classifier_view_figure(table: pd.DataFrame, labels: dict[str, str] | None = 
             y = np.clip(t.accuracy_loss.to_numpy(dtype=float), y_lo, y_hi)
             edge = (y <= y_lo) | (y >= y_hi)
             low = x < r2_floor
-            left.scatter(x[~low & ~edge], y[~low & ~edge], s=22, alpha=0.75, label=None if hollow else m, **style)
+            first = not hollow or not (sel & ~ctrl).any()  # one legend entry per method
+            left.scatter(x[~low & ~edge], y[~low & ~edge], s=22, alpha=0.75, label=m if first else None, **style)
             if (low | edge).any():
                 left.scatter(np.maximum(x[low | edge], r2_floor), y[low | edge], s=30, marker="<", alpha=0.75,
                              **style)

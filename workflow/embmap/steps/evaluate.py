@@ -58,7 +58,8 @@ def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: 
 
 def _analysis_job(plan, wc) -> dict:
     """The evaluation split's stores, every map of every method in ``mapping.methods``, the ``intervals`` block,
-    the networks' labels and which are ``control``s."""
+    the networks' labels (asymmetry's log names them) and which are ``control``s (composition's summary leaves
+    them out)."""
     return {**_evaluate_closed_set_job(plan, wc), "labels": plan.labels(wc.exp), "controls": plan.controls(wc.exp)}
 
 
@@ -74,8 +75,7 @@ def _write(t, table: str) -> None:
 
 
 @step(inputs=_evaluate_closed_set_inputs, job=_analysis_job)
-def asymmetry(stores: dict[str, str], maps: dict, table: str, labels: dict, controls: list | None = None,
-              intervals: dict | None = None) -> None:
+def asymmetry(stores: dict[str, str], maps: dict, table: str, labels: dict, intervals: dict | None = None) -> None:
     """Every unordered pair's two directions, for every method, and the order they imply (``analyses``)."""
     from ..evaluate import asymmetry as asym
 
@@ -88,7 +88,7 @@ def asymmetry(stores: dict[str, str], maps: dict, table: str, labels: dict, cont
 
 
 @step(inputs=_evaluate_closed_set_inputs, job=_analysis_job)
-def composition(stores: dict[str, str], maps: dict, table: str, labels: dict, controls: list | None = None,
+def composition(stores: dict[str, str], maps: dict, table: str, controls: list | None = None,
                 intervals: dict | None = None) -> None:
     """Every ordered triple's composed map A -> B -> C against A -> C, and the mean loss per hop (``analyses``)."""
     from ..evaluate import composition as comp
@@ -101,8 +101,7 @@ def composition(stores: dict[str, str], maps: dict, table: str, labels: dict, co
 
 
 @step(inputs=_evaluate_closed_set_inputs, job=_analysis_job)
-def classifier_view(stores: dict[str, str], maps: dict, table: str, labels: dict, controls: list | None = None,
-                    intervals: dict | None = None) -> None:
+def classifier_view(stores: dict[str, str], maps: dict, table: str, intervals: dict | None = None) -> None:
     """The share of every mapped residual in the row space of the target's classifier, beside the accuracy loss
     and the gap to the analytic map (``analyses``)."""
     from ..evaluate import classifier_view as cv
