@@ -65,6 +65,58 @@ def synthetic_stores(root, names=("net_a", "net_b", "net_c"), dims=(12, 10, 12),
     return out
 
 
+def linear_stores(root, n_train=400, n_test=300, n_classes=4, seed=0):
+    """Stores of three networks with an exact linear relation: ``a`` [8 dims], ``b = a R`` (R invertible: maps both
+    ways are exact) and ``c = a P`` (P orthonormal columns, 8 -> 4: a -> c exact, c -> a loses what P drops, and
+    with it accuracy, since the labels depend on all of a). Each has its own fitted classifier (c's 4 x 4 has full
+    column rank). Returns ({name: directory}, {name: (train float64, test float64)}, labels of the test split)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from embmap import stores
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    fa = rng.standard_normal((n, 8))
+    labels = np.argmax(fa @ rng.standard_normal((8, n_classes)) + 0.3 * rng.standard_normal((n, n_classes)), axis=1)
+    r = rng.standard_normal((8, 8)) + 2.0 * np.eye(8)
+    p = np.linalg.qr(rng.standard_normal((8, 8)))[0][:, :4]
+    ids = np.array([f"img/{i:05d}.png" for i in range(n)])
+    dirs, feats = {}, {}
+    for name, f in (("a", fa), ("b", fa @ r), ("c", fa @ p)):
+        f = f.astype(np.float32)
+        clf = LogisticRegression(max_iter=5000).fit(f[:n_train], labels[:n_train])
+        for split, sl in (("train", slice(0, n_train)), ("test", slice(n_train, n))):
+            stores.write_embeddings(f"{root}/{name}/{split}.zarr", f[sl], ids[sl], labels[sl],
+                                    classifier=(clf.coef_, clf.intercept_), chunk_rows=64, network=name,
+                                    source="zarr", split=split)
+        dirs[name] = f"{root}/{name}"
+        feats[name] = (f[:n_train].astype(np.float64), f[n_train:].astype(np.float64))
+    return dirs, feats, labels[n_train:]
+
+
+def linear_experiment(root, methods=("ridge", "lstsq")):
+    """:func:`linear_stores` opened as the closed-set analyses take them: (evaluation stores, {method: {(source,
+    target): map}} fitted on the train split from its blocks, {name: test features float64}, test labels)."""
+    from embmap import stores
+    from embmap.fit import gram
+    from embmap.fit import methods as fit_methods
+
+    dirs, feats, labels = linear_stores(root)
+    fit = stores.open_matched({k: f"{d}/train.zarr" for k, d in dirs.items()})
+    ev = stores.open_matched({k: f"{d}/test.zarr" for k, d in dirs.items()}, need_classifier=True)
+    bl = gram.cross_products({k: s.embeddings for k, s in fit.items()}, block_rows=64)
+    maps = {m: {(a, b): f for a in bl.names
+                for b, f in fit_methods.fit_maps(bl, a, [t for t in bl.names if t != a], m, alpha=1.0).items()}
+            for m in methods}
+    return ev, maps, {k: v[1] for k, v in feats.items()}, labels
+
+
+def classified_right(features, store, labels):
+    """bool [n]: where a store's classifier, reading ``features`` [n, d] (float64), predicts ``labels``."""
+    w, b = store.classifier()
+    return np.argmax(features @ w.T + b, axis=1) == labels
+
+
 def raw_store(path, emb, ids, labels, classifier=None, attrs=None, *, zarr_format=3, consolidate=True,
               classifier_attrs=None):
     """A store as any Zarr user writes it; ``attrs`` default to ``complete: true``."""

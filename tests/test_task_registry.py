@@ -28,6 +28,35 @@ def test_every_task_names_outputs_the_plan_knows_and_rules_write():
             assert matrix in t.tables, (t.name, figure, matrix)
 
 
+def test_the_analyses_are_the_schemas_and_each_is_planned_where_the_experiment_lists_it(tmp_path):
+    from embmap.config import ConfigError
+
+    enum = config.schema()["$defs"]["experiment"]["properties"]["analyses"]["items"]["enum"]
+    assert enum == [a for t in tasks.TASKS.values() for a in t.analyses]
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    written = set(re.findall(r'P\.pattern\("(\w+)"', rules))
+    for t in tasks.TASKS.values():
+        for outputs in t.analyses.values():
+            assert set(outputs) <= set(plan.OUTPUTS) and set(outputs) <= written, outputs
+    dirs = synthetic_stores(tmp_path, names=("a", "b", "c"), dims=(4, 4, 4))
+    exp = {"task": "closed_set", "dataset": {"kind": "embeddings"},
+           "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}
+
+    def outputs(**keys):
+        return [o.split("/byo/")[1] for o in plan.Plan({"experiments": {"byo": {**exp, **keys}}}, tmp_path).outputs("byo")]
+
+    default = outputs()  # the schema's default: the two that cost one evaluation pass each
+    assert "tables/asymmetry.csv" in default and "tables/classifier_view.csv" in default
+    assert "figures/asymmetry.png" in default and "tables/composition.csv" not in default
+    assert not [o for o in outputs(analyses=[]) if "asymmetry" in o or "classifier_view" in o]
+    every = outputs(analyses=["composition", "asymmetry", "classifier_view"])
+    assert {"tables/composition.csv", "figures/composition.png", "figures/composition.svg"} <= set(every)
+    exp["networks"].pop("c")
+    with pytest.raises(ConfigError, match=r"experiments\.byo\.analyses: composition .* three networks"):
+        outputs(analyses=["composition"])
+    assert "tables/asymmetry.csv" in outputs(analyses=["asymmetry"])  # two networks are one pair
+
+
 def test_the_plan_decides_nothing_by_a_tasks_name():
     source = (ROOT / "workflow" / "embmap" / "plan.py").read_text()
     assert not re.search(r"task\s*[!=]=", source), "ask the task (embmap.tasks), not its name"
@@ -48,7 +77,7 @@ def test_a_task_declares_its_outputs_splits_and_checks(tmp_path, monkeypatch):
         base.check(p, exp, where, ctx)
 
     toy = dataclasses.replace(base, name="closed_set_lite", figures={}, heatmaps={}, check=check, like="closed_set",
-                              tables={k: v for k, v in base.tables.items() if k != "networks_table"})
+                              tables={k: v for k, v in base.tables.items() if k != "networks_table"}, analyses={})
     monkeypatch.setitem(tasks.TASKS, toy.name, toy)
     patched = config.schema()
     patched["$defs"]["experiment"]["properties"]["task"]["enum"].append(toy.name)
@@ -70,8 +99,9 @@ def test_tasks_that_share_a_rule_declare_its_outputs_alike_and_one_name_is_one_p
     import dataclasses
 
     base = tasks.TASKS["closed_set"]
-    common = {k: v for k, v in plan.OUTPUTS.items() if k not in {n for t in tasks.TASKS.values()
-                                                                  for n in [*t.tables, *t.figures]}}
+    common = {k: v for k, v in plan.OUTPUTS.items()
+              if k not in {n for t in tasks.TASKS.values()
+                           for n in [*t.tables, *t.figures, *(o for a in t.analyses.values() for o in a)]}}
     lite = dataclasses.replace(base, name="closed_set_lite", figures={},
                                tables={"closed_set": base.tables["closed_set"]})
     monkeypatch.setitem(tasks.TASKS, lite.name, lite)

@@ -106,6 +106,14 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     knn = s[(s["index"] == "mutual_knn") & (s.source != "random") & (s.target != "random")]
     assert len(knn) == 3 and (knn.n == 540).all() and np.allclose(knn.chance, 10 / 539)
     assert (knn.value > knn.chance_q95).all() and (knn.chance_q95 > knn.chance).all()
+    # the analyses the demo lists, each a table and a figure: 6 pairs, 24 triples, 12 ordered pairs per method
+    methods = cfg["experiments"]["digits"]["mapping"]["methods"]
+    for name, rows in (("asymmetry", 6), ("composition", 24), ("classifier_view", 12)):
+        table = pd.read_csv(res / "tables" / f"{name}.csv")
+        assert len(table) == rows * (len(methods) + (name == "classifier_view")), name  # and the analytic map
+        for ext in ("png", "svg"):
+            assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    assert "loss_per_hop" in (res / "logs" / "composition.log").read_text()
 
 
 def _job_counts(out: str) -> dict:

@@ -57,7 +57,8 @@ def _task_outputs(common: dict) -> dict:
     rule declare its outputs alike (the same name at the same path); one name at two paths is refused."""
     out, owner = {}, {}
     for task in tasks.TASKS.values():
-        for name, path in {**task.tables, **task.figures}.items():
+        analysed = {name: path for outputs in task.analyses.values() for name, path in outputs.items()}
+        for name, path in {**task.tables, **task.figures, **analysed}.items():
             if name in common:
                 raise ValueError(f"task {task.name}: output {name!r} is a name of the workflow's own "
                                  f"({common[name]}); give the table another name")
@@ -185,6 +186,12 @@ class Experiment:
     @property
     def indices(self) -> list[str]:
         return list(self.spec["similarity"]["indices"]) if self.task_def.fit_pass else []
+
+    @property
+    def analyses(self) -> list[str]:
+        """The task's optional analyses (:attr:`embmap.tasks.Task.analyses`) the experiment lists (``analyses``), in the task's order."""
+        wanted = self.spec.get("analyses", [])
+        return [a for a in self.task_def.analyses if a in wanted]
 
     @property
     def store(self) -> dict:
@@ -417,7 +424,7 @@ class Plan:
 
     def outputs(self, exp: str) -> list[str]:
         """Every table and figure of an experiment, in the order its task declares (:mod:`embmap.tasks`), then
-        the optional analyses (similarity, sample efficiency) the experiment asks for."""
+        the optional analyses (similarity, sample efficiency, the task's ``analyses``) the experiment asks for."""
         e = self.experiments[exp]
         tables, figures = list(e.task_def.tables), list(e.task_def.figures)
         if e.task_def.classifier and len(e.methods) > 1:
@@ -427,6 +434,9 @@ class Plan:
             figures.append("similarity_heatmap")
         if e.sample_efficiency:
             tables.append("sample_efficiency")
+        for analysis in e.analyses:
+            for name, path in e.task_def.analyses[analysis].items():
+                (figures if "{ext}" in path else tables).append(name)
         out = [self.path(t, exp) for t in tables] + [self.path(f, exp, ext=x) for f in figures for x in FIGURE_FORMATS]
         if e.sample_efficiency:
             out += [self.path("sample_efficiency_figure", exp, target=b, ext=x) for b in e.networks

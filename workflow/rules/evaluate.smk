@@ -1,4 +1,5 @@
-# Evaluation: Table 2 (closed set), Table 1 (the networks), Table 6 (open-set verification) and identification.
+# Evaluation: Table 2 (closed set), Table 1 (the networks), Table 6 (open-set verification) and identification;
+# the closed-set analyses (asymmetry, composition, classifier_view) where the experiment lists them.
 
 
 rule evaluate_closed_set:
@@ -172,5 +173,80 @@ rule sample_efficiency:
         mem_mb=8000,
     params:
         job=P.job("sample_efficiency"),
+    script:
+        "../scripts/step.py"
+
+
+rule asymmetry:
+    input:
+        unpack(P.inputs("asymmetry")),
+    output:
+        table=report(
+            P.pattern("asymmetry"),
+            caption="../report/asymmetry.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("asymmetry"),
+    benchmark:
+        P.benchmark("asymmetry")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: P.threads(4)
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("asymmetry"),
+    script:
+        "../scripts/step.py"
+
+
+rule composition:
+    input:
+        unpack(P.inputs("composition")),
+    output:
+        table=report(
+            P.pattern("composition"),
+            caption="../report/composition.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("composition"),
+    benchmark:
+        P.benchmark("composition")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: P.threads(4)
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("composition"),
+    script:
+        "../scripts/step.py"
+
+
+rule classifier_view:
+    input:
+        unpack(P.inputs("classifier_view")),
+    output:
+        table=report(
+            P.pattern("classifier_view"),
+            caption="../report/classifier_view.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("classifier_view"),
+    benchmark:
+        P.benchmark("classifier_view")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: P.threads(4)
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("classifier_view"),
     script:
         "../scripts/step.py"

@@ -158,3 +158,81 @@ rule plot_sample_efficiency:
         job=P.job("plot_sample_efficiency"),
     script:
         "../scripts/step.py"
+
+
+rule plot_asymmetry:
+    input:
+        table=P.pattern("asymmetry"),
+    output:
+        png=report(
+            P.pattern("asymmetry_figure", ext="png"),
+            caption="../report/asymmetry_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("asymmetry_figure", ext="svg"),
+    log:
+        P.log("plot_asymmetry"),
+    benchmark:
+        P.benchmark("plot_asymmetry")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_asymmetry"),
+    script:
+        "../scripts/step.py"
+
+
+rule plot_composition:
+    input:
+        table=P.pattern("composition"),
+    output:
+        png=report(
+            P.pattern("composition_figure", ext="png"),
+            caption="../report/composition_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("composition_figure", ext="svg"),
+    log:
+        P.log("plot_composition"),
+    benchmark:
+        P.benchmark("plot_composition")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_composition"),
+    script:
+        "../scripts/step.py"
+
+
+rule plot_classifier_view:
+    input:
+        table=P.pattern("classifier_view"),
+    output:
+        png=report(
+            P.pattern("classifier_view_figure", ext="png"),
+            caption="../report/classifier_view_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("classifier_view_figure", ext="svg"),
+    log:
+        P.log("plot_classifier_view"),
+    benchmark:
+        P.benchmark("plot_classifier_view")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_classifier_view"),
+    script:
+        "../scripts/step.py"

@@ -41,6 +41,8 @@ the dataset's labels in one table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -63,6 +65,91 @@ class _Tally:
     def __init__(self):
         self.correct = self.agree = self.n = 0
         self.cos = self.sse = 0.0
+
+
+def eval_labels(stores: dict[str, st.EmbeddingStore]) -> np.ndarray:
+    """The evaluation split's labels (int [n], -1 where unlabelled), refused when none is labelled."""
+    first = next(iter(stores.values()))
+    labels = first.labels
+    if (labels < 0).all():
+        raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
+    return labels
+
+
+def feature_chunks(stores: dict[str, st.EmbeddingStore], block_rows: int = 4096):
+    """Yield ``(start, stop, {network: float64 [stop - start, d]})`` over the matched stores' samples, ``block_rows``
+    at a time, refusing a non-finite embedding (naming its network, row and store)."""
+    first = next(iter(stores.values()))
+    for start, stop in st.sample_chunks(first.n, block_rows):
+        feats = {k: np.asarray(s.embeddings[start:stop], dtype=np.float64) for k, s in stores.items()}
+        for k, f in feats.items():
+            if not np.isfinite(f).all():
+                row = start + int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
+                raise st.StoreError(f"network {k!r}: non-finite embedding at row {row} of {stores[k].path}")
+        yield start, stop, feats
+
+
+def checked_maps(maps: dict, names: list[str]) -> dict:
+    """``maps`` {method: {(source, target): LinearMap}} in the registry's order of methods, refused (KeyError) when a
+    method is unknown or lacks a map of an ordered pair of distinct ``names``."""
+    unknown = [m for m in maps if m not in METHODS]
+    if unknown:
+        raise KeyError(f"maps of an unknown method {unknown[0]!r}; the map methods are {', '.join(METHODS)}")
+    maps = {m: maps[m] for m in METHODS if m in maps}
+    for method, fitted in maps.items():
+        missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
+        if missing:
+            raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
+    return maps
+
+
+@dataclass
+class Setup:
+    """What every measure of the evaluation split reads (:func:`setup`): the networks in the table's order, the
+    labels (int [n], -1 where unlabelled) and which are ``known``, the maps in the registry's order of methods,
+    each network's classifier (weight, bias) and label ``offset``."""
+
+    names: list
+    labels: np.ndarray
+    known: np.ndarray
+    maps: dict
+    cls: dict
+    offset: dict
+
+
+def setup(stores: dict[str, st.EmbeddingStore], maps: dict) -> Setup:
+    """The :class:`Setup` of matched evaluation ``stores`` with classifiers and ``maps`` {method: {(source, target):
+    LinearMap}}, refused without labels or with a map missing (:func:`eval_labels`, :func:`checked_maps`)."""
+    names = list(stores)
+    labels = eval_labels(stores)
+    return Setup(names, labels, labels >= 0, checked_maps(maps, names), {k: s.classifier() for k, s in stores.items()},
+                 {k: s.label_offset for k, s in stores.items()})
+
+
+class Spread:
+    """``sum ||x - mean(x)||^2`` of rows added chunk by chunk (one-pass sums, as the tables' ``r2`` take it)."""
+
+    def __init__(self, dim: int):
+        self.sum, self.sq, self.n = np.zeros(dim), 0.0, 0
+
+    def add(self, x: np.ndarray) -> None:
+        self.sum += x.sum(axis=0)
+        self.sq += float(np.sum(x ** 2))
+        self.n += len(x)
+
+    @property
+    def total(self) -> float:
+        return self.sq - float(self.sum @ self.sum) / self.n if self.n else 0.0
+
+
+def r2(sse: float, spread: float) -> float:
+    """``1 - sse / spread``: the variance explained (NaN for a constant target)."""
+    return 1.0 - sse / spread if spread > 0 else np.nan
+
+
+def predict(features: np.ndarray, classifier: tuple, offset: int = 0) -> np.ndarray:
+    """The dataset labels a classifier (weight [class, d], bias [class]) predicts for ``features`` [n, d]."""
+    return np.argmax(features @ classifier[0].T + classifier[1], axis=1) + offset
 
 
 def analytic_factor(cls_b: tuple) -> tuple[np.ndarray, bool]:
@@ -142,20 +229,10 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
     bool vectors per row of the table are kept for the intervals (``2 n`` bytes a row).
     """
     names = list(stores)
-    first = stores[names[0]]
-    labels = first.labels
-    if (labels < 0).all():
-        raise st.StoreError(f"store {first.path}: no labels in the evaluation split; closed_set needs them")
+    labels = eval_labels(stores)
     cls = {k: s.classifier() for k, s in stores.items()}
     offset = {k: s.label_offset for k, s in stores.items()}
-    unknown = [m for m in maps if m not in METHODS]
-    if unknown:
-        raise KeyError(f"maps of an unknown method {unknown[0]!r}; the map methods are {', '.join(METHODS)}")
-    maps = {m: maps[m] for m in METHODS if m in maps}
-    for method, fitted in maps.items():
-        missing = [(a, b) for a in names for b in names if a != b and (a, b) not in fitted]
-        if missing:
-            raise KeyError(f"no {method} map from {missing[0][0]!r} to {missing[0][1]!r}")
+    maps = checked_maps(maps, names)
     factors = {}  # one factorisation per target classifier, shared by every source
     methods: dict[tuple[str, str, str], LinearMap | None] = {}
     for a in names:
@@ -182,22 +259,17 @@ def evaluate(stores: dict[str, st.EmbeddingStore], maps: dict[str, dict[tuple[st
     ysq = {b: 0.0 for b in names}
     n_total = 0
     known = labels >= 0
-    for start, stop in st.sample_chunks(first.n, block_rows):
-        feats = {k: np.asarray(s.embeddings[start:stop], dtype=np.float64) for k, s in stores.items()}
-        for k, f in feats.items():
-            if not np.isfinite(f).all():
-                row = start + int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
-                raise st.StoreError(f"network {k!r}: non-finite embedding at row {row} of {stores[k].path}")
+    for start, stop, feats in feature_chunks(stores, block_rows):
         y = labels[start:stop]
         mask = known[start:stop]
-        native_pred = {k: np.argmax(f @ cls[k][0].T + cls[k][1], axis=1) + offset[k] for k, f in feats.items()}
+        native_pred = {k: predict(f, cls[k], offset[k]) for k, f in feats.items()}
         for b in names:
             ysum[b] += feats[b].sum(axis=0)
             ysq[b] += float(np.sum(feats[b] ** 2))
         n_total += stop - start
         for (a, b, method), m in methods.items():
             mapped = feats[a] if m is None else m(feats[a])
-            pred = np.argmax(mapped @ cls[b][0].T + cls[b][1], axis=1) + offset[b]
+            pred = predict(mapped, cls[b], offset[b])
             t = tallies[(a, b, method)]
             right[(a, b, method)].append((pred == y) & mask)
             agreed[(a, b, method)].append(pred == native_pred[b])

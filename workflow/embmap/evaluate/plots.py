@@ -334,3 +334,216 @@ def methods(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)
+
+
+def _save(fig, paths) -> None:
+    import matplotlib.pyplot as plt
+
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+
+
+def _method_colours(methods) -> dict:
+    """One colour per map method of a figure, the registry's methods first (the analytic map, if any, last)."""
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+
+
+def asymmetry_figure(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+                     title: str = ""):
+    """The ordered matrix of ``tables/asymmetry.csv`` (returned open), one panel per method: the cell (row A,
+    column B) is the share of B's own accuracy that A -> B keeps (``relative_ab``); a black frame marks the cell of
+    the direction that decides an order (A's features contain B's: the paired interval of ``relative_diff``
+    excludes 0), with "row ⊇ column" in it. Colours diverge from 1 (red: the direction loses part of the
+    target's accuracy, blue: it exceeds it) as far as the pairs without a control reach; rows and columns with a
+    control are grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    from .asymmetry import A_CONTAINS_B, B_CONTAINS_A
+
+    labels = labels or {}
+    methods = [m for m in [*METHODS, *table.method.unique()] if m in set(table.method)]
+    methods = list(dict.fromkeys(methods))
+    k = len(order)
+    at = {n: i for i, n in enumerate(order)}
+    names = [short_label(labels.get(n, n)) for n in order]
+    is_ctrl = np.array([n in set(controls) for n in order])
+    # a diverging scale centred at 1 (the direction keeps all of the target's accuracy), as wide as the pairs
+    # without a control reach: their relative accuracies are close to 1, and a [0, 1] scale would hide them
+    plain = table[~table.a.isin(controls) & ~table.b.isin(controls)]
+    both = np.concatenate([plain.relative_ab.to_numpy(float), plain.relative_ba.to_numpy(float)])
+    both = both[np.isfinite(both)]
+    dev = max(0.02, float(np.max(np.abs(both - 1.0)))) if len(both) else 0.5
+    cmap, norm = plt.get_cmap("RdBu"), Normalize(1.0 - dev, 1.0 + dev)
+    fig, axes = plt.subplots(1, len(methods), figsize=((1.0 * k + 1.6) * len(methods) + 1.2, 0.9 * k + 2.2),
+                             layout="constrained", squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        rel = np.full((k, k), np.nan)
+        framed = []
+        for r in table[table.method == m].itertuples():
+            i, j = at[r.a], at[r.b]
+            rel[i, j], rel[j, i] = r.relative_ab, r.relative_ba
+            if r.order == A_CONTAINS_B:
+                framed.append((i, j))
+            elif r.order == B_CONTAINS_A:
+                framed.append((j, i))
+        for i in range(k):
+            for j in range(k):
+                if i == j:
+                    face = (1, 1, 1)
+                elif is_ctrl[i] or is_ctrl[j]:
+                    face = (0.85, 0.85, 0.85)
+                else:
+                    face = cmap(norm(rel[i, j])) if np.isfinite(rel[i, j]) else (1, 1, 1)
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=face, edgecolor="white", linewidth=1.5))
+                if i != j and np.isfinite(rel[i, j]):
+                    dark = not (is_ctrl[i] or is_ctrl[j]) and abs(rel[i, j] - 1.0) > 0.6 * dev
+                    ax.text(j + 0.5, i + 0.42, f"{rel[i, j]:.3f}", ha="center", va="center", fontsize=9,
+                            color="white" if dark else "black")
+                    if (i, j) in framed:
+                        ax.text(j + 0.5, i + 0.75, "row ⊇ column", ha="center", va="center", fontsize=6,
+                                color="white" if dark else "black", weight="bold")
+        for i, j in framed:
+            ax.add_patch(plt.Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, edgecolor="black", linewidth=2.2))
+        ax.set_xlim(0, k)
+        ax.set_ylim(k, 0)
+        ax.set_xticks(np.arange(k) + 0.5, names, rotation=35, ha="right")
+        ax.set_yticks(np.arange(k) + 0.5, names if ax is axes[0][0] else [""] * k)
+        ax.set_xlabel("target B (classifier)")
+        ax.set_title(m, fontsize=10)
+        ax.tick_params(length=0)
+        for s in ax.spines.values():
+            s.set_visible(False)
+    axes[0][0].set_ylabel("source A (features)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), fraction=0.03, pad=0.02,
+                 label="accuracy of A -> B / B's own accuracy", extend="both")
+    fig.supxlabel("framed: the row network's features contain the column network's (paired interval excludes 0)",
+                  fontsize=7, color="dimgrey")
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def asymmetry(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+              title: str = "", paths=()) -> None:
+    """Save :func:`asymmetry_figure` to ``paths``."""
+    _save(asymmetry_figure(table, order, labels, controls, title), paths)
+
+
+def composition_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = ""):
+    """Direct against composed accuracy of every triple of ``tables/composition.csv`` (returned open): one point
+    per triple (A, B, C) and method at (accuracy of A -> C, accuracy of A -> B -> C), triples with a control
+    hollow; on the diagonal the hop costs nothing, below it the composed map loses accuracy. The axes span the
+    triples without a control; the others beyond it sit at its edge as triangles. The legend gives each method's
+    mean loss per hop over every triple."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in METHODS if m in set(table.method)]
+    colours = _method_colours(methods)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0), layout="constrained")
+    ctrl = table.source.isin(controls) | table.via.isin(controls) | table.target.isin(controls)
+    # the range of the triples without a control (one into a classifier at chance would flatten the rest); the
+    # others below it sit at its edge as triangles
+    span = table[~ctrl] if (~ctrl).any() else table
+    lo = float(min(span.accuracy_direct.min(), span.accuracy_composed.min(), 1.0))
+    lo = max(0.0, lo - 0.05)
+    for m in methods:
+        t, c = table[table.method == m], ctrl[table.method == m]
+        loss = -t["diff"].mean()
+        for keep, style in ((~c, {"color": colours[m]}), (c, {"facecolors": "none", "edgecolors": colours[m]})):
+            if not keep.any():
+                continue
+            x, y = t.accuracy_direct[keep].to_numpy(float), t.accuracy_composed[keep].to_numpy(float)
+            out = (x < lo) | (y < lo)
+            first = "color" in style or not (~c).any()  # one legend entry per method
+            ax.scatter(x[~out], y[~out], s=22, alpha=0.75, **style,
+                       label=f"{m}: mean loss per hop {loss:+.3f}" if first else None)
+            if out.any():
+                ax.scatter(np.maximum(x[out], lo), np.maximum(y[out], lo), s=30, marker="v", alpha=0.75, **style)
+    ax.plot([lo, 1], [lo, 1], color="black", linestyle="--", linewidth=1)
+    ax.set_xlim(lo, 1.01)
+    ax.set_ylim(lo, 1.01)
+    ax.set_xlabel("accuracy of the direct map A -> C")
+    ax.set_ylabel("accuracy of the composed map A -> B -> C")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", title="hollow: a control in the triple (triangles: beyond the axes)",
+              title_fontsize=7)
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def composition(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                paths=()) -> None:
+    """Save :func:`composition_figure` to ``paths``."""
+    _save(composition_figure(table, labels, controls, title), paths)
+
+
+def classifier_view_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                           r2_floor: float = -1.0):
+    """``tables/classifier_view.csv`` (returned open) in two panels sharing the y axis, the accuracy loss
+    (mapped accuracy minus the target's own): against the feature fit ``r2`` (left; values below ``r2_floor``
+    drawn at it as left-pointing triangles) and against the share of the residual the classifier sees (right).
+    One colour per method (the analytic map included); pairs with a control hollow; pairs whose target's
+    classifier sees everything (``sees_all``) are crosses at 1. The y axis spans the pairs without a control
+    (a control's analytic rows are off by its chance accuracy); the others sit at its edge as triangles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys([m for m in [*METHODS, *table.method.unique()] if m in set(table.method)]))
+    colours = _method_colours(methods)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.6), layout="constrained", sharey=True)
+    ctrl = (table.source.isin(controls) | table.target.isin(controls)).to_numpy()
+    # the loss range of the pairs without a control; the others beyond it are drawn at its edge
+    span = table.accuracy_loss[~ctrl] if (~ctrl).any() else table.accuracy_loss
+    pad = max(0.02, 0.1 * float(span.max() - span.min()))
+    y_lo, y_hi = min(float(span.min()) - pad, -pad), max(float(span.max()) + pad, pad)
+    for m in methods:
+        sel = (table.method == m).to_numpy()
+        for keep, hollow in ((sel & ~ctrl, False), (sel & ctrl, True)):
+            t = table[keep]
+            if not len(t):
+                continue
+            style = {"facecolors": "none", "edgecolors": colours[m]} if hollow else {"color": colours[m]}
+            x = t.r2.to_numpy(dtype=float)
+            y = np.clip(t.accuracy_loss.to_numpy(dtype=float), y_lo, y_hi)
+            edge = (y <= y_lo) | (y >= y_hi)
+            low = x < r2_floor
+            first = not hollow or not (sel & ~ctrl).any()  # one legend entry per method
+            left.scatter(x[~low & ~edge], y[~low & ~edge], s=22, alpha=0.75, label=m if first else None, **style)
+            if (low | edge).any():
+                left.scatter(np.maximum(x[low | edge], r2_floor), y[low | edge], s=30, marker="<", alpha=0.75,
+                             **style)
+            full = t.sees_all.astype(bool).to_numpy()
+            f = t.seen_fraction.to_numpy(dtype=float)
+            right.scatter(f[~full & ~edge], y[~full & ~edge], s=22, alpha=0.75, **style)
+            if (edge & ~full).any():
+                right.scatter(f[edge & ~full], y[edge & ~full], s=30, marker="^", alpha=0.75, **style)
+            if full.any():
+                right.scatter(f[full], y[full], s=30, marker="x", color=colours[m], alpha=0.75)
+    for ax in (left, right):
+        ax.axhline(0.0, color="black", linestyle="--", linewidth=1)
+        ax.grid(alpha=0.3)
+    left.set_ylim(y_lo, y_hi)
+    left.set_xlabel(f"feature fit R2 on the evaluation split (below {r2_floor:g}: at the edge)")
+    left.set_ylabel(textwrap.fill("accuracy on mapped features minus the target's own", 36))
+    right.set_xlabel("share of the residual in the classifier's row space")
+    right.set_xlim(-0.02, 1.02)
+    left.legend(fontsize=7, loc="lower left", title="hollow: a control; x: classifier sees all; triangles: beyond "
+                "the axes", title_fontsize=7)
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def classifier_view(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                    paths=()) -> None:
+    """Save :func:`classifier_view_figure` to ``paths``."""
+    _save(classifier_view_figure(table, labels, controls, title), paths)

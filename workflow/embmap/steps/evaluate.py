@@ -56,6 +56,64 @@ def evaluate_closed_set(stores: dict[str, str], maps: dict, table: str, matrix: 
              float((t.accuracy_high - t.accuracy_low).max()) / 2)
 
 
+def _analysis_job(plan, wc) -> dict:
+    """The evaluation split's stores, every map of every method in ``mapping.methods``, the ``intervals`` block,
+    the networks' labels (asymmetry's log names them) and which are ``control``s (composition's summary leaves
+    them out)."""
+    return {**_evaluate_closed_set_job(plan, wc), "labels": plan.labels(wc.exp), "controls": plan.controls(wc.exp)}
+
+
+def _analysis_inputs(stores: dict[str, str], maps: dict) -> tuple:
+    from .. import stores as st
+
+    return st.open_matched(stores, need_classifier=True), {m: _read_maps(paths) for m, paths in maps.items()}
+
+
+def _write(t, table: str) -> None:
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(table, index=False, float_format="%.6g")
+
+
+@step(inputs=_evaluate_closed_set_inputs, job=_analysis_job)
+def asymmetry(stores: dict[str, str], maps: dict, table: str, labels: dict, intervals: dict | None = None) -> None:
+    """Every unordered pair's two directions, for every method, and the order they imply (``analyses``)."""
+    from ..evaluate import asymmetry as asym
+
+    t = asym.asymmetry(*_analysis_inputs(stores, maps), intervals=intervals)
+    _write(t, table)
+    decided = asym.readings(t, labels)
+    log.info("wrote %s: %d pairs x %d methods, %d orders decided at level %s%s", table, t[["a", "b"]].drop_duplicates()
+             .shape[0], t.method.nunique(), len(decided), (intervals or {}).get("level"),
+             "".join("\n  " + s for s in decided))
+
+
+@step(inputs=_evaluate_closed_set_inputs, job=_analysis_job)
+def composition(stores: dict[str, str], maps: dict, table: str, controls: list | None = None,
+                intervals: dict | None = None) -> None:
+    """Every ordered triple's composed map A -> B -> C against A -> C, and the mean loss per hop (``analyses``)."""
+    from ..evaluate import composition as comp
+
+    t, summary = comp.composition(*_analysis_inputs(stores, maps), intervals=intervals, controls=controls or ())
+    _write(t, table)
+    log.info("wrote %s: %d triples x %d methods; the mean accuracy one more hop costs (loss_per_hop, with its "
+             "interval), the mean relative distance between the composed and the direct maps' outputs, and the mean "
+             "R2 lost:\n%s", table, len(comp.triples(list(stores))), t.method.nunique(), summary.to_string(index=False))
+
+
+@step(inputs=_evaluate_closed_set_inputs, job=_analysis_job)
+def classifier_view(stores: dict[str, str], maps: dict, table: str, intervals: dict | None = None) -> None:
+    """The share of every mapped residual in the row space of the target's classifier, beside the accuracy loss
+    and the gap to the analytic map (``analyses``)."""
+    from ..evaluate import classifier_view as cv
+
+    t = cv.classifier_view(*_analysis_inputs(stores, maps), intervals=intervals)
+    _write(t, table)
+    full = sorted(set(t.target[t.sees_all]))
+    log.info("wrote %s: %d rows; median share of the residual the classifier sees, per method:\n%s%s", table, len(t),
+             t.groupby("method", sort=False).seen_fraction.median().to_string(),
+             f"\nclassifiers with full column rank (they see every residual): {', '.join(full)}" if full else "")
+
+
 def _network_table_job(plan, wc) -> dict:
     """The evaluation split's stores, the networks' ``label``s and which are ``control``s."""
     return {"stores": plan.stores(wc.exp, plan.experiments[wc.exp].eval_split), "labels": plan.labels(wc.exp),
@@ -297,4 +355,4 @@ def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_f
              t.gallery_size.iloc[0])
 
 
-__all__ = ['evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'network_table', 'sample_efficiency', 'similarity']
+__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'network_table', 'sample_efficiency', 'similarity']

@@ -53,6 +53,40 @@ def plot_methods(table: str, png: str, svg: str, labels: dict, controls: list[st
     plots.methods(pd.read_csv(table), labels, controls, title, [png, svg])
 
 
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: asymmetry, the share of the target's accuracy each direction "
+                                      "keeps (evaluation split)"))
+def plot_asymmetry(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """The ordered matrix of relative accuracies, decided orders framed (``tables/asymmetry.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.asymmetry(pd.read_csv(table), list(labels), labels, controls, title, [png, svg])
+
+
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: composed maps A -> B -> C against the direct A -> C "
+                                      "(evaluation split)"))
+def plot_composition(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """Direct against composed accuracy of every triple (``tables/composition.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.composition(pd.read_csv(table), labels, controls, title, [png, svg])
+
+
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: what the target's classifier sees of each map's residual "
+                                      "(evaluation split)"))
+def plot_classifier_view(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """Accuracy loss against the feature fit and against the share of the residual the classifier sees
+    (``tables/classifier_view.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.classifier_view(pd.read_csv(table), labels, controls, title, [png, svg])
+
+
 def _heatmap_job(figure: str):
     """The networks' labels and controls, and the title and x label of the task's heatmap ``figure``."""
     def job(plan, wc) -> dict:
@@ -81,4 +115,4 @@ def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[s
     plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel, note=note)
 
 
-__all__ = ['plot_heatmap', 'plot_methods', 'plot_sample_efficiency', 'plot_similarity']
+__all__ = ['plot_asymmetry', 'plot_classifier_view', 'plot_composition', 'plot_heatmap', 'plot_methods', 'plot_sample_efficiency', 'plot_similarity']

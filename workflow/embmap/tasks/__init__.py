@@ -55,6 +55,10 @@ class Task:
     like : str, optional
         A task this one is a variant of: it is served by every dataset kind that serves that one
         (:attr:`embmap.data.Kind.tasks` need not name it).
+    analyses : dict
+        ``{analysis: {output name: path}}``: optional tables and figures, written for the analyses the
+        experiment's ``analyses`` lists (the schema's enum names them); the outputs join
+        :data:`embmap.plan.OUTPUTS` like ``tables`` and ``figures`` (a path with ``{ext}`` is a figure).
     """
 
     name: str
@@ -69,6 +73,7 @@ class Task:
     normalise: bool = False
     check: Callable | None = None
     like: str | None = None
+    analyses: dict = field(default_factory=dict)
 
 
 def _tasks() -> dict[str, Task]:

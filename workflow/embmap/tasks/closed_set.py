@@ -4,7 +4,9 @@ Maps are fitted on the fit split from the one pass's blocks, without labels, and
 measured on the evaluation split (rule ``evaluate_closed_set``, with the controls:
 native, identity, analytic); Table 1 (``network_table``) beside it; similarity
 indices and sample-efficiency prefixes read the same pass where the experiment
-asks for them.
+asks for them. The ``analyses`` (rules of their own, from the same maps and
+evaluation stores: :mod:`embmap.evaluate.asymmetry`, ``.composition``,
+``.classifier_view``) where the experiment lists them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ def check(plan, exp, where: str, ctx) -> None:
     if exp.fit_split == exp.eval_split:
         raise ConfigError(f"{where}.eval_split: equals fit_split ({exp.fit_split!r}); maps must be measured "
                           "on images they were not fitted on")
+    if "composition" in exp.spec["analyses"] and len(exp.spec["networks"]) < 3:
+        raise ConfigError(f"{where}.analyses: composition compares A -> B -> C with A -> C and needs three networks "
+                          f"or more; the experiment has {len(exp.spec['networks'])}")
 
 
 TASK = Task(
@@ -32,4 +37,10 @@ TASK = Task(
     classifier=True,
     fit_pass=True,
     check=check,
+    analyses={
+        "asymmetry": {"asymmetry": "tables/asymmetry.csv", "asymmetry_figure": "figures/asymmetry.{ext}"},
+        "composition": {"composition": "tables/composition.csv", "composition_figure": "figures/composition.{ext}"},
+        "classifier_view": {"classifier_view": "tables/classifier_view.csv",
+                            "classifier_view_figure": "figures/classifier_view.{ext}"},
+    },
 )
