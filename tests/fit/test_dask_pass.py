@@ -116,3 +116,24 @@ def test_a_local_cluster_of_two_single_threaded_workers_gives_the_same_blocks(re
     with engine.scheduler({"scheduler": "local", "workers": 2, "threads_per_worker": 1}, log=logged.append) as get:
         _same(_everything(gram.cross_products(_arrays(), get=get, **KW)), reference)
     assert any("dashboard http" in line for line in logged), logged
+
+
+def test_the_engine_block_is_validated_and_reaches_the_shard_jobs(tmp_path):
+    from embmap import plan
+    from helpers import synthetic_stores
+
+    dirs = synthetic_stores(tmp_path, names=("a", "b"), dims=(5, 4))
+    exp = {"task": "closed_set", "dataset": {"kind": "embeddings"},
+           "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}
+    with pytest.raises(Exception, match="engine.scheduler"):
+        plan.Plan({"engine": {"scheduler": "mpi"}, "experiments": {"x": exp}}, tmp_path)
+    with pytest.raises(Exception, match="engine.slurm"):
+        plan.Plan({"engine": {"slurm": {"gpus": 1}}, "experiments": {"x": exp}}, tmp_path)
+    p = plan.Plan({"engine": {"scheduler": "local", "workers": 3}, "experiments": {"x": exp}}, tmp_path)
+
+    class W:
+        exp, shard = "x", "0"
+
+    job = p.job("cross_products_shard")(W)
+    assert job["engine"]["scheduler"] == "local" and job["engine"]["workers"] == 3
+    assert job["engine"]["threads_per_worker"] == 1  # the schema's default, filled in

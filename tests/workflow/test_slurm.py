@@ -139,3 +139,36 @@ def test_a_cluster_that_cannot_start_says_why(monkeypatch):
     monkeypatch.setattr(localslurm, "which", lambda name: None if name == "slurmctld" else f"/usr/bin/{name}")
     with pytest.raises(SlurmUnavailable, match="slurmctld not installed. Run: apt-get install"):
         LocalSlurm().start()
+
+
+@pytest.mark.slurm
+def test_the_pass_runs_on_dask_workers_that_are_slurm_jobs_and_gives_the_local_blocks(tmp_path, cluster, monkeypatch):
+    """engine.scheduler slurm: dask-jobqueue submits the workers with sbatch; SLURM's own records show them."""
+    import numpy as np
+
+    from embmap import engine
+    from embmap.fit import gram
+
+    for k, v in cluster.env.items():
+        monkeypatch.setenv(k, v)  # sbatch, squeue and scancel find this cluster
+    rng = np.random.default_rng(11)
+    arrays = {k: (rng.standard_normal((700, d)) + 3).astype(np.float32) for k, d in (("a", 30), ("b", 20))}
+    kw = dict(folds=2, block_rows=64, sample_sizes=(150,), precision="float32")
+    with engine.scheduler({"scheduler": "synchronous"}) as get:
+        local = gram.cross_products(arrays, get=get, **kw)
+    logged = []
+    options = {"scheduler": "slurm", "workers": 1, "timeout": 240,
+               "slurm": {"cores": 1, "memory": f"{min(2000, cluster.memory_mb // 2)}MB", "walltime": "00:15:00",
+                         "log_directory": str(tmp_path / "worker-logs"), "local_directory": str(tmp_path / "scratch")}}
+    with engine.scheduler(options, log=logged.append) as get:
+        remote = gram.cross_products(arrays, get=get, **kw)
+        workers = {i: j for i, j in cluster.jobs().items() if j["JobName"] == "embmap-dask"}
+    assert workers and all(j["JobState"] in ("RUNNING", "COMPLETING", "COMPLETED", "CANCELLED") for j in workers.values())
+    assert any("#SBATCH" in line and "dask" in line for line in logged), logged
+    assert any("dashboard" in line for line in logged), logged
+    for a, b in (local, remote), *zip(local.folds, remote.folds), (local.subsets[150], remote.subsets[150]):
+        assert a.n == b.n
+        for x in a.names if a.n else []:
+            np.testing.assert_array_equal(a.means[x], b.means[x])
+            for y in a.names:
+                np.testing.assert_array_equal(a.gram(x, y), b.gram(x, y))

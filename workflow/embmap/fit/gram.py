@@ -7,9 +7,12 @@ map (:mod:`.ridge` solves them).
 
 :func:`cross_products` cuts the fit split into *row blocks* of
 ``Layout.block_rows`` samples. Shard ``j`` of ``S`` (one Snakemake job)
-processes the blocks ``b = j, j + S, j + 2S, ...``, each block's products cut
-into tiles run side by side on a thread pool and summed in a fixed order;
-every block of every store is read by exactly one shard. For K-fold
+processes the blocks ``b = j, j + S, j + 2S, ...`` as a Dask task graph
+(:func:`pass_graph`, run where the config's ``engine`` says,
+:mod:`embmap.engine`): each block's products are cut into tiles, and each
+tile's sum over the blocks is a chain of tasks in the order of the split, so
+the result does not depend on the scheduler, the threads or the order tasks
+finish; every block of every store is read by exactly one shard. For K-fold
 cross-validation block ``b`` belongs to fold ``b mod K`` (sample ``i`` to
 fold ``(i // block_rows) mod K``), and the pass keeps one set of blocks per
 fold, so when ``S`` is a multiple of ``K`` each shard touches one fold only.
