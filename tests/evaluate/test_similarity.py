@@ -248,3 +248,10 @@ def test_debiased_cka_on_a_block_store_without_norms_says_to_rerun_the_pass(tmp_
     stores.consolidate(path)
     with pytest.raises(stores.StoreError, match="blocks_version.*newer embmap"):
         stores.open_blocks(path)
+
+
+def test_every_row_states_the_samples_and_both_dimensions_beside_the_value():
+    rng = np.random.default_rng(8)
+    feats = {"a": rng.standard_normal((60, 7)), "b": rng.standard_normal((60, 5))}
+    t = sim.similarity(gram.blocks_in_memory(feats), ["cka", "cka_debiased"])
+    assert (t.n == 60).all() and (t.source_dim == 7).all() and (t.target_dim == 5).all()

@@ -29,7 +29,7 @@ from ..fit.gram import Blocks
 from .indices import EVAL, FIT, INDICES, SAMPLES, chosen
 from .indices import options as filled
 
-COLUMNS = ["source", "target", "index", "value", "chance", "chance_q95", "n", "parameters"]
+COLUMNS = ["source", "target", "index", "value", "chance", "chance_q95", "n", "source_dim", "target_dim", "parameters"]
 
 
 class Rows(Mapping):
@@ -185,7 +185,8 @@ def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = No
         n = pair.n_samples if index.needs == SAMPLES else blocks.n
         level, q95 = index.chance(pair, options) if index.chance else (np.nan, np.nan)
         return {"source": a, "target": b, "index": index.name, "value": index.value(pair, options),
-                "chance": level, "chance_q95": q95, "n": n, "parameters": index.describe(options)}
+                "chance": level, "chance_q95": q95, "n": n, "source_dim": blocks.dim(a), "target_dim": blocks.dim(b),
+                "parameters": index.describe(options)}
 
     rows = []
     sym = [i for i in wanted if i.symmetric]
