@@ -494,7 +494,8 @@ def pass_graph(arrays: dict, names: list[str], dims: list[int], lay: Layout, sha
         g[key("read", i)] = (_read_piece, arrays, names, dims, lo, hi, gate)
         if i == 0:
             g[key("shift")] = (_shift_of, key("read", 0), precision)
-        g[key("rows", i)] = (_shift_rows, key("read", i), key("shift"), precision)
+        # shifted in place (float32), so after the squared norms have read the piece as read
+        g[key("rows", i)] = (_shift_rows, key("read", i), key("shift"), precision, key("norms", f, i))
         prev = last.get(f)
         # a chain adds in place; where a snapshot is taken the next link waits for the copy of the state
         after = prev is not None and (f, prev) in snapshots
@@ -559,12 +560,14 @@ def _shift_of(x, precision):
     return x.mean(axis=0, dtype=np.float64).astype(dtype).astype(np.float64)
 
 
-def _shift_rows(x, shifts, precision):
-    """The piece minus the shift, in the products' precision (a new array: the read piece stays as read)."""
+def _shift_rows(x, shifts, precision, after=None):
+    """The piece minus the shift, in the products' precision: float32 pieces in place (``after``: the tasks that
+    read the piece as read, the squared norms, are done; the shift itself was taken before, from piece 0)."""
     x = _aligned(x)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf is named when the blocks are centred
         if np.dtype(precision) == np.float32:
-            return np.subtract(x, shifts.astype(np.float32), dtype=np.float32)  # exact: the shifts are float32
+            x -= shifts.astype(np.float32)  # exact: the shifts hold float32 values
+            return x
         return np.subtract(x, shifts, dtype=np.float64)
 
 
