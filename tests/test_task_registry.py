@@ -57,6 +57,28 @@ def test_the_analyses_are_the_schemas_and_each_is_planned_where_the_experiment_l
     assert "tables/asymmetry.csv" in outputs(analyses=["asymmetry"])  # two networks are one pair
 
 
+def test_the_shared_space_index_predicts_and_n95_are_planned_or_refused_naming_the_missing_key(tmp_path):
+    from embmap.config import ConfigError
+
+    dirs = synthetic_stores(tmp_path, names=("a", "b", "c"), dims=(4, 4, 4))
+    exp = {"task": "closed_set", "dataset": {"kind": "embeddings"},
+           "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}
+
+    def outputs(**keys):
+        return [o.split("/byo/")[1] for o in plan.Plan({"experiments": {"byo": {**exp, **keys}}}, tmp_path).outputs("byo")]
+
+    assert not [o for o in outputs() if "shared_space" in o or "index_predicts" in o or "n95" in o]
+    got = set(outputs(analyses=["shared_space", "index_predicts"], shared_space={"dim": 3}))
+    assert {"tables/shared_space.csv", "figures/shared_space.png", "tables/index_predicts.csv",
+            "tables/index_predicts_pairs.csv", "figures/index_predicts.svg"} <= got
+    assert "tables/similarity.csv" not in got  # index_predicts works without indices: the maps' fit R2 alone
+    with pytest.raises(ConfigError, match=r"experiments\.byo\.analyses: n95 .* mapping\.sample_sizes is not set"):
+        outputs(analyses=["n95"])
+    assert "tables/n95.csv" in outputs(analyses=["n95"], mapping={"sample_sizes": [32, "all"]})
+    with pytest.raises(ConfigError, match="shared_space.dim"):
+        outputs(shared_space={"dim": 0})
+
+
 def test_the_plan_decides_nothing_by_a_tasks_name():
     source = (ROOT / "workflow" / "embmap" / "plan.py").read_text()
     assert not re.search(r"task\s*[!=]=", source), "ask the task (embmap.tasks), not its name"

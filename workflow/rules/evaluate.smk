@@ -1,5 +1,6 @@
 # Evaluation: Table 2 (closed set), Table 1 (the networks), Table 6 (open-set verification) and identification;
-# the closed-set analyses (asymmetry, composition, classifier_view) where the experiment lists them.
+# the closed-set analyses (asymmetry, composition, classifier_view, shared_space; index_predicts and n95 from the
+# tables) where the experiment lists them.
 
 
 rule evaluate_closed_set:
@@ -248,5 +249,86 @@ rule classifier_view:
         mem_mb=8000,
     params:
         job=P.job("classifier_view"),
+    script:
+        "../scripts/step.py"
+
+
+rule shared_space:
+    input:
+        unpack(P.inputs("shared_space")),
+    output:
+        table=report(
+            P.pattern("shared_space"),
+            caption="../report/shared_space.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("shared_space"),
+    benchmark:
+        P.benchmark("shared_space")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: P.threads(4)
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("shared_space"),
+    script:
+        "../scripts/step.py"
+
+
+rule index_predicts:
+    input:
+        unpack(P.inputs("index_predicts")),
+    output:
+        table=report(
+            P.pattern("index_predicts"),
+            caption="../report/index_predicts.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        pairs_table=report(
+            P.pattern("index_predicts_pairs"),
+            caption="../report/index_predicts_pairs.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("index_predicts"),
+    benchmark:
+        P.benchmark("index_predicts")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        job=P.job("index_predicts"),
+    script:
+        "../scripts/step.py"
+
+
+rule n95:
+    input:
+        unpack(P.inputs("n95")),
+    output:
+        table=report(
+            P.pattern("n95"),
+            caption="../report/n95.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("n95"),
+    benchmark:
+        P.benchmark("n95")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("n95"),
     script:
         "../scripts/step.py"

@@ -236,3 +236,56 @@ rule plot_classifier_view:
         job=P.job("plot_classifier_view"),
     script:
         "../scripts/step.py"
+
+
+rule plot_shared_space:
+    input:
+        table=P.pattern("shared_space"),
+    output:
+        png=report(
+            P.pattern("shared_space_figure", ext="png"),
+            caption="../report/shared_space_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("shared_space_figure", ext="svg"),
+    log:
+        P.log("plot_shared_space"),
+    benchmark:
+        P.benchmark("plot_shared_space")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_shared_space"),
+    script:
+        "../scripts/step.py"
+
+
+rule plot_index_predicts:
+    input:
+        table=P.pattern("index_predicts"),
+        pairs=P.pattern("index_predicts_pairs"),
+    output:
+        png=report(
+            P.pattern("index_predicts_figure", ext="png"),
+            caption="../report/index_predicts_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("index_predicts_figure", ext="svg"),
+    log:
+        P.log("plot_index_predicts"),
+    benchmark:
+        P.benchmark("plot_index_predicts")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_index_predicts"),
+    script:
+        "../scripts/step.py"

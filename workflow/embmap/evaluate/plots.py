@@ -547,3 +547,105 @@ def classifier_view(table: pd.DataFrame, labels: dict[str, str] | None = None, c
                     paths=()) -> None:
     """Save :func:`classifier_view_figure` to ``paths``."""
     _save(classifier_view_figure(table, labels, controls, title), paths)
+
+
+def shared_space_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = ""):
+    """``tables/shared_space.csv`` (returned open): every ordered pair at (accuracy of the direct ridge map A -> B,
+    accuracy of A -> shared -> B), with both intervals as error bars, pairs with a control hollow. On the dashed
+    diagonal the shared space costs nothing; below it the pair loses accuracy by going through it. The axes span
+    the pairs without a control; the others beyond it sit at its edge as triangles. The legend gives the mean
+    difference and the two routes' parameter counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 5.0), layout="constrained")
+    ctrl = (table.source.isin(controls) | table.target.isin(controls)).to_numpy()
+    span = table[~ctrl] if (~ctrl).any() else table
+    lo = max(0.0, float(min(span.accuracy_direct.min(), span.accuracy_shared.min(), 1.0)) - 0.05)
+    colour = _method_colours([RIDGE])[RIDGE]
+    k = int(table.shared_dim.iloc[0]) if len(table) else 0
+    for keep, hollow in ((~ctrl, False), (ctrl, True)):
+        t = table[keep]
+        if not len(t):
+            continue
+        x, y = t.accuracy_direct.to_numpy(float), t.accuracy_shared.to_numpy(float)
+        out = (x < lo) | (y < lo)
+        style = {"facecolors": "none", "edgecolors": colour} if hollow else {"color": colour}
+        label = None
+        if not hollow:
+            label = (f"{len(t)} pairs without a control: mean shared - direct {t['diff'].mean():+.3f}")
+        ax.errorbar(x[~out], y[~out],
+                    xerr=[x[~out] - t.accuracy_direct_low.to_numpy(float)[~out],
+                          t.accuracy_direct_high.to_numpy(float)[~out] - x[~out]],
+                    yerr=[y[~out] - t.accuracy_shared_low.to_numpy(float)[~out],
+                          t.accuracy_shared_high.to_numpy(float)[~out] - y[~out]],
+                    fmt="none", ecolor=colour, alpha=0.25, linewidth=0.8)
+        ax.scatter(x[~out], y[~out], s=24, alpha=0.8, label=label, **style)
+        if out.any():
+            ax.scatter(np.maximum(x[out], lo), np.maximum(y[out], lo), s=30, marker="v", alpha=0.8, **style)
+    ax.plot([lo, 1], [lo, 1], color="black", linestyle="--", linewidth=1)
+    ax.set_xlim(lo, 1.01)
+    ax.set_ylim(lo, 1.01)
+    ax.set_xlabel("accuracy of the direct ridge map A -> B")
+    ax.set_ylabel(f"accuracy of A -> shared ({k} dims) -> B")
+    ax.grid(alpha=0.3)
+    if len(table):
+        sizes = table.drop_duplicates("source")
+        ax.legend(fontsize=7, loc="upper left", title_fontsize=7,
+                  title="hollow: a control in the pair (triangles: beyond the axes)\nparameters per pair: "
+                        f"shared {int(table.parameters_shared.median()):,}, direct "
+                        f"{int(table.parameters_direct.median()):,} (median); {len(sizes)} networks")
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def shared_space(table: pd.DataFrame, labels: dict[str, str] | None = None, controls=(), title: str = "",
+                 paths=()) -> None:
+    """Save :func:`shared_space_figure` to ``paths``."""
+    _save(shared_space_figure(table, labels, controls, title), paths)
+
+
+def index_predicts_figure(table: pd.DataFrame, pairs: pd.DataFrame, title: str = "", outcome: str = "accuracy"):
+    """``tables/index_predicts_pairs.csv`` as scatters (returned open): one panel per predictor (each similarity
+    index, then the maps' fit R2), x the predictor, y the mapped ``outcome`` of every ordered pair without a
+    control, one colour per method; each panel's title gives the ridge maps' Spearman with its interval over
+    resampled networks (``tables/index_predicts.csv``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    predictors = list(dict.fromkeys(pairs.predictor))
+    methods = [m for m in METHODS if m in set(pairs.method)]
+    colours = _method_colours(methods)
+    cols = min(4, max(1, len(predictors)))
+    rows = int(np.ceil(len(predictors) / cols)) if predictors else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), layout="constrained", squeeze=False,
+                             sharey=True)
+    rho = table.set_index(["predictor", "method", "outcome"]) if len(table) else None
+    for ax, p in zip(axes.flat, predictors):
+        for m in methods:
+            t = pairs[(pairs.predictor == p) & (pairs.method == m)]
+            ax.scatter(t.value, t[outcome], s=14, alpha=0.7, color=colours[m], label=m)
+        head = p
+        if rho is not None and (p, RIDGE, outcome) in rho.index:
+            r = rho.loc[(p, RIDGE, outcome)]
+            head = f"{p}: rho {r.spearman:+.2f} [{r.spearman_low:+.2f}, {r.spearman_high:+.2f}]"
+        ax.set_title(textwrap.fill(head, 34), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(predictors):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"mapped {outcome}" if outcome == "accuracy" else outcome, fontsize=8)
+    if predictors:
+        axes.flat[0].legend(fontsize=7, loc="lower right")
+    fit_texts(fig, fig.suptitle(title, fontsize=10) if title else None)
+    return fig
+
+
+def index_predicts(table: pd.DataFrame, pairs: pd.DataFrame, title: str = "", paths=()) -> None:
+    """Save :func:`index_predicts_figure` to ``paths``."""
+    _save(index_predicts_figure(table, pairs, title), paths)

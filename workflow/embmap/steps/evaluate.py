@@ -114,6 +114,110 @@ def classifier_view(stores: dict[str, str], maps: dict, table: str, intervals: d
              f"\nclassifiers with full column rank (they see every residual): {', '.join(full)}" if full else "")
 
 
+def _shared_space_inputs(plan, wc) -> dict:
+    return {**eval_stores(plan, wc), "blocks": plan.path("blocks", wc.exp), "map_dirs": plan.map_dirs(wc.exp, ["ridge"])}
+
+
+def _shared_space_job(plan, wc) -> dict:
+    """The evaluation split's stores, the direct ridge maps, the ``shared_space`` and ``mapping`` blocks (its
+    penalty), the ``intervals`` block and the ``control``s (the summary leaves them out)."""
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, exp.eval_split), "maps": plan.map_paths(wc.exp, ["ridge"])["ridge"],
+            "options": exp.spec["shared_space"], "mapping": exp.mapping, "intervals": exp.spec["intervals"],
+            "controls": plan.controls(wc.exp)}
+
+
+@step(inputs=_shared_space_inputs, job=_shared_space_job)
+def shared_space(blocks: str, stores: dict[str, str], maps: dict, table: str, options: dict | None = None,
+                 mapping: dict | None = None, intervals: dict | None = None, controls: list | None = None) -> None:
+    """One shared space fitted from the blocks, a map into it and out of it per network, A -> shared -> B against
+    the direct ridge map A -> B for every ordered pair, and what each costs (``analyses``)."""
+    from .. import stores as st
+    from ..evaluate import shared_space as ss
+
+    bl = st.open_blocks(blocks)
+    opened = st.open_matched(stores, need_classifier=True)
+    direct = {(a, b): st.read_map(p) for a, row in maps.items() for b, p in row.items()}
+    alpha = ss.penalty(options, mapping or {}, direct)
+    space = ss.fit(bl, (options or {}).get("dim"), alpha)
+    direct_seconds = ss.direct_fit_seconds(bl, alpha)
+    t, summary = ss.evaluate(opened, direct, space, blocks=bl, intervals=intervals, controls=controls or ())
+    _write(t, table)
+    n = len(bl.names)
+    log.info("wrote %s: %d ordered pairs through a shared space of %d dimensions (%.1f%% of the block-weighted "
+             "joint variance; ridge alpha %g)\ncost: %d maps, %d parameters, fitted in %.3f s from the blocks; the "
+             "direct ridge maps: %d maps, %d parameters, %.3f s to fit from the same blocks at the same alpha\n"
+             "shared - direct accuracy (mean over pairs, with its interval; worst pair):\n%s", table, len(t), space.k,
+             100 * space.explained, alpha, 2 * n, space.parameters, space.seconds, n * (n - 1),
+             ss.direct_parameters(bl.dims), direct_seconds, summary.to_string(index=False))
+
+
+def _index_predicts_inputs(plan, wc) -> dict:
+    """``tables/closed_set.csv``, and ``tables/similarity.csv`` where the experiment lists indices."""
+    out = {"closed_set": plan.path("closed_set", wc.exp)}
+    if plan.experiments[wc.exp].indices:
+        out["similarity"] = plan.path("similarity", wc.exp)
+    return out
+
+
+def _tables_job(plan, wc) -> dict:
+    """The networks in the tables' order, which are ``control``s and the ``intervals`` block."""
+    return {"networks": list(plan.experiments[wc.exp].networks), "controls": plan.controls(wc.exp),
+            "intervals": plan.experiments[wc.exp].spec["intervals"]}
+
+
+@step(inputs=_index_predicts_inputs, job=_tables_job)
+def index_predicts(closed_set: str, table: str, pairs_table: str, networks: list, controls: list | None = None,
+                   intervals: dict | None = None, similarity: str | None = None) -> None:
+    """Spearman of every similarity index and fit R2 with mapped accuracy and pct_change across the pairs without a
+    control, with intervals from resampling networks; from the tables alone (``analyses``)."""
+    import pandas as pd
+
+    from ..evaluate import index_predicts as ip
+
+    closed = pd.read_csv(closed_set)
+    sim = pd.read_csv(similarity) if similarity else None
+    pairs = ip.pair_values(closed, sim, controls or ())
+    plain = [k for k in networks if k not in (controls or ())]
+    sym, hi = ip.index_traits(set(pairs.predictor))
+    t = ip.predicts(pairs, plain, intervals, sym, hi)
+    _write(t, table)
+    _write(pairs, pairs_table)
+    ridge = t[(t.method == "ridge") & (t.outcome == "accuracy")]
+    log.info("wrote %s and %s: %d predictors (%s) over %d ordered pairs of %d networks without a control%s; "
+             "Spearman with ridge accuracy:\n%s", table, pairs_table, pairs.predictor.nunique(),
+             ", ".join(dict.fromkeys(pairs.predictor)), int(ridge.pairs.max()) if len(ridge) else 0, len(plain),
+             "" if sim is not None else " (no similarity.indices listed: the maps' fit R2 alone)",
+             ridge[["predictor", "spearman", "spearman_low", "spearman_high", "resamples_defined"]]
+             .to_string(index=False))
+
+
+def _n95_inputs(plan, wc) -> dict:
+    return {"efficiency": plan.path("sample_efficiency", wc.exp), "closed_set": plan.path("closed_set", wc.exp)}
+
+
+def _n95_job(plan, wc) -> dict:
+    """Whether ``mapping.sample_sizes`` lists ``all`` (the curves' largest size is then the full map) and the
+    ``control``s."""
+    exp = plan.experiments[wc.exp]
+    return {"whole": "all" in exp.mapping["sample_sizes"], "controls": plan.controls(wc.exp)}
+
+
+@step(inputs=_n95_inputs, job=_n95_job)
+def n95(efficiency: str, closed_set: str, table: str, whole: bool, controls: list | None = None) -> None:
+    """The fewest fit samples reaching 95% of the full map's accuracy, per pair and method (``analyses``)."""
+    import pandas as pd
+
+    from ..evaluate import index_predicts as ip
+
+    t = ip.n95(pd.read_csv(efficiency), pd.read_csv(closed_set), whole, controls=controls or ())
+    _write(t, table)
+    plain = t[~t.control]
+    log.info("wrote %s: %d pairs x methods, %d never reach 95%% of the full map's accuracy; median n95 per method "
+             "without controls:\n%s", table, len(t), int((~t.reached).sum()),
+             plain.groupby("method", sort=False).n95.median().to_string() if len(plain) else "(none)")
+
+
 def _network_table_job(plan, wc) -> dict:
     """The evaluation split's stores, the networks' ``label``s and which are ``control``s."""
     return {"stores": plan.stores(wc.exp, plan.experiments[wc.exp].eval_split), "labels": plan.labels(wc.exp),
@@ -355,4 +459,4 @@ def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_f
              t.gallery_size.iloc[0])
 
 
-__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'network_table', 'sample_efficiency', 'similarity']
+__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'index_predicts', 'n95', 'network_table', 'sample_efficiency', 'shared_space', 'similarity']

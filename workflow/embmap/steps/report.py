@@ -87,6 +87,28 @@ def plot_classifier_view(table: str, png: str, svg: str, labels: dict, controls:
     plots.classifier_view(pd.read_csv(table), labels, controls, title, [png, svg])
 
 
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: A -> shared space -> B against the direct ridge map A -> B "
+                                      "(evaluation split)"))
+def plot_shared_space(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """Direct against shared-space accuracy of every ordered pair (``tables/shared_space.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.shared_space(pd.read_csv(table), labels, controls, title, [png, svg])
+
+
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: which index predicts mapped accuracy (pairs without a control)"))
+def plot_index_predicts(table: str, pairs: str, png: str, svg: str, title: str, labels: dict | None = None,
+                        controls: list | None = None) -> None:
+    """Mapped accuracy against every predictor (``tables/index_predicts_pairs.csv``), Spearman in the titles."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.index_predicts(pd.read_csv(table), pd.read_csv(pairs), title, [png, svg])
+
+
 def _heatmap_job(figure: str):
     """The networks' labels and controls, and the title and x label of the task's heatmap ``figure``."""
     def job(plan, wc) -> dict:
@@ -115,4 +137,4 @@ def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[s
     plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel, note=note)
 
 
-__all__ = ['plot_asymmetry', 'plot_classifier_view', 'plot_composition', 'plot_heatmap', 'plot_methods', 'plot_sample_efficiency', 'plot_similarity']
+__all__ = ['plot_asymmetry', 'plot_classifier_view', 'plot_composition', 'plot_heatmap', 'plot_index_predicts', 'plot_methods', 'plot_sample_efficiency', 'plot_shared_space', 'plot_similarity']

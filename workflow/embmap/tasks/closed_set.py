@@ -6,7 +6,8 @@ native, identity, analytic); Table 1 (``network_table``) beside it; similarity
 indices and sample-efficiency prefixes read the same pass where the experiment
 asks for them. The ``analyses`` (rules of their own, from the same maps and
 evaluation stores: :mod:`embmap.evaluate.asymmetry`, ``.composition``,
-``.classifier_view``) where the experiment lists them.
+``.classifier_view``, ``.shared_space``; from the tables: ``.index_predicts``
+for ``index_predicts`` and ``n95``) where the experiment lists them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def check(plan, exp, where: str, ctx) -> None:
     if "composition" in exp.spec["analyses"] and len(exp.spec["networks"]) < 3:
         raise ConfigError(f"{where}.analyses: composition compares A -> B -> C with A -> C and needs three networks "
                           f"or more; the experiment has {len(exp.spec['networks'])}")
+    analyses = exp.spec["analyses"]
+    if "n95" in analyses and not exp.spec["mapping"]["sample_sizes"]:
+        raise ConfigError(f"{where}.analyses: n95 reads the sample-efficiency curves (tables/sample_efficiency.csv), "
+                          "and mapping.sample_sizes is not set; list the fit sizes in mapping.sample_sizes (e.g. "
+                          "[32, 64, 128, all]) or drop n95")
 
 
 TASK = Task(
@@ -42,5 +48,10 @@ TASK = Task(
         "composition": {"composition": "tables/composition.csv", "composition_figure": "figures/composition.{ext}"},
         "classifier_view": {"classifier_view": "tables/classifier_view.csv",
                             "classifier_view_figure": "figures/classifier_view.{ext}"},
+        "shared_space": {"shared_space": "tables/shared_space.csv", "shared_space_figure": "figures/shared_space.{ext}"},
+        "index_predicts": {"index_predicts": "tables/index_predicts.csv",
+                           "index_predicts_pairs": "tables/index_predicts_pairs.csv",
+                           "index_predicts_figure": "figures/index_predicts.{ext}"},
+        "n95": {"n95": "tables/n95.csv"},
     },
 )
