@@ -114,6 +114,26 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
         for ext in ("png", "svg"):
             assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
     assert "loss_per_hop" in (res / "logs" / "composition.log").read_text()
+    # the shared space: every ordered pair (4 networks: 12) beside its direct ridge map, at a fraction of the cost
+    shared = pd.read_csv(res / "tables" / "shared_space.csv")
+    assert len(shared) == 12 and (shared.shared_dim == 32).all()
+    direct_ridge = ridge.set_index(["source", "target"]).accuracy
+    np.testing.assert_allclose(shared.set_index(["source", "target"]).accuracy_direct, direct_ridge.loc[
+        list(zip(shared.source, shared.target))], atol=1e-6)  # the same maps, the same images as closed_set.csv
+    plain = shared[(shared.source != "random") & (shared.target != "random")]
+    assert (plain["diff"] > -0.15).all() and ((plain.diff_low <= plain["diff"]) & (plain["diff"] <= plain.diff_high)).all()
+    log = (res / "logs" / "shared_space.log").read_text()
+    assert "8 maps" in log and "the direct ridge maps: 12 maps" in log
+    # which index predicts accuracy: 7 indices and the fit R2, 3 methods, 2 outcomes, over the 6 trained pairs
+    pred = pd.read_csv(res / "tables" / "index_predicts.csv")
+    assert len(pred) == 8 * len(methods) * 2 and (pred.pairs == 6).all() and (pred.networks == 3).all()
+    assert pred.spearman.between(-1, 1).all()
+    n95 = pd.read_csv(res / "tables" / "n95.csv")
+    assert len(n95) == 12 * len(methods) and n95.reached.all() and (n95.full == "all").all()
+    assert (n95.n95 <= n95.largest_n_fit).all() and (n95.accuracy_at_n95 >= n95.threshold - 1e-9).all()
+    for name in ("shared_space", "index_predicts"):
+        for ext in ("png", "svg"):
+            assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
 
 def _job_counts(out: str) -> dict:
