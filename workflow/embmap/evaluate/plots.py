@@ -632,7 +632,9 @@ def index_predicts_figure(table: pd.DataFrame, pairs: pd.DataFrame, title: str =
         head = p
         if rho is not None and (p, RIDGE, outcome) in rho.index:
             r = rho.loc[(p, RIDGE, outcome)]
-            head = f"{p}: rho {r.spearman:+.2f} [{r.spearman_low:+.2f}, {r.spearman_high:+.2f}]"
+            ends = (f"[{r.spearman_low:+.2f}, {r.spearman_high:+.2f}]" if np.isfinite(r.spearman_low)
+                    else f"(no interval: {int(r.resamples_defined)} resamples defined)")
+            head = f"{p}: rho {r.spearman:+.2f} {ends}"
         ax.set_title(textwrap.fill(head, 34), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
