@@ -72,7 +72,7 @@ def test_the_shared_space_index_predicts_and_n95_are_planned_or_refused_naming_t
     assert {"tables/shared_space.csv", "figures/shared_space.png", "tables/index_predicts.csv",
             "tables/index_predicts_pairs.csv", "figures/index_predicts.svg"} <= got
     assert "tables/similarity.csv" not in got  # index_predicts works without indices: the maps' fit R2 alone
-    with pytest.raises(ConfigError, match=r"experiments\.byo\.analyses: n95 .* mapping\.sample_sizes is not set"):
+    with pytest.raises(ConfigError, match=r"experiments\.byo: analyses lists n95, .* mapping\.sample_sizes is not set"):
         outputs(analyses=["n95"])
     assert "tables/n95.csv" in outputs(analyses=["n95"], mapping={"sample_sizes": [32, "all"]})
     with pytest.raises(ConfigError, match="shared_space.dim"):

@@ -26,9 +26,10 @@ def check(plan, exp, where: str, ctx) -> None:
                           f"or more; the experiment has {len(exp.spec['networks'])}")
     analyses = exp.spec["analyses"]
     if "n95" in analyses and not exp.spec["mapping"]["sample_sizes"]:
-        raise ConfigError(f"{where}.analyses: n95 reads the sample-efficiency curves (tables/sample_efficiency.csv), "
-                          "and mapping.sample_sizes is not set; list the fit sizes in mapping.sample_sizes (e.g. "
-                          "[32, 64, 128, all]) or drop n95")
+        # reported at the experiment: the two keys that disagree are both below it
+        raise ConfigError(f"{where}: analyses lists n95, which reads the sample-efficiency curves "
+                          "(tables/sample_efficiency.csv), and mapping.sample_sizes is not set; list the fit sizes in "
+                          "mapping.sample_sizes (e.g. [32, 64, 128, all]) or drop n95 from analyses")
 
 
 TASK = Task(
