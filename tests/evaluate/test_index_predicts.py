@@ -114,3 +114,15 @@ def test_n95_on_a_hand_made_curve():
     assert t.loc[("a", "b", "ridge"), "n95"] == 256 and t.loc[("a", "b", "ridge"), "full"] == "closed_set"
     assert pd.isna(t.loc[("b", "a", "ridge"), "n95"]) and not t.loc[("b", "a", "ridge"), "reached"]
     assert t.loc[("a", "b", "lstsq"), "full"] == "largest"
+
+
+def test_one_network_beside_a_control_has_no_pairs_and_still_writes_an_empty_table_and_figure(tmp_path):
+    from embmap.evaluate import plots
+
+    closed = _closed(_score)
+    closed = closed[closed.source.isin(["a", "ctrl"]) & closed.target.isin(["a", "ctrl"])]
+    pairs = ip.pair_values(closed, None, controls=["ctrl"])
+    t = ip.predicts(pairs, ["a"], {"resamples": 100})
+    assert pairs.empty and t.empty and list(t.columns) == ip.COLUMNS
+    plots.index_predicts(t, pairs, "toy", [str(tmp_path / "f.png")])
+    assert (tmp_path / "f.png").stat().st_size > 1000
