@@ -47,6 +47,43 @@ def one_blas_thread() -> None:
         _ONE_THREAD.append(threadpool_limits(limits=1, user_api="blas"))
 
 
+def in_job(threads: int | None = None) -> Callable:
+    """``get(graph, keys)`` on Dask's threaded scheduler inside this process, every task on one BLAS thread: how
+    the fit jobs run their graphs (:mod:`embmap.fit.ridge`).
+
+    ``threads`` defaults to the BLAS threads allowed now (the job's ``threads``, which the step sets), so a
+    caller inside a job needs to pass nothing; no result depends on it.
+    """
+    import dask
+
+    threads = threads or _blas_threads()
+
+    def get(graph, keys):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return dask.threaded.get(graph, keys, num_workers=max(1, int(threads)))
+
+    return get
+
+
+def side_by_side(fn: Callable, items, threads: int | None = None):
+    """``fn(item)`` for every item, in order, as Dask tasks of :func:`in_job` run ``threads`` at a time (so at
+    most that many results are held beyond the one being consumed)."""
+    items = list(items)
+    get = in_job(threads)
+    width = max(1, int(threads or _blas_threads()))
+    for i in range(0, len(items), width):
+        graph = {("item", j): (fn, item) for j, item in enumerate(items[i:i + width])}
+        yield from get(graph, list(graph))
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max([i.get("num_threads") or 1 for i in threadpool_info() if i.get("user_api") == "blas"] or [1])
+
+
 def options(engine: dict | None = None, **keys) -> dict:
     """An ``engine`` block with every default of the schema filled in (``keys`` override it)."""
     from . import config

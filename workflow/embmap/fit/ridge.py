@@ -7,14 +7,20 @@ The paper's eq. 5 with an unpenalised intercept, for every ordered pair (A, B)::
 With centred data the solution is ``M = (S_AA + alpha I)^-1 S_AB`` and
 ``c = mean_B - mean_A M`` where ``S_AB = (X_A - mean_A)^T (X_B - mean_B)``
 (:class:`embmap.fit.blocks.Blocks`). :func:`fit_maps` factors a source's Gram
-once (``eigh``) and reuses the factorisation for every target and penalty;
-with a list of penalties, :func:`cross_validate` scores each by K-fold
-cross-validation from the per-fold blocks (no second pass over the data).
+once (an inverse from its Cholesky factor for one penalty, ``eigh`` for a list
+or zero) and reuses it for every target and penalty; with a list of penalties,
+:func:`cross_validate` scores each by K-fold cross-validation from the per-fold
+blocks (no second pass over the data). Every fit is a Dask graph
+(:func:`fit_graph`) of tasks on one BLAS thread each, run side by side on the
+job's threads: the maps are the same to the bit on any number of them.
 """
 
 from __future__ import annotations
 
 import numpy as np
+# loaded now, not inside a task: a BLAS library loaded after threadpoolctl set its limit keeps its own thread
+# count, and scipy's OpenBLAS (the Cholesky) would then factor on several threads
+import scipy.linalg  # noqa: F401
 
 from . import FitError
 from .gram import Blocks
@@ -39,7 +45,62 @@ def _solve_eig(w: np.ndarray, p: np.ndarray, alpha: float) -> np.ndarray:
     return p / (w + alpha)[:, None]
 
 
-def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list[float]) -> dict[str, np.ndarray]:
+def _fold_terms(blocks: Blocks, source: str, targets: list[str], alphas: list[float], k: int) -> tuple[dict, dict]:
+    """Fold ``k``'s held-out RSS of every penalty ({target: [len(alphas)]}) and its held-out TSS ({target: float}):
+    one ``eigh`` of the source's training Gram (every fold but k) serves every target and penalty."""
+    a, n, mu = source, blocks.n, blocks.means
+    f = blocks.folds[k]
+    nk = f.n
+    nt = n - nk
+    if nk == 0 or nt == 0:
+        raise FitError(f"fold {k} holds {nk} of {n} samples; cross-validation needs samples in and out of it")
+    c = n * nk / nt
+    da = mu[a] - f.means[a]
+    fk_aa = f.gram(a, a)
+    w, v = np.linalg.eigh(blocks.gram(a, a) - fk_aa - c * np.outer(da, da))
+    t = v.T @ fk_aa @ v
+    u = -(n / nt) * da @ v  # (fold mean - training mean) of the source, in the eigenbasis
+    rss, tss = {}, {}
+    for b in targets:
+        db = mu[b] - f.means[b]
+        fk_ab = f.gram(a, b)
+        p = v.T @ (blocks.gram(a, b) - fk_ab - c * np.outer(da, db))
+        # with q = p / (w + alpha) the coefficients are v @ q; every term below is linear or
+        # quadratic in q, so one product p p' (not one per alpha) serves all penalties
+        pp = p @ p.T
+        tpp = t * pp
+        pr = np.einsum("ij,ij->i", p, v.T @ fk_ab)
+        dy = -(n / nt) * db
+        py = p @ dy
+        tss[b] = float(f.sumsq(b).sum())
+        rss[b] = held_out_rss(w, alphas, tss[b], pr, tpp, pp, u, py, float(dy @ dy), nk)
+    return rss, tss
+
+
+def _scores(targets: list[str], alphas: list[float], *folds) -> dict[str, np.ndarray]:
+    """:data:`CV_METRIC` of every penalty per target from the folds' ``(rss, tss)``, summed in fold order."""
+    out = {}
+    for b in targets:
+        rss, tss = np.zeros(len(alphas)), 0.0
+        for f_rss, f_tss in folds:
+            rss += f_rss[b]
+            tss += f_tss[b]
+        out[b] = 1.0 - rss / tss if tss > 0 else np.full(len(alphas), np.nan)
+    return out
+
+
+def _cv_graph(blocks: Blocks, source: str, targets: list[str], alphas: list[float], tag: tuple = ()) -> tuple[dict, tuple]:
+    """The tasks of :func:`cross_validate`: one per fold (side by side), and their sum in fold order."""
+    if len(blocks.folds) < 2:
+        raise FitError("alpha is a list, which is chosen by cross-validation, but the blocks hold no folds; "
+                       "re-run the pass with mapping.alpha as a list")
+    g = {(*tag, "cv-fold", k): (_fold_terms, blocks, source, targets, alphas, k) for k in range(len(blocks.folds))}
+    g[(*tag, "cv-scores")] = (_scores, targets, alphas, *[(*tag, "cv-fold", k) for k in range(len(blocks.folds))])
+    return g, (*tag, "cv-scores")
+
+
+def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list[float],
+                   get=None) -> dict[str, np.ndarray]:
     """Held-out score of every penalty for every target, K-fold, from the per-fold blocks alone.
 
     For fold k the training blocks are the whole split's minus fold k's
@@ -48,40 +109,10 @@ def cross_validate(blocks: Blocks, source: str, targets: list[str], alphas: list
     squared error of the map fitted on the other folds comes from fold k's
     blocks (no further pass over the data). Returns target -> [len(alphas)]
     scores (:data:`CV_METRIC`); ``nan`` where ``S_t + alpha I`` is singular.
+    One Dask task per fold (``get``, default :func:`embmap.engine.in_job`), summed in fold order.
     """
-    if len(blocks.folds) < 2:
-        raise FitError("alpha is a list, which is chosen by cross-validation, but the blocks hold no folds; "
-                       "re-run the pass with mapping.alpha as a list")
-    a, n, mu = source, blocks.n, blocks.means
-    s_aa = blocks.gram(a, a)
-    rss = {b: np.zeros(len(alphas)) for b in targets}
-    tss = dict.fromkeys(targets, 0.0)
-    for k, f in enumerate(blocks.folds):
-        nk = f.n
-        nt = n - nk
-        if nk == 0 or nt == 0:
-            raise FitError(f"fold {k} holds {nk} of {n} samples; cross-validation needs samples in and out of it")
-        c = n * nk / nt
-        da = mu[a] - f.means[a]
-        fk_aa = f.gram(a, a)
-        w, v = np.linalg.eigh(s_aa - fk_aa - c * np.outer(da, da))
-        t = v.T @ fk_aa @ v
-        u = -(n / nt) * da @ v  # (fold mean - training mean) of the source, in the eigenbasis
-        for b in targets:
-            db = mu[b] - f.means[b]
-            fk_ab = f.gram(a, b)
-            p = v.T @ (blocks.gram(a, b) - fk_ab - c * np.outer(da, db))
-            # with q = p / (w + alpha) the coefficients are v @ q; every term below is linear or
-            # quadratic in q, so one product p p' (not one per alpha) serves all penalties
-            pp = p @ p.T
-            tpp = t * pp
-            pr = np.einsum("ij,ij->i", p, v.T @ fk_ab)
-            dy = -(n / nt) * db
-            py = p @ dy
-            tk = float(f.sumsq(b).sum())
-            tss[b] += tk
-            rss[b] += held_out_rss(w, alphas, tk, pr, tpp, pp, u, py, float(dy @ dy), nk)
-    return {b: 1.0 - rss[b] / tss[b] if tss[b] > 0 else np.full(len(alphas), np.nan) for b in targets}
+    graph, key = _cv_graph(blocks, source, targets, alphas)
+    return _compute(graph, [key], get)[0]
 
 
 def held_out_rss(w, alphas, tk: float, pr, tpp, pp, u, py, dd: float, nk: int) -> np.ndarray:
@@ -116,60 +147,156 @@ def choose_alpha(alphas: list[float], scores: np.ndarray) -> float:
     return alphas[max(ok, key=lambda i: (scores[i], alphas[i]))]
 
 
-def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha) -> dict[str, LinearMap]:
+def fit_maps(blocks: Blocks, source: str, targets: list[str], alpha, get=None) -> dict[str, LinearMap]:
     """Fit the ridge maps from ``source`` to each target, sharing one factorisation of the source Gram.
 
     With one penalty ``alpha > 0`` the system ``(S_AA + alpha I) M = S_AB`` is
-    solved once for all targets side by side (an LU of ``d_A x d_A``, about a
-    ninth of an ``eigh``); with ``alpha = 0`` (where singularity must be
+    solved for all targets from one inverse by its Cholesky factor (``d_A^3``
+    flops, a fraction of an ``eigh``'s); with ``alpha = 0`` (where singularity must be
     detected) or a list of penalties, one ``eigh`` of ``S_AA`` serves every
     target and penalty. A list is chosen per target by K-fold cross-validation
     on the blocks' folds (:func:`cross_validate`); the map attributes then hold
     ``alphas``, ``cv_score`` (one per alpha), ``cv_folds``, ``cv_metric`` and, from
     a block store, ``cv_block_rows`` (sample i is in fold ``(i // cv_block_rows) % cv_folds``)
     beside the chosen ``alpha``. ``fit_r2`` comes from the blocks alone.
+
+    The work is a Dask graph (:func:`fit_graph`) computed by ``get`` (default
+    :func:`embmap.engine.in_job`): every task runs on one BLAS thread with fixed inputs,
+    so the maps are the same to the bit on any number of threads or workers.
     """
-    alphas = alphas_of(alpha)
+    return fit_many(blocks, [(source, targets, alpha)], get)[0]
+
+
+def fit_many(blocks: Blocks, fits: list[tuple], get=None) -> list[dict[str, LinearMap]]:
+    """:func:`fit_maps` of every ``(source, targets, alpha)`` in ``fits``, all in one Dask graph (sources side by
+    side): one {target: LinearMap} per entry."""
+    graph, keys = {}, []
+    for i, (source, targets, alpha) in enumerate(fits):
+        g, k = fit_graph(blocks, source, list(targets), alphas_of(alpha), tag=(i,))
+        graph.update(g)
+        keys.append([k[b] for b in targets])
+    try:
+        got = _compute(graph, [k for ks in keys for k in ks], get)
+    except _NotPositive:
+        if len(fits) > 1:  # find the fit at the edge and let it alone take the eigenbasis route
+            return [fit_many(blocks, [f], get)[0] for f in fits]
+        # rounding made S_AA + alpha I indefinite (alpha at the edge of the threshold): the eigenbasis route
+        source, targets, alpha = fits[0]
+        graph, k = fit_graph(blocks, source, list(targets), alphas_of(alpha), cholesky=False)
+        return [dict(zip(targets, _compute(graph, [k[b] for b in targets], get)))]
+    it = iter(got)
+    return [{b: next(it) for b in targets} for _, targets, _ in fits]
+
+
+RHS_TILE = 512  # right-hand columns per solve task: fixed, so that no result depends on the thread count
+
+
+class _NotPositive(FitError):
+    """``S_AA + alpha I`` is not positive definite to rounding (the Cholesky route gives way to ``eigh``)."""
+
+
+def _cuts(n: int, width: int) -> list[tuple[int, int]]:
+    return [(i, min(n, i + width)) for i in range(0, n, width)]
+
+
+def _inverse(s_aa: np.ndarray, alpha: float) -> np.ndarray:
+    """``(S_AA + alpha I)^-1`` [d_a, d_a] from its Cholesky factor (LAPACK ``potrf``, ``potri``: ``d_a^3`` flops).
+
+    An explicit inverse, so that every solve after it is a GEMM: GEMMs release the GIL and run side by side
+    on the scheduler's threads (scipy's LAPACK calls hold it), and a GEMM is BLAS's fastest kernel. For a
+    symmetric positive-definite system its forward error is of the order of a Cholesky solve's
+    (``cond(S_AA + alpha I)`` times the rounding unit).
+    """
+    from scipy.linalg import lapack
+
+    c, info = lapack.dpotrf(s_aa + alpha * np.eye(len(s_aa)), lower=1, clean=1)
+    if info == 0:
+        c, info = lapack.dpotri(c, lower=1)
+    if info != 0:
+        raise _NotPositive(f"S_AA + {alpha} I is not positive definite to rounding (LAPACK info {info})")
+    c = np.tril(c)
+    return c + np.tril(c, -1).T
+
+
+def _times(inverse: np.ndarray, rhs: np.ndarray, c0: int, c1: int) -> np.ndarray:
+    """One tile of the solve: ``inverse @ rhs[:, c0:c1]`` (a copy first: the same aligned, contiguous operand
+    every time)."""
+    return inverse @ np.ascontiguousarray(rhs[:, c0:c1])
+
+
+def _eigh(s_aa: np.ndarray):
+    return np.linalg.eigh(s_aa)
+
+
+def _one_alpha_map(blocks: Blocks, source: str, b: str, alpha: float, mu_a, p: np.ndarray, *tiles) -> LinearMap:
+    m = np.concatenate(tiles, axis=1) if len(tiles) != 1 else tiles[0]
+    # tss - rss = 2 tr(M' S_AB) - tr(M' S_AA M), and (S_AA + alpha I) M = S_AB makes the last term
+    # tr(M' S_AB) - alpha |M|^2
+    explained = float(np.sum(m * p)) + alpha * float(np.sum(m * m))
+    return _ridge_map(blocks, source, b, np.ascontiguousarray(m), mu_a, explained, {"alpha": float(alpha)})
+
+
+def _eig_map(blocks: Blocks, source: str, b: str, alphas: list[float], mu_a, wv, scores) -> LinearMap:
+    w, v = wv
+    chosen = choose_alpha(alphas, scores[b]) if scores is not None else alphas[0]
+    p = v.T @ blocks.gram(source, b)
+    q = _solve_eig(w, p, chosen)
+    m = v @ q
+    # residual sum of squares on the fit split, from the blocks alone (in the eigenbasis of S_AA:
+    # tr(M' S_AB) = sum(q * p), tr(M' S_AA M) = sum(w q^2))
+    explained = float(np.sum(q * p)) * 2.0 - float(np.sum(w[:, None] * q * q))
+    attrs = {"alpha": float(chosen)}
+    if scores is not None:
+        attrs.update({"alphas": alphas, "cv_score": [None if not np.isfinite(s) else float(s) for s in scores[b]],
+                      "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC,
+                      **({"cv_block_rows": int(blocks.attrs["block_rows"])} if "block_rows" in blocks.attrs
+                         else {})})
+    return _ridge_map(blocks, source, b, m, mu_a, explained, attrs)
+
+
+def fit_graph(blocks: Blocks, source: str, targets: list[str], alphas: list[float], cholesky: bool = True,
+              tag: tuple = ()) -> tuple[dict, dict]:
+    """The Dask graph of :func:`fit_maps` and the key of each target's :class:`LinearMap`.
+
+    One penalty above the singularity threshold: a task inverts ``S_AA + alpha I``
+    from its Cholesky factor (:func:`_inverse`), one task per tile of
+    :data:`RHS_TILE` columns of each ``S_AB`` multiplies by it (tiles side by
+    side, and beside the reads of the blocks), one task per target assembles
+    its map. Otherwise: a task for ``eigh(S_AA)`` and, with a list of penalties,
+    one per cross-validation fold beside it (:func:`cross_validate`), then one
+    per target. Tiles and fold sums are fixed by the shapes alone. Every key
+    starts with ``tag`` (graphs of several sources side by side).
+    """
     s_aa = blocks.gram(source, source)
     mu_a = blocks.means[source]
+    g: dict = {(*tag, "s_aa"): s_aa}
     # with alpha above the singularity threshold for any eigenvalue (<= the trace), S_AA + alpha I is regular
-    if len(alphas) == 1 and alphas[0] > 1e-12 * max(float(np.trace(s_aa)), 1.0):
-        return _fit_one_alpha(blocks, source, targets, alphas[0], s_aa, mu_a)
-    scores = cross_validate(blocks, source, targets, alphas) if len(alphas) > 1 else None
-    w, v = np.linalg.eigh(s_aa)
-    out = {}
-    for b in targets:
-        chosen = choose_alpha(alphas, scores[b]) if scores is not None else alphas[0]
-        p = v.T @ blocks.gram(source, b)
-        q = _solve_eig(w, p, chosen)
-        m = v @ q
-        # residual sum of squares on the fit split, from the blocks alone (in the eigenbasis of S_AA:
-        # tr(M' S_AB) = sum(q * p), tr(M' S_AA M) = sum(w q^2))
-        rss_fit = float(np.sum(q * p)) * 2.0 - float(np.sum(w[:, None] * q * q))
-        attrs = {"alpha": float(chosen)}
-        if scores is not None:
-            attrs.update({"alphas": alphas, "cv_score": [None if not np.isfinite(s) else float(s) for s in scores[b]],
-                          "cv_folds": len(blocks.folds), "cv_metric": CV_METRIC,
-                          **({"cv_block_rows": int(blocks.attrs["block_rows"])} if "block_rows" in blocks.attrs
-                             else {})})
-        out[b] = _ridge_map(blocks, source, b, m, mu_a, rss_fit, attrs)
-    return out
+    if cholesky and len(alphas) == 1 and alphas[0] > 1e-12 * max(float(np.trace(s_aa)), 1.0):
+        g[(*tag, "inverse")] = (_inverse, (*tag, "s_aa"), alphas[0])
+        keys = {}
+        for b in targets:
+            g[(*tag, "rhs", b)] = (blocks.gram, source, b)
+            tiles = []
+            for c0, c1 in _cuts(blocks.dim(b), RHS_TILE):
+                g[(*tag, "solve", b, c0)] = (_times, (*tag, "inverse"), (*tag, "rhs", b), c0, c1)
+                tiles.append((*tag, "solve", b, c0))
+            g[(*tag, "map", b)] = (_one_alpha_map, blocks, source, b, alphas[0], mu_a, (*tag, "rhs", b), *tiles)
+            keys[b] = (*tag, "map", b)
+        return g, keys
+    scores = None
+    if len(alphas) > 1:
+        cv, scores = _cv_graph(blocks, source, targets, alphas, tag)
+        g.update(cv)
+    g[(*tag, "eigh")] = (_eigh, (*tag, "s_aa"))
+    keys = {b: (*tag, "map", b) for b in targets}
+    g.update({(*tag, "map", b): (_eig_map, blocks, source, b, alphas, mu_a, (*tag, "eigh"), scores) for b in targets})
+    return g, keys
 
 
-def _fit_one_alpha(blocks: Blocks, source: str, targets: list[str], alpha: float, s_aa, mu_a) -> dict:
-    """``(S_AA + alpha I) M = [S_AB ...]``: one solve for every target (numpy's LAPACK only)."""
-    cols = [blocks.gram(source, b) for b in targets]
-    rhs = np.concatenate(cols, axis=1) if cols else np.zeros((len(s_aa), 0))
-    m_all = np.linalg.solve(s_aa + alpha * np.eye(len(s_aa)), rhs)
-    out, start = {}, 0
-    for b, p in zip(targets, cols):
-        m = m_all[:, start:start + p.shape[1]]
-        start += p.shape[1]
-        # tss - rss = 2 tr(M' S_AB) - tr(M' S_AA M), and (S_AA + alpha I) M = S_AB makes the last term
-        # tr(M' S_AB) - alpha |M|^2
-        explained = float(np.sum(m * p)) + alpha * float(np.sum(m * m))
-        out[b] = _ridge_map(blocks, source, b, np.ascontiguousarray(m), mu_a, explained, {"alpha": float(alpha)})
-    return out
+def _compute(graph: dict, keys: list, get=None) -> list:
+    from ..engine import in_job
+
+    return list((get or in_job())(graph, keys))
 
 
 def fit_maps_dual(rows: dict, source: str, targets: list[str], alpha: float) -> dict[str, LinearMap]:

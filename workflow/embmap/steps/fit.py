@@ -113,9 +113,12 @@ def cross_products(partials: list, blocks: str, split: str, stores: dict[str, st
              max(1, len(merged.folds)))
 
 
-def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, blocks: str) -> None:
-    """Write the maps of the iterator ``fitted`` (((source, target), LinearMap) of ``method``, one at a time) to
-    ``path(source, target)``, logging each with its fit R2, the method's own figures and its warnings."""
+def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, blocks: str, threads: int = 1) -> None:
+    """Write the maps of the iterator ``fitted`` (((source, target), LinearMap) of ``method``) to
+    ``path(source, target)``, on ``threads`` threads (at most that many maps in memory beyond the iterator's),
+    logging each with its fit R2, the method's own figures and its warnings."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .. import stores as st
     from ..fit import FitError
     from ..fit import methods as mt
@@ -123,26 +126,33 @@ def _write_maps(fitted, method: str, path, experiment: str, fit_split: str, bloc
     m_ = mt.get(method)
     versions = st.versions()
     warned = set()
-    while True:
-        try:
-            (source, target), m = next(fitted)
-        except StopIteration:
-            break
-        except FitError as e:
-            raise FitError(f"experiment {experiment!r}, method {method}: {e}") from None
-        out = Path(path(source, target))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        st.write_map(str(out), m, experiment=experiment, fit_split=fit_split, blocks=blocks, versions=versions)
-        if source not in warned:
-            warned.add(source)
-            few = mt.few_samples(int(m.attrs["n"]), m.weight.shape[0])
-            if few:
-                log.warning("%s (%s): %s", source, method, few)
-        warning = m_.warning(m) if m_.warning else None
-        if warning:
-            log.warning("%s -> %s: %s", source, target, warning)
-        extra = f", {m_.describe(m)}" if m_.describe else ""
-        log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
+    pending: list = []
+    with ThreadPoolExecutor(max(1, int(threads))) as pool:
+        while True:
+            try:
+                (source, target), m = next(fitted)
+            except StopIteration:
+                break
+            except FitError as e:
+                raise FitError(f"experiment {experiment!r}, method {method}: {e}") from None
+            out = Path(path(source, target))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if len(pending) >= max(1, int(threads)):
+                pending.pop(0).result()
+            pending.append(pool.submit(st.write_map, str(out), m, experiment=experiment, fit_split=fit_split,
+                                       blocks=blocks, versions=versions))
+            if source not in warned:
+                warned.add(source)
+                few = mt.few_samples(int(m.attrs["n"]), m.weight.shape[0])
+                if few:
+                    log.warning("%s (%s): %s", source, method, few)
+            warning = m_.warning(m) if m_.warning else None
+            if warning:
+                log.warning("%s -> %s: %s", source, target, warning)
+            extra = f", {m_.describe(m)}" if m_.describe else ""
+            log.info("%s -> %s (%s): fit R2 %.4f%s", source, target, method, m.attrs["fit_r2"], extra)
+        for f in pending:
+            f.result()
 
 
 def method_options(plan, wc) -> dict:
@@ -163,9 +173,12 @@ def _fit_maps_job(plan, wc) -> dict:
 
 @step(job=_fit_maps_job)
 def fit_maps(blocks: str, method: str, source: str, targets: list[str], mapping: dict, maps: str, experiment: str,
-             fit_split: str) -> None:
+             fit_split: str, threads: int = 1) -> None:
     """Maps of a method fitted per source network (ridge: ``alpha`` a number or a list, CV) from ``source`` to
-    every target, from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    every target, from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``, written side by side.
+
+    Ridge's fit is a Dask graph on the job's ``threads`` (:func:`embmap.fit.ridge.fit_maps`): the same maps to
+    the bit on any number of them."""
     from .. import stores as st
     from ..fit import FitError
     from ..fit import methods as mt
@@ -176,7 +189,7 @@ def fit_maps(blocks: str, method: str, source: str, targets: list[str], mapping:
     except FitError as e:
         raise FitError(f"experiment {experiment!r}, method {method}, source network {source!r}: {e}") from None
     _write_maps(iter(((source, b), m) for b, m in fitted.items()), method, lambda a, b: f"{maps}/{b}.zarr",
-                experiment, fit_split, blocks)
+                experiment, fit_split, blocks, threads)
 
 
 def _fit_method_maps_job(plan, wc) -> dict:
@@ -188,7 +201,7 @@ def _fit_method_maps_job(plan, wc) -> dict:
 
 @step(job=_fit_method_maps_job)
 def fit_method_maps(blocks: str, method: str, networks: list[str], mapping: dict, maps: str, experiment: str,
-                    fit_split: str) -> None:
+                    fit_split: str, threads: int = 1) -> None:
     """Maps of a method fitted for all ordered pairs in one job (lstsq, procrustes: work shared between A -> B and
     B -> A), from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
     from .. import stores as st
@@ -196,7 +209,7 @@ def fit_method_maps(blocks: str, method: str, networks: list[str], mapping: dict
 
     bl = st.open_blocks(blocks)
     fitted = mt.get(method).fit_pairs(bl, list(networks), mapping)  # one map at a time
-    _write_maps(fitted, method, lambda a, b: f"{maps}/{a}/{b}.zarr", experiment, fit_split, blocks)
+    _write_maps(fitted, method, lambda a, b: f"{maps}/{a}/{b}.zarr", experiment, fit_split, blocks, threads)
 
 
 __all__ = ['_open_shard', 'cross_products', 'cross_products_shard', 'fit_maps', 'fit_method_maps']

@@ -45,9 +45,15 @@ SOURCE_JOBS, PAIR_JOBS = "source", "pairs"
 
 
 def _per_source(method: "Method"):
+    """Every ordered pair from :attr:`Method.from_blocks` per source, sources side by side on the job's threads
+    (:func:`embmap.engine.side_by_side`: each on one BLAS thread, so no map depends on the thread count)."""
     def pairs(blocks, names: list[str], options: dict) -> Iterator:
-        for a in names:
-            fitted = method.from_blocks(blocks, a, [b for b in names if b != a], options)
+        from ...engine import side_by_side
+
+        def one(a):
+            return a, method.from_blocks(blocks, a, [b for b in names if b != a], options)
+
+        for a, fitted in side_by_side(one, names):
             yield from (((a, b), m) for b, m in fitted.items())
 
     return pairs

@@ -121,18 +121,28 @@ def from_blocks(blocks, source: str, targets: list[str], options: dict) -> dict:
 
 
 def pairs(blocks, names: list[str], options: dict):
-    """Every ordered pair from one SVD per unordered pair: ``B -> A`` is ``Q^T`` with its own scale."""
+    """Every ordered pair from one SVD per unordered pair: ``B -> A`` is ``Q^T`` with its own scale. Unordered
+    pairs run side by side on the job's threads, each SVD on one BLAS thread (:func:`embmap.engine.side_by_side`:
+    no map depends on the thread count)."""
+    from ...engine import side_by_side
+
     scale = _check_blocks(blocks, names, options)
     n = blocks.n
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            s_ab = blocks.gram(a, b)
-            sumsq_a, sumsq_b = blocks.sumsq(a), blocks.sumsq(b)
-            q, trace_sv, sd_a, sd_b, rank = _factor(s_ab, n, scale, sumsq_a, sumsq_b)
-            for (src, tgt, qq, sd_s, sd_t, ss_s, ss_t, s_st) in (
-                    (a, b, q, sd_a, sd_b, sumsq_a, sumsq_b, s_ab), (b, a, q.T, sd_b, sd_a, sumsq_b, sumsq_a, s_ab.T)):
-                w, s = _weights_of(qq, trace_sv, float(ss_s.sum()), n, scale, sd_s, sd_t)
-                yield (src, tgt), _map(blocks, src, tgt, w, s, rank, min(s_ab.shape), scale, s_st, ss_t)
+
+    def both(pair):
+        a, b = pair
+        s_ab = blocks.gram(a, b)
+        sumsq_a, sumsq_b = blocks.sumsq(a), blocks.sumsq(b)
+        q, trace_sv, sd_a, sd_b, rank = _factor(s_ab, n, scale, sumsq_a, sumsq_b)
+        out = []
+        for (src, tgt, qq, sd_s, sd_t, ss_s, ss_t, s_st) in (
+                (a, b, q, sd_a, sd_b, sumsq_a, sumsq_b, s_ab), (b, a, q.T, sd_b, sd_a, sumsq_b, sumsq_a, s_ab.T)):
+            w, s = _weights_of(qq, trace_sv, float(ss_s.sum()), n, scale, sd_s, sd_t)
+            out.append(((src, tgt), _map(blocks, src, tgt, w, s, rank, min(s_ab.shape), scale, s_st, ss_t)))
+        return out
+
+    for got in side_by_side(both, [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]):
+        yield from got
 
 
 def _factor_of_samples(xa, xb, n: int, scale: str):

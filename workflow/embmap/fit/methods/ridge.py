@@ -35,23 +35,23 @@ def from_blocks(blocks, source: str, targets: list[str], options: dict) -> dict:
 
 
 def _by_penalty(names: list[str], full: dict, fit) -> dict:
-    """Each pair's map with the penalty of its whole-split map ``full``: ``fit(source, targets, alpha)`` once per
-    source and distinct penalty."""
+    """Each pair's map with the penalty of its whole-split map ``full``: ``fit(groups)`` of the
+    ``(source, targets, alpha)`` of every source and distinct penalty, one {target: LinearMap} per group."""
     alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
-    out = {}
+    groups = []
     for a in names:
         targets = [b for b in names if b != a]
         for alpha in sorted({alphas[(a, b)] for b in targets}):
-            group = [b for b in targets if alphas[(a, b)] == alpha]
-            out.update({(a, b): m for b, m in fit(a, group, alpha).items()})
-    return out
+            groups.append((a, [b for b in targets if alphas[(a, b)] == alpha], alpha))
+    return {(a, b): m for (a, _, _), got in zip(groups, fit(groups)) for b, m in got.items()}
 
 
 def like(blocks, names: list[str], options: dict, full: dict) -> dict:
-    """Each pair's map with the penalty of its whole-split map (one solve per source and distinct penalty)."""
+    """Each pair's map with the penalty of its whole-split map (one solve per source and distinct penalty, all
+    in one Dask graph: :func:`embmap.fit.ridge.fit_many`)."""
     from .. import ridge
 
-    return _by_penalty(names, full, lambda a, group, alpha: ridge.fit_maps(blocks, a, group, alpha))
+    return _by_penalty(names, full, lambda groups: ridge.fit_many(blocks, groups))
 
 
 def like_samples(rows: dict, names: list[str], options: dict, full: dict) -> dict:
@@ -66,7 +66,7 @@ def like_samples(rows: dict, names: list[str], options: dict, full: dict) -> dic
     trace = {a: max(float(np.sum((rows[a] - rows[a].mean(axis=0)) ** 2)), 1.0) for a in names}
     if any(float(m.attrs["alpha"]) <= 1e-12 * trace[a] for (a, _), m in full.items()):
         return None
-    return _by_penalty(names, full, lambda a, group, alpha: ridge.fit_maps_dual(rows, a, group, alpha))
+    return _by_penalty(names, full, lambda groups: [ridge.fit_maps_dual(rows, *g) for g in groups])
 
 
 def select(source_folds, options: dict, run) -> dict | None:
