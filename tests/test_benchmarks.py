@@ -29,3 +29,8 @@ def test_sample_efficiency_benchmark_runs():
     out = _run("sample_efficiency.py", "--dim", "40", "--networks", "3", "--n", "120", "--n-eval", "40",
                "--sizes", "16,32")
     assert "(b)/(s) =" in out and "largest difference between the tables" in out
+
+
+def test_fits_benchmark_runs():
+    out = _run("fits.py", "--scale", "64", "--networks", "3", "--repeat", "1", "--cv")
+    assert "new/old =" in out and "new maps the same bits on 1 and 2 threads: True" in out

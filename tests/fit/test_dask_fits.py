@@ -133,3 +133,23 @@ def test_the_pairs_methods_fit_side_by_side_and_give_the_same_bits_on_any_number
     for threads in (2, 3):
         with threadpool_limits(threads):
             _same(dict(methods.fit_pairs(blocks, blocks.names, method)), ref)
+
+
+def test_the_fit_job_writes_the_same_map_stores_on_one_thread_and_on_three(blocks, tmp_path):
+    """The step end to end: blocks from a store, the graph on the job's threads, the stores written side by side."""
+    from embmap import steps, stores
+    from embmap.fit import methods
+
+    path = str(tmp_path / "blocks.zarr")
+    stores.write_blocks(path, blocks, split="train", stores={})
+    got = {}
+    for threads in (1, 3):
+        out = tmp_path / f"maps{threads}"
+        with threadpool_limits(threads):  # what the step's runner sets from the job's threads
+            steps.fit_maps(path, "ridge", "n0", ["n1", "n2"], methods.options(alpha=[0.1, 10.0]), str(out),
+                           experiment="x", fit_split="train", threads=threads)
+        got[threads] = {b: stores.read_map(out / f"{b}.zarr") for b in ("n1", "n2")}
+    for b in ("n1", "n2"):
+        np.testing.assert_array_equal(got[1][b].weight, got[3][b].weight)
+        np.testing.assert_array_equal(got[1][b].intercept, got[3][b].intercept)
+        assert got[3][b].attrs["cv_folds"] == 3 and got[3][b].attrs["source"] == "n0"
