@@ -153,3 +153,13 @@ def test_the_fit_job_writes_the_same_map_stores_on_one_thread_and_on_three(block
         np.testing.assert_array_equal(got[1][b].weight, got[3][b].weight)
         np.testing.assert_array_equal(got[1][b].intercept, got[3][b].intercept)
         assert got[3][b].attrs["cv_folds"] == 3 and got[3][b].attrs["source"] == "n0"
+
+
+def test_the_sample_space_route_of_the_prefixes_gives_the_same_bits_on_any_number_of_threads():
+    rng = np.random.default_rng(2)
+    rows = {k: rng.standard_normal((300, d)) for k, d in (("a", 700), ("b", 650), ("c", 20))}
+    full = {(s, t): type("M", (), {"attrs": {"alpha": 3.0}})() for s in rows for t in rows if s != t}
+    with threadpool_limits(1):
+        ref = ridge_method.like_samples(rows, list(rows), {}, full)
+    with threadpool_limits(3):
+        _same(ridge_method.like_samples(rows, list(rows), {}, full), ref)

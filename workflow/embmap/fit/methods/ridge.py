@@ -61,12 +61,15 @@ def like_samples(rows: dict, names: list[str], options: dict, full: dict) -> dic
     eigenbasis solve (``1e-12`` of the trace) has no sample-space route: None (the blocks' route then runs)."""
     import numpy as np
 
+    from ...engine import side_by_side
     from .. import ridge
 
     trace = {a: max(float(np.sum((rows[a] - rows[a].mean(axis=0)) ** 2)), 1.0) for a in names}
     if any(float(m.attrs["alpha"]) <= 1e-12 * trace[a] for (a, _), m in full.items()):
         return None
-    return _by_penalty(names, full, lambda groups: [ridge.fit_maps_dual(rows, *g) for g in groups])
+    # sources side by side, each on one BLAS thread: the same maps on any number of threads
+    return _by_penalty(names, full,
+                       lambda groups: list(side_by_side(lambda g: ridge.fit_maps_dual(rows, *g), groups)))
 
 
 def select(source_folds, options: dict, run) -> dict | None:
