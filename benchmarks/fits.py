@@ -7,7 +7,8 @@ Blocks of synthetic features are made in memory (their values do not change a
 solve's cost). For every source network, alternated and best of ``--repeat``:
 
   (old) one alpha: ``numpy.linalg.solve(S_AA + alpha I, [S_AB ...])`` on
-        ``--threads`` BLAS threads (an LU; its bits depend on the thread count);
+        ``--threads`` BLAS threads (an LU; its bits depend on the thread count),
+        then each target's map and fit R^2, as the fit did before;
   (new) :func:`embmap.fit.ridge.fit_maps`: a Cholesky task, solve tasks on
         fixed column tiles, one map task per target, on Dask's threaded
         scheduler with ``--threads`` threads of one BLAS thread each (the same
@@ -33,10 +34,19 @@ from threadpoolctl import threadpool_limits
 from embmap.fit import gram, ridge  # noqa: E402
 
 
-def old_one_alpha(bl, a: str, targets: list[str], alpha: float) -> np.ndarray:
+def old_one_alpha(bl, a: str, targets: list[str], alpha: float) -> dict:
+    """The fit this graph replaced (embmap before the fits were Dask graphs): one LU solve for every target on
+    the threaded LAPACK, then each target's map with its fit R^2, as ``fit_maps`` made them."""
     s_aa = bl.gram(a, a)
-    rhs = np.concatenate([bl.gram(a, b) for b in targets], axis=1)
-    return np.linalg.solve(s_aa + alpha * np.eye(len(s_aa)), rhs)
+    cols = [bl.gram(a, b) for b in targets]
+    m_all = np.linalg.solve(s_aa + alpha * np.eye(len(s_aa)), np.concatenate(cols, axis=1))
+    out, start = {}, 0
+    for b, p in zip(targets, cols):
+        m = m_all[:, start:start + p.shape[1]]
+        start += p.shape[1]
+        explained = float(np.sum(m * p)) + alpha * float(np.sum(m * m))
+        out[b] = ridge._ridge_map(bl, a, b, np.ascontiguousarray(m), bl.means[a], explained, {"alpha": alpha})
+    return out
 
 
 def best(f, repeat: int) -> float:

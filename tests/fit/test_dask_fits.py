@@ -10,9 +10,18 @@ from embmap.fit.methods import ridge as ridge_method
 
 from test_dask_pass import _shuffled_get
 
-# wide enough that the solves are cut into several tiles and OpenBLAS's LAPACK threads (where the LU of
+TILE = 512  # these tests cut the solves into tiles of 512 columns (embmap's own tiles are wider)
+# wide enough that some targets are cut into several tiles and OpenBLAS's LAPACK threads (where the LU of
 # the old fits differed in the last bits between one thread and two)
-DIMS = (ridge.RHS_TILE + 90, 700, 130)
+DIMS = (TILE + 90, 700, 130)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def narrow_tiles():
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ridge, "RHS_TILE", TILE)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +75,7 @@ def test_tasks_finishing_in_another_order_change_no_map(blocks, reference, name)
 def test_the_graph_solves_on_fixed_tiles_and_folds_side_by_side(blocks):
     graph, keys = ridge.fit_graph(blocks, "n0", ["n1", "n2"], [10.0])
     solves = sorted(k[1:] for k in graph if k[0] == "solve")
-    assert solves == [("n1", 0), ("n1", ridge.RHS_TILE), ("n2", 0)]  # n1 has 700 columns: two tiles
+    assert solves == [("n1", 0), ("n1", TILE), ("n2", 0)]  # n1 has 700 columns: two tiles
     assert keys == {"n1": ("map", "n1"), "n2": ("map", "n2")}
     graph, _ = ridge.fit_graph(blocks, "n0", ["n1", "n2"], [0.1, 10.0])
     assert sorted(k for k in graph if k[0] == "cv-fold") == [("cv-fold", 0), ("cv-fold", 1), ("cv-fold", 2)]

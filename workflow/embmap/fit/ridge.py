@@ -188,7 +188,8 @@ def fit_many(blocks: Blocks, fits: list[tuple], get=None) -> list[dict[str, Line
     return [{b: next(it) for b in targets} for _, targets, _ in fits]
 
 
-RHS_TILE = 512  # right-hand columns per solve task: fixed, so that no result depends on the thread count
+RHS_TILE = 2048  # right-hand columns per solve task at most (a target of up to this many is one task): fixed by
+# the shapes, so that no result depends on the thread count
 
 
 class _NotPositive(FitError):
@@ -219,9 +220,11 @@ def _inverse(s_aa: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _times(inverse: np.ndarray, rhs: np.ndarray, c0: int, c1: int) -> np.ndarray:
-    """One tile of the solve: ``inverse @ rhs[:, c0:c1]`` (a copy first: the same aligned, contiguous operand
-    every time)."""
-    return inverse @ np.ascontiguousarray(rhs[:, c0:c1])
+    """One tile of the solve: ``inverse @ rhs[:, c0:c1]``, a GEMM on the columns in place (BLAS packs its operands
+    whatever their layout); an array at an odd byte offset, as a distributed worker may receive one, is copied
+    first, or numpy would multiply it without BLAS, summing in another order."""
+    tile = rhs[:, c0:c1] if (c0, c1) != (0, rhs.shape[1]) else rhs
+    return inverse @ (tile if tile.flags.aligned else np.array(tile))
 
 
 def _eigh(s_aa: np.ndarray):
