@@ -50,7 +50,7 @@ def _good(tmp_path, name="a", split="test", n=12, d=4, classes=3, seed=0, **kw):
     ({"complete": True, "parameters": -5}, r"attribute 'parameters' is -5"),
     ({"complete": True, "randomized": "yes"}, r"attribute 'randomized'"),
     ({"complete": True, "handle": 3}, r"attribute 'handle' is 3"),
-    ({"complete": True, "format_version": 2}, r"written by a newer embmap"),
+    ({"complete": True, "format_version": 3}, r"written by a newer embmap"),
     ({"complete": True, "split": "train"}, r"its attribute split is 'train', but it is read as split 'test'"),
 ])
 def test_attributes_are_refused_naming_the_store_and_the_attribute(tmp_path, attrs, message):

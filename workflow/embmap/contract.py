@@ -34,13 +34,38 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: no layers; 2: optional layers/KEY arrays listed in the attribute `layers`
+LAYERS_SINCE = 2  # the first format version whose stores may hold layers
 ARRAYS = ("embeddings", "ids", "labels", "classifier/weight", "classifier/bias")
+EMBEDDING = "embedding"  # reserved: names the embedding itself (array `embeddings`), never a layer
+LAYERS = "layers"  # the group of layer arrays and the root attribute listing their names
 V2_MARKERS = (".zgroup", ".zattrs", ".zarray", ".zmetadata")
 
 
 class StoreError(ValueError):
     """A store is missing, incomplete, breaks the store contract or disagrees with its siblings."""
+
+
+def layer_key(name: str) -> str:
+    """The array name of layer ``name`` under ``layers/``: the name with ``%``, ``/`` and other characters outside
+    letters, digits and ``_.-`` percent-encoded (``Mixed_5a/concat`` -> ``Mixed_5a%2Fconcat``), so any framework's
+    name is one Zarr node and reads back as it was."""
+    from urllib.parse import quote
+
+    key = quote(name, safe="")
+    if key.startswith("__") or set(key) <= {"."}:  # names Zarr reserves or refuses
+        key = "".join(f"%{ord(c):02X}" if c in "_." else c for c in key[:2]) + key[2:]
+    return key
+
+
+def layer_path(name: str) -> str:
+    """The path of layer ``name``'s array inside a store: ``layers/KEY`` (:func:`layer_key`)."""
+    return f"{LAYERS}/{layer_key(name)}"
+
+
+def _layer_names(v) -> bool:
+    return (isinstance(v, list) and all(isinstance(x, str) and x and x != EMBEDDING for x in v)
+            and len(set(v)) == len(v))
 
 
 # -- attributes ---------------------------------------------------------------------------
@@ -90,6 +115,8 @@ ATTRIBUTES = {
                    "Table 1 `randomized`"),
     "l2_normalised": (_optional(lambda v: isinstance(v, bool)), "a boolean or null", "open_set.json"),
     "alignment": (_optional(lambda v: isinstance(v, dict)), "a mapping or null", "open_set.json"),
+    LAYERS: (_layer_names, f"a list of distinct layer names (non-empty strings, not {EMBEDDING!r}, which names the "
+             "embedding itself), one per array under layers/", "readers of layers (format version 2)"),
 }
 # keys of the `preprocessing` mapping that Table 1 reads; others are provenance
 PREPROCESSING = {
@@ -122,10 +149,24 @@ def check_complete(attrs: dict, path) -> None:
                          "true, written last, once every array is whole")
 
 
+def version(attrs: dict) -> int:
+    """A store's format version (absent: 1, the stores written before the attribute existed)."""
+    v = attrs.get("format_version", 1)
+    return v if _is_int(v) else 1
+
+
+def layer_names(attrs: dict) -> list[str]:
+    """The layers a store holds, in order: its attribute ``layers`` (none before format version 2)."""
+    names = attrs.get(LAYERS) if version(attrs) >= LAYERS_SINCE else None
+    return list(names) if _layer_names(names) else []
+
+
 def check_attributes(attrs: dict, path, split: str | None = None, classifier_attrs: dict | None = None) -> None:
     """Check every attribute the workflow reads (:data:`ATTRIBUTES`); ``split``: the split the store is used as."""
     check_complete(attrs, path)
     for name, (test, want, _) in ATTRIBUTES.items():
+        if name == LAYERS and version(attrs) < LAYERS_SINCE:
+            continue  # before format version 2, `layers` was an attribute like any other: kept, never read
         if name in attrs and not test(attrs[name]):
             extra = " (this store was written by a newer embmap)" if name == "format_version" and _is_int(
                 attrs[name]) and attrs[name] > FORMAT_VERSION else ""
@@ -186,6 +227,12 @@ class Meta:
     @property
     def has_classifier(self) -> bool:
         return "classifier/weight" in self.arrays or "classifier/bias" in self.arrays
+
+    @property
+    def layers(self) -> dict:
+        """{layer name: its array's metadata}, in the order of the attribute ``layers``."""
+        return {name: self.arrays[layer_path(name)] for name in layer_names(self.attrs)
+                if layer_path(name) in self.arrays}
 
     @property
     def classes(self) -> int | None:
@@ -250,8 +297,10 @@ def metadata(path) -> Meta:
         raise StoreError(f"store {p}: zarr.json describes a {root.get('node_type')!r} of Zarr format "
                          f"{root.get('zarr_format')!r}; a store is a Zarr v3 group")
     consolidated = (root.get("consolidated_metadata") or {}).get("metadata")
+    attrs = dict(root.get("attributes") or {})
+    listed = [layer_path(n) for n in layer_names(attrs)]
     arrays = {}
-    for name in ARRAYS:
+    for name in (*ARRAYS, *listed):
         own = _read_json(p / name / "zarr.json", p)
         if own is not None and own.get("node_type") != "array":
             raise StoreError(f"store {p}: {name!r} is a {own.get('node_type')}, not an array")
@@ -269,7 +318,7 @@ def metadata(path) -> Meta:
         if own is not None:
             arrays[name] = _array(own)
     cls = _read_json(p / "classifier" / "zarr.json", p)
-    return Meta(p, dict(root.get("attributes") or {}), arrays,
+    return Meta(p, attrs, arrays,
                 dict(cls.get("attributes") or {}) if cls is not None else None)
 
 
@@ -314,6 +363,30 @@ def check_layout(meta: Meta, need_classifier: bool = False) -> None:
     elif need_classifier:
         raise StoreError(f"store {p}: has no classifier (classifier/weight [classes, features] and classifier/bias "
                          "[classes]), which task closed_set needs")
+    listed = [layer_path(n) for n in layer_names(meta.attrs)]
+    if (p / LAYERS / "zarr.json").exists():
+        if version(meta.attrs) < LAYERS_SINCE:
+            raise StoreError(f"store {p}: holds a {LAYERS}/ group but its format_version is "
+                             f"{meta.attrs.get('format_version', 'absent (1)')}; layers are read from stores of format "
+                             f"version {LAYERS_SINCE}, which list them in the attribute {LAYERS!r} "
+                             "(embmap.stores.write_embeddings(..., layers=...) writes such a store)")
+        stray = sorted(f"{LAYERS}/{q.name}" for q in (p / LAYERS).iterdir()
+                       if (q / "zarr.json").exists() and f"{LAYERS}/{q.name}" not in listed)
+        if stray:
+            raise StoreError(f"store {p}: holds {stray[0]} ({len(stray)} array(s) in all) that its attribute "
+                             f"{LAYERS!r} does not list ({layer_names(meta.attrs) or 'none'}); list every layer in it, "
+                             "by its name")
+    for name in layer_names(meta.attrs):
+        arr = a.get(layer_path(name))
+        if arr is None:
+            raise StoreError(f"store {p}: lists layer {name!r} in its attribute {LAYERS!r} but has no array "
+                             f"{layer_path(name)!r}")
+        if len(arr.shape) != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+            raise StoreError(f"store {p}: layer {name!r} ({layer_path(name)}) has shape {list(arr.shape)}; it must be "
+                             f"[{n}, feature] (one vector per sample, like 'embeddings')")
+        if arr.kind not in "fi":
+            raise StoreError(f"store {p}: layer {name!r} ({layer_path(name)}) has data type {arr.dtype}; it must be "
+                             "numbers (float32)")
 
 
 def check_store(path, split: str | None = None, need_classifier: bool = False) -> Meta:
@@ -366,10 +439,12 @@ def duplicate_ids(ids, path) -> None:
 
 
 def missing_chunks(array, path) -> None:
-    """Refuse an ``embeddings`` array with chunks never written: Zarr would read their rows as its fill value."""
+    """Refuse an ``embeddings`` (or layer) array with chunks never written: Zarr would read their rows as its fill
+    value."""
     total, stored = array.nchunks, array.nchunks_initialized
     if stored < total:
-        raise StoreError(f"store {path}: {total - stored} of {total} chunks of 'embeddings' were never written, so "
+        name = (array.path or "embeddings").strip("/")
+        raise StoreError(f"store {path}: {total - stored} of {total} chunks of {name!r} were never written, so "
                          f"Zarr would read their rows as the fill value ({array.fill_value}): was the store written to "
                          "the end? (Zarr also skips a chunk that is exactly the fill value throughout; "
                          "write_embeddings uses NaN as fill value, so every row it writes is stored.)")

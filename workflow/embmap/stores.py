@@ -50,7 +50,8 @@ from .contract import FORMAT_VERSION, StoreError
 from .fit.blocks import Blocks, NoNorms, Norms, empty_blocks, pool, pool_block
 from .fit.linear import LinearMap
 
-__all__ = ["FORMAT_VERSION", "StoreError", "EmbeddingStore", "open_embeddings", "open_matched", "write_embeddings",
+__all__ = ["FORMAT_VERSION", "StoreError", "EmbeddingStore", "open_embeddings", "open_layer", "open_matched",
+           "write_embeddings",
            "open_blocks", "write_blocks", "read_map", "write_map"]
 
 
@@ -132,7 +133,7 @@ def open_group(path: str | os.PathLike, what: str = "store") -> zarr.Group:
 
 # -- embedding stores ---------------------------------------------------------------
 class EmbeddingWriter:
-    """Write an embedding store chunk by chunk.
+    """Write an embedding store chunk by chunk, with its layers (format version 2) beside the embeddings.
 
     Parameters
     ----------
@@ -144,42 +145,78 @@ class EmbeddingWriter:
     chunk_rows : int
         Samples per chunk; rows are buffered until a chunk is full so that every
         write covers whole chunks.
+    layers : {name: attributes}, optional
+        The layers written beside the embeddings, in order: each an array
+        ``layers/KEY`` (:func:`embmap.contract.layer_path`) of ``attributes["dim"]``
+        features, chunked like the embeddings, with its attributes (``name``,
+        ``dim``, and e.g. ``reduction``); the root attribute ``layers`` lists
+        their names. When resuming (``start``) only the names are read.
     """
 
     def __init__(self, group, ids, labels, n_features: int, chunk_rows: int, name: str = "store",
-                 start: int = 0, on_flush=None):
+                 start: int = 0, on_flush=None, layers: dict | None = None):
         self.group, self.name = group, name
         self.n = len(ids)
         self.chunk_rows = int(chunk_rows)
         self.ids = np.asarray(ids, dtype=str)
         self.on_flush = on_flush
-        if start:  # resuming: the index and the array are already there
+        layers = dict(layers or {})
+        if start:  # resuming: the index and the arrays are already there
             self.array = group["embeddings"]
+            self.layers = {k: group[contract.layer_path(k)] for k in layers}
         else:
             write_index(group, self.ids, np.asarray(labels, dtype=np.int64), self.chunk_rows)
-            self.array = group.create_array(
-                "embeddings",
-                shape=(self.n, int(n_features)),
-                chunks=(self.chunk_rows, int(n_features)),
-                dtype="float32",
-                compressors=compressor(),
-                dimension_names=["sample", "feature"],
-                fill_value=np.nan,
-            )
+            self.array = self._rows(contract.ARRAYS[0], n_features)
+            self.layers = {}
+            for k, attrs in layers.items():
+                self.layers[k] = self._rows(contract.layer_path(k), attrs["dim"])
+                self.layers[k].attrs.update({**attrs, "name": k, "dim": int(attrs["dim"])})
+            if layers:
+                group.attrs[contract.LAYERS] = list(layers)
         self.written = int(start)
-        self._buf: list[np.ndarray] = []
+        self._buf: list[tuple] = []
         self._buffered = 0
 
-    def append(self, rows: np.ndarray) -> None:
+    def _rows(self, path: str, n_features: int) -> zarr.Array:
+        """A float32 [sample, feature] array chunked along samples only, unwritten rows NaN."""
+        return self.group.create_array(path, shape=(self.n, int(n_features)),
+                                       chunks=(self.chunk_rows, int(n_features)), dtype="float32",
+                                       compressors=compressor(), dimension_names=["sample", "feature"],
+                                       fill_value=np.nan)
+
+    @property
+    def arrays(self) -> list[zarr.Array]:
+        """Every array written row by row: the embeddings, then the layers."""
+        return [self.array, *self.layers.values()]
+
+    def _checked(self, rows, array, layer: str | None = None) -> np.ndarray:
+        """``rows`` as float32, refused unless [k, the array's features] and finite (naming the ids)."""
         rows = np.asarray(rows, dtype=np.float32)
-        if rows.ndim != 2 or rows.shape[1] != self.array.shape[1]:
-            raise StoreError(f"{self.name}: rows of shape {rows.shape}, expected (k, {self.array.shape[1]})")
+        of = f"layer {layer!r} " if layer is not None else ""
+        if rows.ndim != 2 or rows.shape[1] != array.shape[1]:
+            raise StoreError(f"{self.name}: {of}rows of shape {rows.shape}, expected (k, {array.shape[1]})")
         bad = ~np.isfinite(rows).all(axis=1)
         if bad.any():
             first = self.written + self._buffered + np.flatnonzero(bad)
             names = ", ".join(self.ids[first[:5]])
-            raise StoreError(f"{self.name}: non-finite embedding values for {bad.sum()} sample(s), first: {names}")
-        self._buf.append(rows)
+            raise StoreError(f"{self.name}: non-finite {of or 'embedding '}values for {bad.sum()} sample(s), first: "
+                             f"{names}")
+        return rows
+
+    def append(self, rows: np.ndarray, layers: dict | None = None) -> None:
+        """The next rows of the embeddings and, with layers, of every layer (``{name: rows}``, the same count)."""
+        rows = self._checked(rows, self.array)
+        layers = layers or {}
+        if set(layers) != set(self.layers):
+            raise StoreError(f"{self.name}: rows of layers {sorted(layers)}, the store holds layers "
+                             f"{sorted(self.layers)}")
+        parts = [rows]
+        for k, array in self.layers.items():
+            part = self._checked(layers[k], array, k)
+            if len(part) != len(rows):
+                raise StoreError(f"{self.name}: {len(part)} rows of layer {k!r} beside {len(rows)} embeddings")
+            parts.append(part)
+        self._buf.append(tuple(parts))
         self._buffered += len(rows)
         if self.written + self._buffered > self.n:
             raise StoreError(f"{self.name}: more rows than ids ({self.n})")
@@ -189,14 +226,15 @@ class EmbeddingWriter:
             self._flush(self._buffered)
 
     def _flush(self, k: int) -> None:
-        block = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
-        self.array[self.written : self.written + k] = block[:k]
+        blocks = [np.concatenate(b) if len(b) > 1 else b[0] for b in zip(*self._buf)]
+        for array, block in zip(self.arrays, blocks):
+            array[self.written : self.written + k] = block[:k]
         self.written += k
         if self.on_flush is not None:
             self.on_flush(self)
-        rest = block[k:]
-        self._buf = [rest] if len(rest) else []
-        self._buffered = len(rest)
+        rest = tuple(block[k:] for block in blocks)
+        self._buf = [rest] if len(rest[0]) else []
+        self._buffered = len(rest[0])
 
     def close(self) -> None:
         if self.written != self.n:
@@ -318,8 +356,9 @@ class ResumableStore:
             self.start = self.resumed_rows - self.resumed_rows % step
             self.requested_rows = array.chunks[0]
             if self.start:
+                layers = {k: {} for k in self.group.attrs.get(contract.LAYERS, [])}
                 self.writer = EmbeddingWriter(self.group, self.ids, self.labels, array.shape[1], array.chunks[0],
-                                              name=name, start=self.start, on_flush=self._record)
+                                              name=name, start=self.start, on_flush=self._record, layers=layers)
         if self.writer is None:
             self.start = 0
             if self.partial.exists():
@@ -347,28 +386,34 @@ class ResumableStore:
         os.replace(tmp, self.partial / self.PROGRESS)
 
     def _record(self, writer: EmbeddingWriter) -> None:
-        """After a flush: make the chunk durable, then count it."""
-        array = writer.array
-        last = (writer.written - 1) // array.chunks[0]
-        key = array.metadata.chunk_key_encoding.encode_chunk_key((last, 0))
-        chunk = self.partial / array.path / key
-        if chunk.exists():
-            with open(chunk, "rb") as f:
-                os.fsync(f.fileno())
+        """After a flush: make the chunk of every array durable, then count it."""
+        for array in writer.arrays:
+            last = (writer.written - 1) // array.chunks[0]
+            key = array.metadata.chunk_key_encoding.encode_chunk_key((last, 0))
+            chunk = self.partial / array.path / key
+            if chunk.exists():
+                with open(chunk, "rb") as f:
+                    os.fsync(f.fileno())
         self._write_progress(writer.written)
 
     @property
     def has_classifier(self) -> bool:
         return "classifier" in self.group and {"weight", "bias"} <= set(self.group["classifier"].keys())
 
-    def append(self, rows: np.ndarray) -> None:
-        """Add the next rows (the first call fixes the feature dimension)."""
+    def append(self, rows: np.ndarray, layers: dict | None = None, layer_attrs: dict | None = None) -> None:
+        """Add the next rows of the embeddings and of every layer (``{name: rows}``).
+
+        The first call fixes the feature dimensions and which layers the store
+        holds (``layer_attrs``: ``{name: attributes}`` of each, e.g. its
+        reduction); chunks hold as many rows in every array.
+        """
         if self.writer is None:
             rows = np.asarray(rows)
             chunk = chunk_rows_for(rows.shape[1], requested=self.requested_rows)
+            spec = {k: {**(layer_attrs or {}).get(k, {}), "dim": int(np.shape(v)[1])} for k, v in (layers or {}).items()}
             self.writer = EmbeddingWriter(self.group, self.ids, self.labels, rows.shape[1], chunk, name=self.name,
-                                          on_flush=self._record)
-        self.writer.append(rows)
+                                          on_flush=self._record, layers=spec)
+        self.writer.append(rows, layers)
 
     def finish(self, attrs: dict) -> None:
         """Check every row is written, mark the store complete and move it to its final path."""
@@ -384,7 +429,7 @@ class ResumableStore:
 
 
 def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=None, label_offset: int = 0,
-                     **attrs) -> None:
+                     layers: dict | None = None, layer_attrs: dict | None = None, **attrs) -> None:
     """Write an embedding store from arrays: how to bring your own embeddings (docs/bring-your-own.md shows an example).
 
     Parameters
@@ -409,6 +454,16 @@ def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=
         head beside labels 1..1000 with background 0; default 0).
     chunk_rows : int, optional
         Samples per chunk (default about 8 MB of rows).
+    layers : {name: array-like [sample, feature]}, optional
+        Other layers of the network, one vector per image each (reduce feature
+        maps first, e.g. by global average pooling), read like ``embeddings``
+        (any array with ``shape`` and row slicing); stored as ``layers/KEY``
+        (:func:`embmap.contract.layer_path`) and listed, in this order, in the
+        attribute ``layers``. The name ``embedding`` is reserved for the
+        embedding itself.
+    layer_attrs : {name: dict}, optional
+        Attributes of each layer's array, e.g. ``{"reduction": "mean"}`` (how
+        it was reduced to a vector: ``mean``, ``max``, ``flatten``, ``none``).
     **attrs
         Attributes recorded with the store (docs/outputs.md lists those the workflow
         reads, e.g. ``network``, ``split``, ``handle``, ``parameters``); checked
@@ -438,15 +493,39 @@ def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=
     contract.check_labels(labels, None if classifier is None else int(np.shape(classifier[0])[0]), path,
                           int(label_offset))
     contract.check_attributes({**attrs, "complete": True}, path, attrs.get("split"))
+    layers = _checked_layers(path, layers, layer_attrs, n)
     rows = chunk_rows_for(d, requested=chunk_rows)
     with atomic_group(path) as g:
-        w = EmbeddingWriter(g, ids, labels, d, rows, name=str(path))
+        spec = {k: {**(layer_attrs or {}).get(k, {}), "dim": int(v.shape[1])} for k, v in layers.items()}
+        w = EmbeddingWriter(g, ids, labels, d, rows, name=str(path), layers=spec)
         for start, stop in sample_chunks(n, rows):
-            w.append(np.asarray(embeddings[start:stop], dtype=np.float32))
+            w.append(np.asarray(embeddings[start:stop], dtype=np.float32),
+                     {k: np.asarray(v[start:stop], dtype=np.float32) for k, v in layers.items()})
         w.close()
         if classifier is not None:
             write_classifier(g, *classifier, label_offset=label_offset)
         g.attrs.update({"created": now(), "versions": versions(), **attrs})
+
+
+def _checked_layers(path, layers: dict | None, layer_attrs: dict | None, n: int) -> dict:
+    """``write_embeddings``' layers as arrays with a shape, refused (naming the layer) before anything is written."""
+    out = {}
+    for name, values in (layers or {}).items():
+        if not isinstance(name, str) or not name or name == contract.EMBEDDING:
+            raise StoreError(f"store {path}: layer name {name!r}: a layer is named by a non-empty string other than "
+                             f"{contract.EMBEDDING!r}, which names the embedding itself")
+        if not hasattr(values, "shape") or not hasattr(values, "__getitem__"):
+            values = np.asarray(values, dtype=np.float32)
+        shape = tuple(values.shape)
+        if len(shape) != 2 or shape[0] != n or shape[1] < 1:
+            raise StoreError(f"store {path}: layer {name!r} of shape {shape}; expected [{n}, feature], one vector per "
+                             "sample (reduce a feature map first, e.g. by global average pooling)")
+        out[name] = values
+    stray = set(layer_attrs or {}) - set(out)
+    if stray:
+        raise StoreError(f"store {path}: layer_attrs name {sorted(stray)}, which are not among the layers "
+                         f"{sorted(out)}")
+    return out
 
 
 def convert(src, dst, chunk_rows=None, drop=()) -> None:
@@ -475,20 +554,57 @@ def convert(src, dst, chunk_rows=None, drop=()) -> None:
         classifier = (np.asarray(c["weight"][:]), np.asarray(c["bias"][:]))
     skip = {"complete", "format_version", "created", "versions", *drop}
     attrs = {k: v for k, v in dict(g.attrs).items() if k not in skip}
+    names = contract.layer_names(dict(g.attrs))
+    attrs.pop(contract.LAYERS, None)
+    layers = {k: g[contract.layer_path(k)] for k in names}
+    layer_attrs = {k: {a: v for a, v in dict(arr.attrs).items() if a not in ("name", "dim")} for k, arr in layers.items()}
     write_embeddings(dst, g["embeddings"], as_str(g["ids"][:]), np.asarray(g["labels"][:]), classifier=classifier,
-                     chunk_rows=chunk_rows or g["embeddings"].chunks[0], **attrs, converted_from=str(src.resolve()))
+                     chunk_rows=chunk_rows or g["embeddings"].chunks[0], layers=layers, layer_attrs=layer_attrs,
+                     **attrs, converted_from=str(src.resolve()))
 
 
 @dataclass
 class EmbeddingStore:
-    """A complete embedding store opened for reading."""
+    """A complete embedding store opened for reading, as the embedding or as one of its layers.
+
+    ``layer`` None (or ``embedding``, :data:`embmap.contract.EMBEDDING`) reads
+    the embedding; a layer's name reads that layer as if it were the
+    embedding (:attr:`embeddings`, :attr:`n`, :attr:`dim`, with the same ids
+    and labels; a classifier reads the embedding only, so a layer has none).
+    """
 
     path: str
     group: zarr.Group
+    layer: str | None = None
+
+    @property
+    def layers(self) -> list[str]:
+        """The names of the layers the store holds beside its embedding, in order (none in format version 1)."""
+        return contract.layer_names(dict(self.group.attrs))
+
+    def as_layer(self, name: str | None) -> "EmbeddingStore":
+        """The same store read as layer ``name`` (None or ``embedding``: the embedding itself)."""
+        name = None if name in (None, contract.EMBEDDING) else name
+        if name is not None and name not in self.layers:
+            import difflib
+
+            have = self.layers
+            near = difflib.get_close_matches(name, have, n=5, cutoff=0.4)
+            raise StoreError(f"store {self.path}: holds no layer {name!r}"
+                             + (f" (nearest: {', '.join(near)})" if near else "")
+                             + (f"; its layers: {', '.join(have)}" if have else
+                                " (it holds no layers, only the embedding)"))
+        return EmbeddingStore(self.path, self.group, name)
 
     @property
     def embeddings(self) -> zarr.Array:
-        return self.group["embeddings"]
+        """float32 [sample, feature]: the embedding, or the layer this store is read as."""
+        return self.group["embeddings" if self.layer is None else contract.layer_path(self.layer)]
+
+    @property
+    def layer_attrs(self) -> dict:
+        """The attributes of the layer read (``name``, ``dim``, ``reduction``...); ``{}`` for the embedding."""
+        return dict(self.embeddings.attrs) if self.layer is not None else {}
 
     @property
     def n(self) -> int:
@@ -512,10 +628,13 @@ class EmbeddingStore:
 
     @property
     def has_classifier(self) -> bool:
-        return "classifier" in self.group
+        return "classifier" in self.group and self.layer is None
 
     def classifier(self) -> tuple[np.ndarray, np.ndarray]:
         """(weight [class, feature], bias [class]) as float64."""
+        if self.layer is not None:
+            raise StoreError(f"store {self.path}: layer {self.layer!r} has no classifier (the classifier reads the "
+                             "embedding)")
         if not self.has_classifier:
             raise StoreError(f"store {self.path}: has no classifier/weight and classifier/bias")
         c = self.group["classifier"]
@@ -527,14 +646,22 @@ class EmbeddingStore:
         return int(self.group["classifier"].attrs.get("label_offset", 0)) if self.has_classifier else 0
 
 
-def open_embeddings(path, split: str | None = None, need_classifier: bool = False) -> EmbeddingStore:
+def open_embeddings(path, split: str | None = None, need_classifier: bool = False,
+                    layer: str | None = None) -> EmbeddingStore:
     """Open a complete embedding store after checking it against the store contract (:mod:`embmap.contract`).
 
     ``split``: the split it is read as (its ``split`` attribute, if any, must
-    agree); ``need_classifier``: refuse a store without one.
+    agree); ``need_classifier``: refuse a store without one; ``layer``: read
+    that layer as the embedding (None or ``embedding``: the embedding itself;
+    a name the store does not hold is refused with its nearest names).
     """
     contract.check_store(path, split, need_classifier)
-    return EmbeddingStore(str(path), zarr.open_group(str(path), mode="r"))
+    return EmbeddingStore(str(path), zarr.open_group(str(path), mode="r")).as_layer(layer)
+
+
+def open_layer(path, layer: str, split: str | None = None) -> zarr.Array:
+    """One layer's array, float32 [sample, feature], of a complete store (``embedding``: its embeddings)."""
+    return open_embeddings(path, split, layer=layer).embeddings
 
 
 def open_matched(paths: dict[str, str], need_classifier: bool = False) -> dict[str, EmbeddingStore]:
@@ -589,7 +716,8 @@ def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval
                                      + ("a map is fitted on at least 2" if split == fit_split else "nothing to measure"))
                 contract.duplicate_ids(ids, path)
                 contract.check_labels(labels, None, path)
-                contract.missing_chunks(s.embeddings, path)
+                for layer in (None, *s.layers):
+                    contract.missing_chunks(s.as_layer(layer).embeddings, path)
             except StoreError as e:
                 raise StoreError(f"network {name!r}: {e}") from None
             if ref is None:
