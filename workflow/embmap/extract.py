@@ -93,6 +93,10 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
     datasets are decoded, cropped and resized by ``preprocessing``
     (``input_size``, ``crop_fraction``) in a parallel pipeline.
 
+    The network's layers (:meth:`embmap.models.Model.use_layers`) come from
+    the forward pass of each batch's embedding and are written beside it
+    (``layers/KEY``), flipped and normalised as it is.
+
     The classifier is located among the classification model's variables and
     verified on the first batch; where no variables have the right shapes it
     is recovered by least squares from the features and logits of the first
@@ -132,6 +136,7 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
         "chunk_rows": chunk_rows, "batch_size": batch_size, "normalise": bool(normalise), "flip": bool(flip),
         "attrs": attrs,
         "preprocessing": pre or None, "randomized": network.randomized,
+        "layers": list(network.layers), "layer_reduction": network.layer_reduction if network.layers else None,
     }
     store = st.ResumableStore(path, ids, labels, fingerprint, chunk_rows=chunk_rows, batch_size=batch_size,
                               name=f"network {network.name!r}")
@@ -143,27 +148,43 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
                disable=not progress, mininterval=2.0)
     probe_rows = 0  # rows handed to the least-squares probe, counted as batches are submitted
 
+    layer_attrs: dict = {}
+
+    def forward(images):
+        """(features, {layer: rows}) of one batch, from one forward pass of the network."""
+        if not network.layers:
+            return network.features(images), {}
+        f, layers, attrs = network.features_and_layers(images)
+        for name, a in attrs.items():
+            layer_attrs.setdefault(name, {**a, "l2_normalised": bool(normalise), "flip": bool(flip)})
+        return f, layers
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
     def embed(job):
-        """(features, the probe's logits or None, the embedding to store, rows) of one batch."""
-        images, f, z, logits_wanted = job
+        """(features, the probe's logits or None, the embedding to store, the layers to store, rows) of one
+        batch; the layers are treated as the embedding is (flip, normalise)."""
+        images, f, layers, z, logits_wanted = job
         if f is None:
-            f = network.features(images)
+            f, layers = forward(images)
         if logits_wanted and z is None:
             z = network.logits(images)
         out = f
         if flip:
-            out = out + network.features(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
+            f2, layers2 = forward(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
+            out, layers = out + f2, {k: v + layers2[k] for k, v in layers.items()}
         if normalise:
-            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return f, z, out, len(images)
+            out, layers = unit(out), {k: unit(v) for k, v in layers.items()}
+        return f, z, out, layers, len(images)
 
     def jobs():
         nonlocal probe, label_offset, probe_rows, images
         for _, images in batches(dataset, ids[store.start:], batch_size, pre):
-            f = z = None
+            f = z = layers = None
             if want_classifier and not store.has_classifier and probe is None:
                 # the first batch: the classifier is located here, before any batch runs beside it
-                f = network.features(images)
+                f, layers = forward(images)
                 found, z, label_offset = _classifier_from_first_batch(network, images, f, dataset, lstsq_images)
                 if isinstance(found, classifiers.LeastSquares):
                     probe = found
@@ -173,14 +194,14 @@ def extract(network: Model, dataset, ids, labels, path, *, chunk_rows: int | Non
                     st.write_classifier(store.group, *found, label_offset=label_offset)
             wanted = probe is not None and probe_rows < probe.want
             probe_rows += len(images) if wanted else 0
-            yield images, f, z, wanted
+            yield images, f, layers, z, wanted
 
     label_offset, images = 0, None
     workers = max(1, int(workers)) if getattr(network, "parallel_calls", True) else 1
-    for f, z, out, rows in in_order(embed, jobs(), workers):
+    for f, z, out, layers, rows in in_order(embed, jobs(), workers):
         if z is not None and probe is not None:
             probe.add(f, z)
-        store.append(out)
+        store.append(out, layers, layer_attrs)
         bar.update(rows)
     bar.close()
     if images is None:  # resumed with nothing left but the final rename

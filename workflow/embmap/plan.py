@@ -349,6 +349,12 @@ class Plan:
         if "align" in spec and not kind.faces:
             raise ConfigError(f"{where}.align: face alignment needs photographs of faces (dataset kind lfw), "
                               f"not {kind.name!r}")
+        if spec.get("layers") and not source.layers:
+            can = ", ".join(n for n, s in models.SOURCES.items() if s.layers and s.open is not None)
+            raise ConfigError(f"{where}.layers: source {source.name!r} cannot extract layers beside the embedding "
+                              f"(sources that can: {can})")
+        if "layer_reduction" in spec and not spec.get("layers"):
+            raise ConfigError(f"{where}.layer_reduction: says how layers are reduced, but the network names no layers")
         source.check(where, spec, ctx)
 
     def path_of(self, p: str) -> Path:

@@ -11,6 +11,7 @@
 - :mod:`.byo`: ``zarr`` (bring your own stores; no model runs).
 
 Shared: :mod:`.base` (:class:`~.base.Model`, :class:`~.base.Source`),
+:mod:`.layers` (the names ``layers:`` gives, and how a layer becomes a vector),
 :mod:`.classifiers` (locating and verifying a classifier), :mod:`.randomize`
 (the random control).
 
@@ -44,7 +45,9 @@ def open_model(name: str, spec: dict, preprocessing: dict | None = None, model_d
 
     ``spec`` is completed with the schema's defaults; ``preprocessing`` (the
     plan's resolved ``input_size`` and ``input_range``) wins over the
-    block's own values.
+    block's own values. Its ``layers`` are resolved against the model (an
+    unknown name lists the nearest ones) and extracted in the forward pass of
+    the embedding (:meth:`Model.use_layers`).
     """
     from .. import config
 
@@ -60,6 +63,8 @@ def open_model(name: str, spec: dict, preprocessing: dict | None = None, model_d
                               spec.get("mean"), spec.get("std"))
     if spec.get("randomize"):
         model.randomize(int(spec["seed"]), spec["initializer"])
+    if spec.get("layers"):
+        model.use_layers(spec["layers"], spec["layer_reduction"])
     return model
 
 

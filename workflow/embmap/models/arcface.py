@@ -84,4 +84,4 @@ def open_arcface(name: str, spec: dict, preprocessing: dict, model_dir=None) -> 
                         int(spec["embedding"]), preprocessing["input_range"])
 
 
-SOURCE = Source("arcface", open_arcface, check, classifier=False)
+SOURCE = Source("arcface", open_arcface, check, classifier=False, layers=False)

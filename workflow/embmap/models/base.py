@@ -91,6 +91,10 @@ class Source:
         The workflow trains the network first (rule ``train_network``).
     sized : bool
         The model file states its input size, so the config need not.
+    layers : bool
+        The source can extract a network's ``layers:`` beside its embedding
+        (:meth:`Model.use_layers`); ``savedmodel`` and ``tfhub`` can where the
+        model has a ``layers`` function, which only loading it tells.
     """
 
     name: str
@@ -99,6 +103,7 @@ class Source:
     classifier: bool = True
     trains: bool = False
     sized: bool = False
+    layers: bool = True
 
 
 class Model:
@@ -126,6 +131,13 @@ class Model:
 
     #: :meth:`features` and :meth:`logits` may be called from several threads at once (extraction's ``workers``)
     parallel_calls = True
+    #: where 4-D layer outputs keep their channels (-1: NHWC; an ONNX graph with channel-first input: 1)
+    layer_channel_axis = -1
+    #: what the framework calls the names ``layers:`` gives (for messages)
+    layer_kind = "layer"
+    #: the layers extracted beside the embedding (:meth:`use_layers`) and how each is reduced to a vector
+    layers: tuple = ()
+    layer_reduction = "mean"
 
     def __init__(self, name, handle, classifier_handle=None, input_size=None, channels=None,
                  input_range=(0.0, 1.0), features_layer=None, logits_layer=None):
@@ -183,7 +195,11 @@ class Model:
         """float32 [batch, feature]: the embedding of each image."""
         import numpy as np
 
-        f = np.asarray(self.features_layer(self.preprocess(images)))
+        return self._checked_features(np.asarray(self.features_layer(self.preprocess(images))))
+
+    def _checked_features(self, f):
+        import numpy as np
+
         if f.ndim != 2:
             raise NetworkError(f"network {self.name!r}: features of shape {f.shape}; expected [batch, feature] "
                                "(point the handle at the pre-classifier feature vector)")
@@ -196,6 +212,54 @@ class Model:
         if self.logits_layer is None:
             raise NetworkError(f"network {self.name!r}: no classifier handle")
         return np.asarray(self.logits_layer(self.preprocess(images))).astype(np.float64)
+
+    # -- layers beside the embedding ------------------------------------------------
+    def layer_names(self) -> list[str]:
+        """Every name :meth:`use_layers` accepts, in the model's order; a model that has none raises
+        :class:`NetworkError` naming the network.
+
+        This default serves networks whose features come from a Keras
+        functional model (``checkpoint``: its layers by name).
+        """
+        model = self.features_layer
+        if not (hasattr(model, "get_layer") and hasattr(model, "layers") and hasattr(model, "inputs")):
+            raise NetworkError(f"network {self.name!r}: {self.handle} exposes no layers to extract beside its "
+                               "embedding; drop layers")
+        return [layer.name for layer in model.layers if not type(layer).__name__ == "InputLayer"]
+
+    def use_layers(self, requested, reduction: str = "mean") -> tuple:
+        """Extract the layers ``requested`` names (names or patterns, :func:`.layers.resolve`) in the forward pass
+        of the embedding from now on, each reduced by ``reduction``; returns their names. Unknown names are an
+        error naming the network and the nearest names, before any image runs."""
+        from . import layers as ly
+
+        names = ly.resolve(self.name, list(requested), self.layer_names(), self.layer_kind)
+        self._bind_layers(names)
+        self.layers, self.layer_reduction = tuple(names), reduction
+        return self.layers
+
+    def _bind_layers(self, names: list[str]) -> None:
+        """Prepare one forward pass that gives the embedding and the outputs of ``names``."""
+        k, model = keras(), self.features_layer
+        self._layer_net = k.Model(model.inputs, [model.outputs[0], *[model.get_layer(n).output for n in names]])
+
+    def _raw_layers(self, images):
+        """(features float32 [n, feature], {layer: its output [n, ...]}) of one forward pass."""
+        import numpy as np
+
+        out = self._layer_net(self.preprocess(images), training=False)
+        return self._checked_features(np.asarray(out[0])), {n: np.asarray(v) for n, v in zip(self.layers, out[1:])}
+
+    def features_and_layers(self, images):
+        """(features float32 [n, feature], {layer: float32 [n, d]}, {layer: attributes}) of one forward pass: the
+        embedding and every layer of :meth:`use_layers`, each reduced to a vector (:func:`.layers.reduce`)."""
+        from . import layers as ly
+
+        f, raw = self._raw_layers(images)
+        out, attrs = {}, {}
+        for name in self.layers:
+            out[name], attrs[name] = ly.reduce(raw[name], self.layer_reduction, self.layer_channel_axis)
+        return f, out, attrs
 
     # -- variables ----------------------------------------------------------------
     def variables(self) -> list:
@@ -280,9 +344,18 @@ class FileModel(Model):
     def has_logits(self) -> bool:
         return self.head is not None
 
+    def _run(self, images):
+        """(features float32 [n, feature], the classifier's output float64 [n, class] or None, {layer: its output
+        [n, ...]} of every layer of :meth:`use_layers`), all from one forward pass."""
+        raise NotImplementedError
+
     def _forward(self, images):
         """(features float32 [n, feature], the classifier's output float64 [n, class] or None)."""
-        raise NotImplementedError
+        return self._run(images)[:2]
+
+    def _raw_layers(self, images):
+        f, _, raw = self._run(images)
+        return f, raw
 
     def features(self, images):
         return self._forward(images)[0]

@@ -41,4 +41,4 @@ def check(where: str, spec: dict, ctx) -> None:
                           + ", ".join(f"{s}: {d}" for s, d in dims.items()) + "); a network has one embedding space")
 
 
-SOURCE = Source("zarr", open=None, check=check)
+SOURCE = Source("zarr", open=None, check=check, layers=False)  # its stores carry their own layers

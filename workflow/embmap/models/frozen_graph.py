@@ -63,4 +63,4 @@ def open_frozen_graph(name: str, spec: dict, preprocessing: dict, model_dir=None
                             preprocessing["input_size"], spec.get("channels"), preprocessing["input_range"])
 
 
-SOURCE = Source("frozen_graph", open_frozen_graph, check, classifier=False)
+SOURCE = Source("frozen_graph", open_frozen_graph, check, classifier=False, layers=False)

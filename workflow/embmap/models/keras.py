@@ -139,9 +139,15 @@ class KerasModel(FileModel):
         else:
             feats = model.outputs[0]
         super().__init__(name, handle, handle if head is not None else None, size, 3, input_range)
-        self.model, self.head = model, head
-        self.net = k.Model(model.inputs, [feats] + ([head.output] if head is not None else []))
-        self.features_layer = model  # its weights are every variable (randomize, parameters)
+        self.model, self.head, self._feats = model, head, feats
+        self._bind_layers([])
+        self.features_layer = model  # its weights are every variable (randomize, parameters); its layers by name
+
+    def _bind_layers(self, names: list[str]) -> None:
+        """One model giving the embedding, the classifier's output and every layer of ``names``."""
+        k = _keras()
+        heads = [self.head.output] if self.head is not None else []
+        self.net = k.Model(self.model.inputs, [self._feats, *heads, *[self.model.get_layer(n).output for n in names]])
 
     def input_attrs(self) -> dict:
         out = super().input_attrs()
@@ -149,14 +155,16 @@ class KerasModel(FileModel):
             out["preprocess_input"] = f"{self.preprocess_input.__module__}.preprocess_input"
         return out
 
-    def _forward(self, images):
+    def _run(self, images):
         import numpy as np
 
         x = self.preprocess(images)
         if self.preprocess_input is not None:
             x = self.preprocess_input(x)
         out = self.net([x], training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        raw = {n: np.asarray(v) for n, v in zip(self.layers, out[len(out) - len(self.layers):])}
+        out = out[:len(out) - len(self.layers)]
         f = np.asarray(out[0])
         if f.ndim == 4 and f.shape[1:3] == (1, 1):  # the input of a 1 x 1 convolution head
             f = f.reshape(len(f), -1)
@@ -164,7 +172,7 @@ class KerasModel(FileModel):
             raise NetworkError(f"network {self.name!r}: the feature layer gives shape {f.shape[1:]} per image; "
                                "expected a vector (name a pooled or flattened layer as features)")
         z = np.asarray(out[1], np.float64).reshape(len(f), -1) if len(out) > 1 else None
-        return f.astype(np.float32), z
+        return f.astype(np.float32), z, raw
 
     def _head(self):
         import numpy as np

@@ -44,12 +44,15 @@ def _import(name: str):
 
 
 class ONNXModel(FileModel):
-    """An ONNX graph with its embedding (and its classifier's output) exposed as outputs of one session."""
+    """An ONNX graph with its embedding (and its classifier's output, and its layers) exposed as outputs of one
+    session."""
+
+    layer_kind = "tensor"
 
     def __init__(self, name: str, spec: dict, preprocessing: dict):
         import numpy as np
 
-        onnx, ort = _import("onnx"), _import("onnxruntime")
+        onnx = _import("onnx")
         from onnx import numpy_helper
 
         path = str(spec["model"])
@@ -103,9 +106,24 @@ class ONNXModel(FileModel):
             self.feature_name = spec["features"]
         else:
             self.feature_name = head_input if self.head is not None else g.output[0].name
+        self.feed_name, self._graph, self._tensors = feeds[0].name, m, tensors
+        self.layer_channel_axis = 1 if self.channels_first else -1
+        self._bind_layers([])
+        self.n_parameters = int(sum(np.asarray(v).size for v in self.stored.values()))
+
+    def layer_names(self) -> list[str]:
+        return list(self._tensors)
+
+    def _bind_layers(self, names: list[str]) -> None:
+        """One session whose outputs are the embedding, the classifier's output and every tensor of ``names``."""
+        onnx, ort = _import("onnx"), _import("onnxruntime")
         wanted = [self.feature_name] + ([self.head] if self.head is not None else [])
+        wanted += names
+        m = onnx.ModelProto()
+        m.CopyFrom(self._graph)
+        g = m.graph
         present = {o.name for o in g.output}
-        for t in wanted:
+        for t in dict.fromkeys(wanted):
             if t not in present:
                 g.output.append(onnx.helper.make_empty_tensor_value_info(t))
         options = ort.SessionOptions()
@@ -121,9 +139,8 @@ class ONNXModel(FileModel):
         try:
             self.session = ort.InferenceSession(m.SerializeToString(), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own kinds
-            raise NetworkError(f"network {name!r}: onnxruntime cannot run {path}: {e}") from None
-        self.feed_name, self.outputs = feeds[0].name, wanted
-        self.n_parameters = int(sum(np.asarray(v).size for v in self.stored.values()))
+            raise NetworkError(f"network {self.name!r}: onnxruntime cannot run {self.handle}: {e}") from None
+        self.outputs = wanted
 
     def _linear(self, name, path, producer, out):
         """(input tensor, C [class, feature], b [class], description) of the linear node producing ``out``."""
@@ -168,7 +185,7 @@ class ONNXModel(FileModel):
         return {**super().input_attrs(), "channel_order": "bgr" if self.bgr else "rgb",
                 "layout": "NCHW" if self.channels_first else "NHWC"}
 
-    def _forward(self, images):
+    def _run(self, images):
         import numpy as np
 
         x = np.asarray(self.preprocess(images), np.float32)
@@ -178,10 +195,13 @@ class ONNXModel(FileModel):
             x = x.transpose(0, 3, 1, 2)
         x = np.ascontiguousarray(x)
         runs = [x[i:i + 1] for i in range(len(x))] if self.batch_one else [x]
-        outs = [self.session.run(self.outputs, {self.feed_name: r}) for r in runs]
-        f = np.concatenate([o[0].reshape(len(r), -1) for o, r in zip(outs, runs)])
-        z = np.concatenate([o[1].reshape(len(r), -1) for o, r in zip(outs, runs)]) if self.head is not None else None
-        return f.astype(np.float32), (None if z is None else z.astype(np.float64))
+        names = list(dict.fromkeys(self.outputs))
+        outs = [dict(zip(names, self.session.run(names, {self.feed_name: r}))) for r in runs]
+        f = np.concatenate([o[self.feature_name].reshape(len(r), -1) for o, r in zip(outs, runs)])
+        z = (np.concatenate([o[self.head].reshape(len(r), -1) for o, r in zip(outs, runs)]) if self.head is not None
+             else None)
+        raw = {n: np.concatenate([o[n] for o in outs]) for n in self.layers}
+        return f.astype(np.float32), (None if z is None else z.astype(np.float64)), raw
 
     def classifier(self, images, features=None, logits=None, rtol: float | None = None):
         import numpy as np

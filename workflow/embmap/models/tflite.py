@@ -63,7 +63,10 @@ def type_span(dtype) -> tuple[int, int]:
 
 
 class TFLiteModel(FileModel):
-    """A TFLite interpreter with every intermediate tensor kept, so the embedding and the logits can be read."""
+    """A TFLite interpreter with every intermediate tensor kept, so the embedding, the logits and any layer can be
+    read."""
+
+    layer_kind = "tensor"
 
     def __init__(self, name: str, spec: dict, preprocessing: dict):
         import warnings
@@ -140,6 +143,14 @@ class TFLiteModel(FileModel):
         self.constants = [i for i in {int(v) for op in ops for v in op["inputs"] if v >= 0}
                           if i not in produced and i != self.input["index"]]
         self.produced = produced
+        self._activations, self._by_name, self._layer_indices = activations, by_name, []
+
+    def layer_names(self) -> list[str]:
+        return list(self._activations)
+
+    def _bind_layers(self, names: list[str]) -> None:
+        """Every intermediate tensor is kept by the interpreter: the layers are read after each run."""
+        self._layer_indices = [self._by_name[n] for n in names]
 
     def input_attrs(self) -> dict:
         out = super().input_attrs()
@@ -179,12 +190,13 @@ class TFLiteModel(FileModel):
             self._local.interpreter = self._runner(self._path, self._threads)
         return self._local.interpreter
 
-    def _forward(self, images):
-        """(features float32 [n, d], the head's outputs dequantised float64 [n, classes] or None)."""
+    def _run(self, images):
+        """(features float32 [n, d], the head's outputs dequantised float64 [n, classes] or None, {layer: its
+        tensor dequantised [n, ...]}) of one invocation per image."""
         import numpy as np
 
         x = np.asarray(self.preprocess(images), np.float64)
-        feats, logits = [], []
+        feats, logits, layers = [], [], [[] for _ in self._layer_indices]
         it = self._thread_interpreter()
         for image in x:
             it.set_tensor(self.input["index"], self._feed(image))
@@ -193,7 +205,11 @@ class TFLiteModel(FileModel):
             if self.head is not None:
                 out = int(self.head["outputs"][0])
                 logits.append(dequantize(it.get_tensor(out), self.details[out]).reshape(-1))
-        return np.stack(feats).astype(np.float32), (np.stack(logits) if logits else None)
+            for values, i in zip(layers, self._layer_indices):
+                t = dequantize(it.get_tensor(i), self.details[i])
+                values.append(t.reshape(t.shape[1:]) if t.ndim > 1 and t.shape[0] == 1 else t)
+        raw = {n: np.stack(v) for n, v in zip(self.layers, layers)}
+        return np.stack(feats).astype(np.float32), (np.stack(logits) if logits else None), raw
 
     def _weights(self):
         """C [class, feature] and b [class] of the head op, dequantised."""

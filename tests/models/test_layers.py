@@ -1,0 +1,184 @@
+"""Layers extracted beside the embedding, source by source: one forward pass gives, bit for bit, what separate
+extractions of each layer give, the embedding is unchanged, each layer is its output reduced as recorded, and names
+that do not exist are refused with the nearest ones."""
+
+import numpy as np
+import pytest
+
+from embmap import models, stores
+from embmap.extract import extract
+
+pytestmark = pytest.mark.tensorflow
+
+
+def images(n=7, size=16, seed=0):
+    return np.random.default_rng(seed).random((n, size, size, 3)).astype(np.float32)
+
+
+class _Pixels:
+    def __init__(self, x):
+        self.x = x
+
+    def images(self, ids):
+        return self.x[[int(i) for i in ids]]
+
+
+def _store(spec, x, path, layers=None, workers=1, with_classifier=True, **kw):
+    net = models.open_model("net", {**spec, **({"layers": layers} if layers else {}), **kw})
+    ids = np.array([str(i) for i in range(len(x))])
+    extract(net, _Pixels(x), ids, np.zeros(len(x), int), path, chunk_rows=3, batch_size=2,
+            with_classifier=with_classifier and net.has_logits, progress=False, workers=workers)
+    return stores.open_embeddings(path)
+
+
+def one_pass_equals_separate(spec, x, names, tmp_path, **kw):
+    """The store with every layer of ``names`` (two batches at a time), checked bit for bit against the store
+    without layers and the store of each layer alone; returns it."""
+    together = _store(spec, x, tmp_path / "all.zarr", names, workers=2, **kw)
+    plain = _store(spec, x, tmp_path / "plain.zarr", **kw)
+    assert plain.layers == []
+    np.testing.assert_array_equal(together.embeddings[:], plain.embeddings[:])
+    if plain.has_classifier:
+        np.testing.assert_array_equal(together.classifier()[0], plain.classifier()[0])
+    for i, name in enumerate(together.layers):
+        alone = _store(spec, x, tmp_path / f"{i}.zarr", [name], **kw)
+        assert alone.layers == [name]
+        np.testing.assert_array_equal(together.as_layer(name).embeddings[:], alone.as_layer(name).embeddings[:])
+        assert together.as_layer(name).layer_attrs == alone.as_layer(name).layer_attrs
+    return together
+
+
+# -- keras ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3), name="image")
+    c1 = keras.layers.Conv2D(4, 3, activation="relu", name="block1_conv")(inp)
+    c2 = keras.layers.Conv2D(6, 3, strides=2, activation="relu", name="block2_conv")(c1)
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")(c2)
+    head = keras.layers.Dense(5, name="head")(pool)
+    model = keras.Model(inp, head)
+    path = tmp_path_factory.mktemp("keras") / "m.keras"
+    model.save(path)
+    return {"source": "keras", "model": str(path), "input_range": [0, 1]}, model
+
+
+def test_keras_layers_come_from_the_forward_pass_of_the_embedding(keras_file, tmp_path):
+    import keras
+
+    spec, model = keras_file
+    x = images()
+    s = one_pass_equals_separate(spec, x, ["block*_conv", "pool"], tmp_path)
+    assert s.layers == ["block1_conv", "block2_conv", "pool"]  # the pattern's matches in the model's order
+    conv = keras.Model(model.inputs, model.get_layer("block2_conv").output)(x).numpy()
+    np.testing.assert_allclose(s.as_layer("block2_conv").embeddings[:], conv.mean(axis=(1, 2)), rtol=1e-5,
+                               atol=1e-6)
+    a = s.as_layer("block2_conv").layer_attrs
+    assert a["reduction"] == "mean" and a["pooled_axes"] == [1, 2] and a["shape"] == [6, 6, 6] and a["dim"] == 6
+    assert s.as_layer("pool").layer_attrs["reduction"] == "none"  # a vector already
+    np.testing.assert_array_equal(s.as_layer("pool").embeddings[:], s.embeddings[:])  # pool is the embedding
+    maxed = _store(spec, x, tmp_path / "max.zarr", ["block1_conv"], layer_reduction="max")
+    conv1 = keras.Model(model.inputs, model.get_layer("block1_conv").output)(x).numpy()
+    np.testing.assert_allclose(maxed.as_layer("block1_conv").embeddings[:], conv1.max(axis=(1, 2)), rtol=1e-6)
+    assert maxed.as_layer("block1_conv").layer_attrs["reduction"] == "max"
+
+
+def test_keras_layer_names_that_do_not_exist_list_the_nearest(keras_file):
+    spec, _ = keras_file
+    with pytest.raises(models.NetworkError, match=r"network 'net': has no layer 'block2_cnv' \(layers\); nearest: "
+                                                  r"block2_conv, block1_conv; its layers: block1_conv, block2_conv, "
+                                                  r"pool, head"):
+        models.open_model("net", {**spec, "layers": ["block2_cnv"]})
+    with pytest.raises(models.NetworkError, match=r"the pattern 'stage\*' \(layers\) matches none of its layers"):
+        models.open_model("net", {**spec, "layers": ["stage*"]})
+    with pytest.raises(models.NetworkError, match=r"'embedding' names the embedding itself"):
+        models.open_model("net", {**spec, "layers": ["embedding"]})
+
+
+# -- tflite --------------------------------------------------------------------------
+def _tflite(path, quantised: bool):
+    """A 12 x 12 net: two convolutions, a pooled embedding and a 4-class dense head (int8 or float)."""
+    import tensorflow as tf
+    import tf_keras as k
+
+    k.utils.set_random_seed(1)
+    inp = k.Input((12, 12, 3), batch_size=1)
+    x = k.layers.Conv2D(5, 3, activation="relu")(inp)
+    x = k.layers.Conv2D(6, 3, activation="relu")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inp, k.layers.Dense(4)(x))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantised:
+        rng = np.random.default_rng(0)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rng.random((1, 12, 12, 3), np.float32)] for _ in range(32))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.int8
+    path.write_bytes(conv.convert())
+    return {"source": "tflite", "model": str(path)}
+
+
+@pytest.mark.parametrize("quantised", [True, False])
+def test_tflite_layers_are_tensors_of_the_same_invocation(tmp_path, quantised):
+    spec = _tflite(tmp_path / "m.tflite", quantised)
+    net = models.open_model("net", spec)
+    maps = [n for n in net.layer_names() if len(net.details[net._by_name[n]]["shape"]) == 4]
+    assert len(maps) >= 2, net.layer_names()
+    x = images(5, 12, seed=2)
+    s = one_pass_equals_separate(spec, x, maps[-2:], tmp_path)
+    assert s.layers == maps[-2:]
+    # each is its tensor, dequantised, averaged over its positions
+    it = net.interpreter
+    for name in s.layers:
+        i, want = net._by_name[name], []
+        for image in np.asarray(net.preprocess(x), np.float64):
+            it.set_tensor(net.input["index"], net._feed(image))
+            it.invoke()
+            want.append(models.tflite.dequantize(it.get_tensor(i), net.details[i])[0].mean(axis=(0, 1)))
+        np.testing.assert_allclose(s.as_layer(name).embeddings[:], np.array(want, np.float32), rtol=1e-6)
+        assert s.as_layer(name).layer_attrs["reduction"] == "mean"
+    with pytest.raises(models.NetworkError, match=r"network 'net': has no tensor 'nope' \(layers\).*its tensors: "):
+        models.open_model("net", {**spec, "layers": ["nope"]})
+
+
+# -- onnx ----------------------------------------------------------------------------
+def _onnx(path, batch_one: bool):
+    """NCHW [N, 3, 6, 6] -> Conv 'conv' -> Relu 'act' -> GlobalAveragePool 'gap' -> Flatten 'feat' -> Gemm
+    'logits'."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((5, 4)).astype(np.float32)
+    b2 = rng.standard_normal(5).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["act"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["act"], ["gap"], name="gap"),
+             helper.make_node("Flatten", ["gap"], ["feat"], name="flatten"),
+             helper.make_node("Gemm", ["feat", "w2", "b2"], ["logits"], name="head", transB=1)]
+    batch = 1 if batch_one else "N"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 6, 6])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 5])],
+                              [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (w2, "w2"), (b2, "b2"))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return {"source": "onnx", "model": str(path), "input_range": [0, 255]}
+
+
+@pytest.mark.parametrize("batch_one", [True, False])
+def test_onnx_layers_are_outputs_of_the_same_session_run_pooled_over_their_channel_first_positions(
+        tmp_path, batch_one):
+    pytest.importorskip("onnxruntime")
+    spec = _onnx(tmp_path / "m.onnx", batch_one)
+    x = images(5, 6, seed=4)
+    s = one_pass_equals_separate(spec, x, ["conv", "act", "feat"], tmp_path)
+    # the Relu's map averaged over its positions (axes 2, 3 of NCHW) is the pooled embedding
+    np.testing.assert_allclose(s.as_layer("act").embeddings[:], s.embeddings[:], rtol=1e-5, atol=1e-6)
+    assert s.as_layer("act").layer_attrs["pooled_axes"] == [2, 3] and s.as_layer("act").layer_attrs["shape"] == \
+        [4, 6, 6]
+    np.testing.assert_array_equal(s.as_layer("feat").embeddings[:], s.embeddings[:])  # the embedding's own tensor
+    with pytest.raises(models.NetworkError, match=r"has no tensor 'gpa' \(layers\); nearest: gap"):
+        models.open_model("net", {**spec, "layers": ["gpa"]})
