@@ -254,3 +254,23 @@ def test_file_sources_need_no_input_size_in_the_config(tmp_path):
     p = plan.Plan(cfg, tmp_path)
     assert p.preprocessing("e", "t") == {"crop_fraction": 0.875}
     assert p.experiments["e"].networks["app"].spec["weights"] == "imagenet"
+
+
+def test_layers_are_refused_where_the_source_cannot_extract_them_and_their_reduction_is_filled_where_named():
+    lfw = yaml.safe_load((ROOT / "configs" / "lfw.yaml").read_text())
+    exp = next(iter(lfw["experiments"]))
+    net, spec = next((k, v) for k, v in lfw["experiments"][exp]["networks"].items() if v["source"] == "frozen_graph")
+    c = _with(("experiments", exp, "networks", net, "layers"), ["InceptionResnetV1/Repeat/block35_5/Relu"], lfw)
+    with pytest.raises(ConfigError, match=rf"{exp}\.networks\.{net}\.layers: source 'frozen_graph' cannot extract "
+                                          r"layers beside the embedding \(sources that can: savedmodel, tfhub, "
+                                          r"checkpoint, train, keras, tflite, onnx\)"):
+        plan.Plan(c, ROOT, check_paths=False)
+    c = _with(("experiments", "digits", "networks", "cnn", "layer_reduction"), "max")
+    with pytest.raises(ConfigError, match=r"digits\.networks\.cnn\.layer_reduction: says how layers are reduced, "
+                                          "but the network names no layers"):
+        plan.Plan(c, ROOT)
+    c = _with(("experiments", "digits", "networks", "cnn", "layers"), ["conv*"])
+    assert plan.Plan(c, ROOT).network("digits", "cnn").spec["layer_reduction"] == "mean"
+    assert "layer_reduction" not in plan.Plan(DEMO, ROOT).network("digits", "cnn").spec
+    with pytest.raises(ConfigError, match=r"digits\.networks\.cnn\.layers"):
+        plan.Plan(_with(("experiments", "digits", "networks", "cnn", "layers"), []), ROOT)

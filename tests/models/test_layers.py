@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from embmap import models, stores
+from embmap.contract import EMBEDDING
 from embmap.extract import extract
 
 pytestmark = pytest.mark.tensorflow
@@ -23,8 +24,8 @@ class _Pixels:
         return self.x[[int(i) for i in ids]]
 
 
-def _store(spec, x, path, layers=None, workers=1, with_classifier=True, **kw):
-    net = models.open_model("net", {**spec, **({"layers": layers} if layers else {}), **kw})
+def _store(spec, x, path, layers=None, workers=1, with_classifier=True, model_dir=None, **kw):
+    net = models.open_model("net", {**spec, **({"layers": layers} if layers else {}), **kw}, model_dir=model_dir)
     ids = np.array([str(i) for i in range(len(x))])
     extract(net, _Pixels(x), ids, np.zeros(len(x), int), path, chunk_rows=3, batch_size=2,
             with_classifier=with_classifier and net.has_logits, progress=False, workers=workers)
@@ -182,3 +183,76 @@ def test_onnx_layers_are_outputs_of_the_same_session_run_pooled_over_their_chann
     np.testing.assert_array_equal(s.as_layer("feat").embeddings[:], s.embeddings[:])  # the embedding's own tensor
     with pytest.raises(models.NetworkError, match=r"has no tensor 'gpa' \(layers\); nearest: gap"):
         models.open_model("net", {**spec, "layers": ["gpa"]})
+
+
+# -- checkpoint (Inception-v4) -----------------------------------------------------------
+def test_inception_v4_layers_are_its_block_outputs_by_their_slim_scopes(tmp_path):
+    from embmap.models import inception_v4 as iv4
+
+    _, logits = iv4.build((75, 75))
+    rng = np.random.default_rng(0)
+    for v in logits.weights:
+        value = (rng.uniform(0.5, 2.0, v.shape) if "moving_variance" in v.name
+                 else rng.normal(0, 1.0 / np.sqrt(np.prod(v.shape[:-1]) if len(v.shape) > 1 else 1), v.shape))
+        v.assign(value.astype(np.float32))
+    iv4.save_checkpoint(logits, tmp_path / "inception_v4.ckpt")
+    spec = {"source": "checkpoint", "architecture": "inception_v4", "checkpoint": str(tmp_path / "inception_v4.ckpt"),
+            "input_size": [75, 75]}
+    net = models.open_model("iv4", {**spec, "layers": ["Mixed_??/concat"]})
+    assert net.layers[0] == "Mixed_3a/concat" and net.layers[-1] == "Mixed_7d/concat" and len(net.layers) == 19
+    x = images(3, 75, seed=5)
+    s = one_pass_equals_separate(spec, x, ["Mixed_6a/concat", "Mixed_7d/concat"], tmp_path)
+    # the last block's output averaged over its grid is the embedding (PreLogitsFlatten of its average pool)
+    np.testing.assert_allclose(s.as_layer("Mixed_7d/concat").embeddings[:], s.embeddings[:], rtol=1e-5, atol=1e-6)
+    assert s.as_layer("Mixed_6a/concat").dim == 1024
+
+
+# -- train (the demo's networks) and savedmodel ------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_networks(tmp_path_factory):
+    from embmap import data
+    from helpers import train_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    ds = data.get({"kind": "digits", "seed": 0})
+    m = ds.manifest()
+    train = m[m.split == "train"].iloc[:200]
+    for arch in ("cnn", "resnet"):
+        train_demo({"architecture": arch, "width": 8, "epochs": 1, "seed": 1}, ds.images(list(train.id)),
+                   train.label.to_numpy(), 10, out / arch, log=lambda *_: None)
+    return out, ds.images(list(m.id[:7]))
+
+
+@pytest.mark.parametrize("arch,layers,pooled", [("cnn", ["conv*", "flatten"], "conv2"),
+                                                ("resnet", ["block?_add", "stem"], "block2_add")])
+def test_demo_networks_give_their_named_layers_from_the_savedmodels_layers_function(demo_networks, tmp_path, arch,
+                                                                                    layers, pooled):
+    import tensorflow as tf
+
+    out, x = demo_networks
+    model_dir = str(out / arch)
+    net = models.open_model("net", {"source": "train", "train": {"architecture": arch}, "layers": layers},
+                            model_dir=model_dir)
+    assert EMBEDDING not in net.layer_names() and pooled in net.layer_names()
+    trained = one_pass_equals_separate({"source": "train", "train": {"architecture": arch}}, x, layers,
+                                       tmp_path, model_dir=model_dir)
+    (tmp_path / "savedmodel").mkdir()
+    s = one_pass_equals_separate({"source": "savedmodel", "handle": f"{model_dir}/feature_vector",
+                                  "classifier": f"{model_dir}/classification"}, x, layers, tmp_path / "savedmodel")
+    for name in s.layers:  # the savedmodel source reads the same function
+        np.testing.assert_array_equal(s.as_layer(name).embeddings[:], trained.as_layer(name).embeddings[:])
+    assert s.layers == list(net.layers)
+    saved = tf.saved_model.load(f"{model_dir}/feature_vector")
+    every = saved.layers(net.preprocess(x))
+    np.testing.assert_allclose(s.as_layer(pooled).embeddings[:], every[pooled].numpy().mean(axis=(1, 2)), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_a_savedmodel_without_a_layers_function_is_refused_naming_the_network(tmp_path):
+    from fake_hub import tiny_hub_pair
+
+    out = tiny_hub_pair(tmp_path / "hub")
+    with pytest.raises(models.NetworkError, match=r"network 'tf_hub_like': the SavedModel .*feature_vector exposes no "
+                                                  r"layers \(it has no function 'layers'"):
+        models.open_model("tf_hub_like", {"source": "savedmodel", "handle": str(out / "feature_vector"),
+                                          "layers": ["conv"]})

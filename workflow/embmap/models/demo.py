@@ -1,8 +1,9 @@
 """Source ``train``: the demo architectures, trained by the workflow on the dataset's ``train`` split.
 
 Four architectures of clearly different design (:data:`ARCHITECTURES`: an
-MLP, a CNN, a ResNet and a separable CNN), each ending in a ``Dense`` layer
-named ``embedding`` before a one-layer classifier. Training exports a pair of
+MLP, a CNN, a ResNet and a separable CNN), each ending in a layer named
+``embedding`` before a one-layer classifier; every layer has a fixed name
+(``conv1``, ``block1_add``, ...), which a network's ``layers:`` names. Training exports a pair of
 SavedModels (feature vector and classification) that are read back through
 ``tensorflow_hub.KerasLayer``, so the demo runs the same loading code as a
 TF Hub model. Standard library only at import time.
@@ -17,37 +18,37 @@ from .base import Model, NetworkError, Source, keras, tf
 
 
 def _mlp(k, x, width):
-    x = k.layers.Flatten()(x)
-    x = k.layers.Dense(2 * width, activation="relu")(x)
+    x = k.layers.Flatten(name="flatten")(x)
+    x = k.layers.Dense(2 * width, activation="relu", name="hidden")(x)
     return k.layers.Dense(width, activation="relu", name="embedding")(x)
 
 
 def _cnn(k, x, width):
-    x = k.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = k.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
-    x = k.layers.MaxPooling2D()(x)
-    x = k.layers.Flatten()(x)
+    x = k.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(x)
+    x = k.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
+    x = k.layers.MaxPooling2D(name="pool")(x)
+    x = k.layers.Flatten(name="flatten")(x)
     return k.layers.Dense(width, activation="relu", name="embedding")(x)
 
 
 def _resnet(k, x, width):
-    x = k.layers.Conv2D(width, 3, padding="same")(x)
-    for _ in range(2):
-        y = k.layers.BatchNormalization(momentum=0.9)(x)
-        y = k.layers.Activation("relu")(y)
-        y = k.layers.Conv2D(width, 3, padding="same")(y)
-        y = k.layers.BatchNormalization(momentum=0.9)(y)
-        y = k.layers.Activation("relu")(y)
-        y = k.layers.Conv2D(width, 3, padding="same")(y)
-        x = k.layers.Add()([x, y])
-    x = k.layers.Activation("relu")(k.layers.BatchNormalization(momentum=0.9)(x))
+    x = k.layers.Conv2D(width, 3, padding="same", name="stem")(x)
+    for i in (1, 2):
+        y = k.layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn1")(x)
+        y = k.layers.Activation("relu", name=f"block{i}_relu1")(y)
+        y = k.layers.Conv2D(width, 3, padding="same", name=f"block{i}_conv1")(y)
+        y = k.layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn2")(y)
+        y = k.layers.Activation("relu", name=f"block{i}_relu2")(y)
+        y = k.layers.Conv2D(width, 3, padding="same", name=f"block{i}_conv2")(y)
+        x = k.layers.Add(name=f"block{i}_add")([x, y])
+    x = k.layers.Activation("relu", name="relu")(k.layers.BatchNormalization(momentum=0.9, name="bn")(x))
     return k.layers.GlobalAveragePooling2D(name="embedding")(x)
 
 
 def _separable(k, x, width):
-    x = k.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = k.layers.SeparableConv2D(64, 3, padding="same", activation="relu")(x)
-    x = k.layers.SeparableConv2D(width, 3, padding="same", activation="relu")(x)
+    x = k.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(x)
+    x = k.layers.SeparableConv2D(64, 3, padding="same", activation="relu", name="sepconv1")(x)
+    x = k.layers.SeparableConv2D(width, 3, padding="same", activation="relu", name="sepconv2")(x)
     return k.layers.GlobalMaxPooling2D(name="embedding")(x)
 
 
@@ -92,7 +93,7 @@ def train(architecture: str, width: int, epochs: int, seed: int, batch_size: int
         history = {m: [float(v) for v in vals] for m, vals in h.history.items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    export(feat, out / "feature_vector")
+    export(feat, out / "feature_vector", layers=True)
     export(cls, out / "classification")
     summary = {"architecture": architecture, "seed": int(seed), "epochs": int(epochs),
                "embedding_dim": int(feat.output_shape[-1]), "n_classes": int(n_classes),
@@ -101,9 +102,13 @@ def train(architecture: str, width: int, epochs: int, seed: int, batch_size: int
     return summary
 
 
-def export(model, path) -> None:
+def export(model, path, layers: bool = False) -> None:
     """Save ``model`` as a TF Hub reusable SavedModel: ``__call__`` on float32 images [batch, *input shape]
     (inference mode), ``variables``, ``trainable_variables`` and ``regularization_losses``.
+
+    ``layers``: also a function ``layers`` on the same images giving every layer's output in one pass, as a
+    dict by layer name whose ``embedding`` is the model's output (:data:`embmap.models.hub.LAYERS`: how a
+    SavedModel exposes its layers to a network's ``layers:``).
 
     One traced function instead of Keras' export, which also traces every layer's call for Keras to rebuild
     the model: 4x faster to save and 3x faster to load through ``hub.KerasLayer``, with the same outputs bit
@@ -116,6 +121,11 @@ def export(model, path) -> None:
     obj.regularization_losses = []
     spec = t.TensorSpec([None, *model.input_shape[1:]], t.float32, name="images")
     obj.__call__ = t.function(lambda images: model(images, training=False), input_signature=[spec])
+    if layers:
+        named = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+        every = keras().Model(model.inputs, [layer.output for layer in named])
+        obj.layers = t.function(lambda images: dict(zip([layer.name for layer in named],
+                                                        every(images, training=False))), input_signature=[spec])
     t.saved_model.save(obj, str(path))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from ..config import ConfigError
+from ..contract import EMBEDDING
 from .base import Model, NetworkError, Source, config_networks
 
 TFHUB = "https://tfhub.dev/"
@@ -31,12 +32,59 @@ def is_remote(h: str) -> bool:
     return "://" in h and not h.startswith("file://")
 
 
-def load_layer(name: str, which: str, handle: str):
-    """``hub.KerasLayer`` of the SavedModel at ``handle``; an error names the network, the handle and, for a
-    URL, the cache.
+LAYERS = "layers"  # the SavedModel function giving {layer name: output} in one pass ("embedding": the embedding)
 
-    The layer wraps what ``hub.load`` returns (resolved and read as ``hub.KerasLayer(handle)`` would): given a
-    handle, ``hub.KerasLayer`` first tries a Keras 2 import that, with Keras 3 installed, imports all of
+
+class HubModel(Model):
+    """A feature-vector SavedModel (and a classification one); its layers are those its function ``layers``
+    gives (the demo's own networks have one; TF Hub's models have none)."""
+
+    def __init__(self, *args, module=None, **kw):
+        super().__init__(*args, **kw)
+        self.module = module
+
+    def layer_names(self) -> list[str]:
+        fn = getattr(self.module, LAYERS, None)
+        if fn is None:
+            raise NetworkError(
+                f"network {self.name!r}: the SavedModel {self.handle} exposes no layers (it has no function "
+                f"{LAYERS!r}: TF Hub's models have none, nor do demo networks exported before layers were); drop "
+                f"layers, or export the model with a tf.function {LAYERS!r} on the images of __call__ returning a "
+                f"dict of every layer's output by name, with the embedding itself under {EMBEDDING!r}")
+        out = self._layer_outputs(fn)
+        return [n for n in out if n != EMBEDDING]
+
+    def _layer_outputs(self, fn) -> dict:
+        """The structure the function returns, {name: spec}, read from its signature."""
+        try:
+            concrete = fn.concrete_functions[0] if getattr(fn, "concrete_functions", None) else \
+                fn.get_concrete_function()
+            out = concrete.structured_outputs
+        except Exception as e:  # restored functions without a signature raise many kinds
+            raise NetworkError(f"network {self.name!r}: the function {LAYERS!r} of {self.handle} has no fixed "
+                               f"input signature to read its outputs from ({type(e).__name__}: {e})") from None
+        if not isinstance(out, dict) or EMBEDDING not in out:
+            raise NetworkError(f"network {self.name!r}: the function {LAYERS!r} of {self.handle} returns "
+                               f"{type(out).__name__}; it must return a dict of tensors by layer name with the "
+                               f"embedding under {EMBEDDING!r}")
+        return out
+
+    def _bind_layers(self, names: list[str]) -> None:
+        self._layer_fn = getattr(self.module, LAYERS)
+
+    def _raw_layers(self, images):
+        import numpy as np
+
+        out = self._layer_fn(self.preprocess(images))
+        return self._checked_features(np.asarray(out[EMBEDDING])), {n: np.asarray(out[n]) for n in self.layers}
+
+
+def load_module(name: str, which: str, handle: str):
+    """What ``hub.load`` returns for the SavedModel at ``handle``; an error names the network, the handle and,
+    for a URL, the cache.
+
+    :func:`load_layer` wraps it in ``hub.KerasLayer`` (resolved and read as ``hub.KerasLayer(handle)`` would):
+    given a handle, ``hub.KerasLayer`` first tries a Keras 2 import that, with Keras 3 installed, imports all of
     Keras 3 and scikit-learn before it fails (3.4 s of every extraction job).
     """
     import tensorflow_hub as hub
@@ -46,7 +94,7 @@ def load_layer(name: str, which: str, handle: str):
         if not callable(module):
             raise NetworkError(f"network {name!r}: the {which} SavedModel at {handle!r} has no __call__ function "
                                "(a TF Hub image model for TF2 has one)")
-        return hub.KerasLayer(module)
+        return module
     except NetworkError:
         raise
     except Exception as e:  # tf/hub raise many kinds; name the network and the handle
@@ -59,12 +107,22 @@ def load_layer(name: str, which: str, handle: str):
         raise NetworkError(f"network {name!r}: cannot load {which} handle {handle!r}{hint}: {e}") from e
 
 
+def load_layer(name: str, which: str, handle: str):
+    """``hub.KerasLayer`` of the SavedModel at ``handle`` (:func:`load_module`)."""
+    import tensorflow_hub as hub
+
+    return hub.KerasLayer(load_module(name, which, handle))
+
+
 def hub_model(name: str, handle: str, classifier: str | None = None, input_size=None, channels=None,
               input_range=(0.0, 1.0)) -> Model:
     """A :class:`Model` of a feature-vector handle and an optional classification handle."""
-    features = load_layer(name, "feature-vector", handle)
+    import tensorflow_hub as hub
+
+    module = load_module(name, "feature-vector", handle)
     logits = load_layer(name, "classification", classifier) if classifier else None
-    return Model(name, handle, classifier, input_size, channels, input_range, features, logits)
+    return HubModel(name, handle, classifier, input_size, channels, input_range, hub.KerasLayer(module), logits,
+                    module=module)
 
 
 def fetch(config_path) -> list[tuple[str, str]]:
