@@ -398,6 +398,9 @@ def reference_markdown(schema_path: str | os.PathLike = SCHEMA) -> str:
         if "description" in node:
             lines += [cell(node["description"]), ""]
         lines += table(rows(node, path))
+        shared = [res(sub) for sub in node.get("allOf", [])  # conditions of every branch (not one branch's own)
+                  if "if" in res(sub) and res(res(sub).get("then", {}).get("properties", {}).get(disc, {})).get(
+                      "const") is None]
         for sub in node.get("allOf", []):
             sub = res(sub)
             branch = res(sub.get("then", {}))
@@ -410,7 +413,13 @@ def reference_markdown(schema_path: str | os.PathLike = SCHEMA) -> str:
             if "oneOf" in branch:
                 alts = [" and ".join(f"`{k}`" for k in alt.get("required", [])) for alt in branch["oneOf"]]
                 lines += [f"Exactly one of {', '.join(alts)} is given.", ""]
-            lines += table(rows(branch, path, skip=common))
+            branch_rows = rows(branch, path, skip=common)
+            index = {".".join(r.path[len(path):]): r for r in branch_rows}
+            for cond in shared:  # the defaults they give the branch's own keys
+                for key, sub_key in res(cond["then"]).get("properties", {}).items():
+                    if key in index and "default" in res(sub_key):
+                        index[key].defaults.append(f"{value(res(sub_key)['default'])} when {condition(cond['if'])}")
+            lines += table(branch_rows)
         return lines
 
     experiments = root["properties"]["experiments"]
