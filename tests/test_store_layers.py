@@ -64,6 +64,11 @@ def test_layer_keys_are_single_zarr_nodes_that_name_the_layer_back():
     for name in ("a/b:0", "Mixed_5a/concat", "50%", "__x", "..", "head/Squeeze1", "x y"):
         key = contract.layer_key(name)
         assert "/" not in key and not key.startswith("__") and set(key) != {"."} and unquote(key) == name
+    # TFLite's fused names: bounded keys, distinct for names that share their beginning
+    long = ["efficientnet-lite3/model/blocks_22/Relu6;" + "x/" * 200 + tail for tail in ("a", "b", "%%%")]
+    keys = [contract.layer_key(n) for n in long]
+    assert len(set(keys)) == 3 and all(len(k) <= contract.MAX_KEY and "/" not in k for k in keys)
+    assert all(unquote(k.rsplit("~", 1)[0]) in n for k, n in zip(keys, long))
 
 
 def test_a_store_without_layers_holds_none_and_format_version_1_stores_still_open(tmp_path):

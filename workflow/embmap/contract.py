@@ -46,15 +46,26 @@ class StoreError(ValueError):
     """A store is missing, incomplete, breaks the store contract or disagrees with its siblings."""
 
 
+MAX_KEY = 120  # characters of a layer's array name: file systems refuse names of more than 255 bytes
+
+
 def layer_key(name: str) -> str:
     """The array name of layer ``name`` under ``layers/``: the name with ``%``, ``/`` and other characters outside
-    letters, digits and ``_.-`` percent-encoded (``Mixed_5a/concat`` -> ``Mixed_5a%2Fconcat``), so any framework's
-    name is one Zarr node and reads back as it was."""
+    letters, digits and ``_.-~`` percent-encoded (``Mixed_5a/concat`` -> ``Mixed_5a%2Fconcat``), so any framework's
+    name is one Zarr node. A key longer than :data:`MAX_KEY` (TFLite's fused tensor names run to 400 characters)
+    keeps its beginning and ends in ``~`` and 16 hex digits of the name's SHA-256. The name itself is the
+    array's attribute ``name`` and an entry of the root attribute ``layers``."""
+    import hashlib
     from urllib.parse import quote
 
     key = quote(name, safe="")
     if key.startswith("__") or set(key) <= {"."}:  # names Zarr reserves or refuses
         key = "".join(f"%{ord(c):02X}" if c in "_." else c for c in key[:2]) + key[2:]
+    if len(key) > MAX_KEY:
+        cut = key[:MAX_KEY - 17]
+        if "%" in cut[-2:]:  # never half an escape
+            cut = cut[:cut.rindex("%")]
+        key = f"{cut}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
     return key
 
 
