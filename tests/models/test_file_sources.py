@@ -122,14 +122,17 @@ def test_lambda_layers_need_safe_mode_false(tmp_path):
 
 
 # -- tflite --------------------------------------------------------------------------
-def _tflite(path, quantised: bool):
-    """A 12 x 12 conv net with a pooled embedding and a 4-class dense head, converted to TFLite (int8 or float)."""
+def _tflite(path, quantised: bool, convs=(6,)):
+    """A 12 x 12 conv net (a 3 x 3 convolution of each of ``convs`` channels) with a pooled embedding and a
+    4-class dense head, converted to TFLite (int8 or float)."""
     import tensorflow as tf
     import tf_keras as k
 
     k.utils.set_random_seed(1)
     inp = k.Input((12, 12, 3), batch_size=1)
-    x = k.layers.Conv2D(6, 3, activation="relu")(inp)
+    x = inp
+    for channels in convs:
+        x = k.layers.Conv2D(channels, 3, activation="relu")(x)
     x = k.layers.GlobalAveragePooling2D()(x)
     out = k.layers.Dense(4)(x)
     model = k.Model(inp, out)

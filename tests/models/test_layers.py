@@ -8,6 +8,7 @@ import pytest
 from embmap import models, stores
 from embmap.contract import EMBEDDING
 from embmap.extract import extract
+from test_file_sources import _tflite
 
 pytestmark = pytest.mark.tensorflow
 
@@ -99,32 +100,9 @@ def test_keras_layer_names_that_do_not_exist_list_the_nearest(keras_file):
 
 
 # -- tflite --------------------------------------------------------------------------
-def _tflite(path, quantised: bool):
-    """A 12 x 12 net: two convolutions, a pooled embedding and a 4-class dense head (int8 or float)."""
-    import tensorflow as tf
-    import tf_keras as k
-
-    k.utils.set_random_seed(1)
-    inp = k.Input((12, 12, 3), batch_size=1)
-    x = k.layers.Conv2D(5, 3, activation="relu")(inp)
-    x = k.layers.Conv2D(6, 3, activation="relu")(x)
-    x = k.layers.GlobalAveragePooling2D()(x)
-    model = k.Model(inp, k.layers.Dense(4)(x))
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantised:
-        rng = np.random.default_rng(0)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([rng.random((1, 12, 12, 3), np.float32)] for _ in range(32))
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.int8
-    path.write_bytes(conv.convert())
-    return {"source": "tflite", "model": str(path)}
-
-
 @pytest.mark.parametrize("quantised", [True, False])
 def test_tflite_layers_are_tensors_of_the_same_invocation(tmp_path, quantised):
-    spec = _tflite(tmp_path / "m.tflite", quantised)
+    spec = {"source": "tflite", "model": _tflite(tmp_path / "m.tflite", quantised, convs=(5, 6))[0]}
     net = models.open_model("net", spec)
     maps = [n for n in net.layer_names() if len(net.details[net._by_name[n]]["shape"]) == 4]
     assert len(maps) >= 2, net.layer_names()
