@@ -188,3 +188,23 @@ def test_a_resumed_store_with_layers_equals_one_written_at_once(tmp_path):
         fresh = stores.ResumableStore(tmp_path / "t.zarr", ids, labels, {}, chunk_rows=4)
         fresh.append(*rows(0, 2), layer_attrs=attrs)
         fresh.append(emb[2:4], {"pool": layers["pool"][2:4]})
+
+
+def test_a_bring_your_own_network_holds_the_same_layers_in_every_split(tmp_path):
+    from embmap import plan
+    from embmap.config import ConfigError
+    from helpers import byo_config
+
+    emb, layers, ids, labels, clf = _arrays()
+    for net in ("a", "b"):
+        for split in ("train", "test"):
+            kept = layers if not (net == "b" and split == "test") else {"pool": layers["pool"]}
+            stores.write_embeddings(tmp_path / net / f"{split}.zarr", emb, [f"{split}/{i}" for i in ids], labels,
+                                    classifier=clf, layers=kept, split=split)
+    cfg = byo_config({"a": tmp_path / "a", "b": tmp_path / "b"})
+    with pytest.raises(ConfigError, match=r"byo\.networks\.b\.path: the stores of one network hold different layers "
+                                          r"\(train: \{'block1/conv': 6, 'pool': 3\}; test: \{'pool': 3\}"):
+        plan.Plan(cfg, tmp_path)
+    stores.write_embeddings(tmp_path / "b" / "test.zarr", emb, [f"test/{i}" for i in ids], labels, classifier=clf,
+                            layers=layers, split="test")
+    plan.Plan(cfg, tmp_path)  # the same layers in both splits: accepted

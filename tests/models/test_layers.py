@@ -226,11 +226,12 @@ def test_demo_networks_give_their_named_layers_from_the_savedmodels_layers_funct
                                atol=1e-6)
 
 
-def test_a_savedmodel_without_a_layers_function_is_refused_naming_the_network(tmp_path):
+@pytest.mark.parametrize("source", ["savedmodel", "tfhub"])
+def test_a_savedmodel_without_a_layers_function_is_refused_naming_the_network(tmp_path, source):
     from fake_hub import tiny_hub_pair
 
     out = tiny_hub_pair(tmp_path / "hub")
     with pytest.raises(models.NetworkError, match=r"network 'tf_hub_like': the SavedModel .*feature_vector exposes no "
                                                   r"layers \(it has no function 'layers'"):
-        models.open_model("tf_hub_like", {"source": "savedmodel", "handle": str(out / "feature_vector"),
+        models.open_model("tf_hub_like", {"source": source, "handle": str(out / "feature_vector"),
                                           "layers": ["conv"]})

@@ -8,7 +8,8 @@ store from arrays. No model runs: the stores are read in place.
 While the Snakefile parses, every store's metadata is held to the store
 contract (:mod:`embmap.contract`: the folder is a complete Zarr v3 store,
 its arrays have the right shapes and types, its attributes the right
-types, its classifier fits its features); ids and labels are checked by the
+types, its classifier fits its features, its layers, if any, are the same in
+every split); ids and labels are checked by the
 ``check_stores`` job, before anything else reads the stores.
 """
 
@@ -24,7 +25,7 @@ def check(where: str, spec: dict, ctx) -> None:
     if not ctx.check_paths:
         return
     exp = ctx.experiment
-    dims = {}
+    dims, layers = {}, {}
     for split in exp.splits:
         p = ctx.path(spec["path"]) / f"{split}.zarr"
         if not p.exists():
@@ -36,9 +37,16 @@ def check(where: str, spec: dict, ctx) -> None:
         except contract.StoreError as e:
             raise ConfigError(f"{where}.path: {e}") from None
         dims[split] = meta.dim
+        layers[split] = {name: int(a.shape[1]) for name, a in meta.layers.items()}
     if len(set(dims.values())) > 1:
         raise ConfigError(f"{where}.path: the stores of one network hold different numbers of features ("
                           + ", ".join(f"{s}: {d}" for s, d in dims.items()) + "); a network has one embedding space")
+    first, *others = layers
+    for split in others:
+        if layers[split] != layers[first]:
+            raise ConfigError(f"{where}.path: the stores of one network hold different layers ({first}: "
+                              f"{layers[first] or 'none'}; {split}: {layers[split] or 'none'}, as name: features); "
+                              "every split holds the same layers")
 
 
 SOURCE = Source("zarr", open=None, check=check, layers=False)  # its stores carry their own layers
