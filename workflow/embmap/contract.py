@@ -12,7 +12,13 @@ the same contract for users.
   and consolidated metadata that no longer describes the arrays;
 - :func:`check_complete`, :func:`check_layout` and :func:`check_attributes`
   check the ``complete`` flag, the arrays (names, shapes, data types, the
-  classifier) and every attribute the workflow reads (:data:`ATTRIBUTES`);
+  classifier, the layers) and every attribute the workflow reads (:data:`ATTRIBUTES`);
+- layers (format version 2, :data:`FORMAT_VERSION`): arrays ``layers/KEY``
+  [sample, feature] beside ``embeddings``, KEY from the layer's name by
+  :func:`layer_key`, listed by name in the root attribute ``layers``
+  (:func:`layer_names`); :data:`EMBEDDING` is reserved for the embedding
+  itself. Stores of format version 1 (or without the attribute) hold none and
+  are read as they are;
 - :func:`duplicate_ids`, :func:`same_samples`, :func:`check_labels` and
   :func:`missing_chunks` hold ids, labels and chunks to it (numpy):
   :func:`embmap.stores.check_experiment` runs them over every store of an

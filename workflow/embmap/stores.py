@@ -11,9 +11,14 @@ a Zarr v3 group:
   float32 [class] when the network has a classifier (logits = W f + b); the
   group's ``label_offset`` attribute is the dataset label of class 0 (1 for
   a 1,000-class ImageNet head on labels whose 0 is the background class);
+- ``layers/KEY``   float32 [sample, feature] per layer the network's
+  ``layers:`` names (format version 2), chunked as the embeddings, listed by
+  name in the attribute ``layers``; read one as the embedding with
+  ``open_embeddings(path, layer=NAME)`` or :func:`open_layer` (``embedding``
+  names the embedding itself);
 - attributes: provenance (network, source_kind, handle, input_size,
-  preprocessing, dataset, split, seed, versions, created) and
-  ``complete: true``, written last. ``source`` is the older name of
+  preprocessing, dataset, split, seed, versions, created),
+  ``format_version`` and ``complete: true``, written last. ``source`` is the older name of
   ``source_kind`` and is still written.
 
 Block store (``fit/blocks.zarr``): the pass's centred cross products and

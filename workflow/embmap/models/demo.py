@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from .base import Model, NetworkError, Source, keras, tf
+from .hub import LAYERS
 
 
 def _mlp(k, x, width):
@@ -124,8 +125,9 @@ def export(model, path, layers: bool = False) -> None:
     if layers:
         named = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
         every = keras().Model(model.inputs, [layer.output for layer in named])
-        obj.layers = t.function(lambda images: dict(zip([layer.name for layer in named],
-                                                        every(images, training=False))), input_signature=[spec])
+        setattr(obj, LAYERS, t.function(lambda images: dict(zip([layer.name for layer in named],
+                                                                every(images, training=False))),
+                                        input_signature=[spec]))
     t.saved_model.save(obj, str(path))
 
 
