@@ -66,7 +66,7 @@ def run_jobs(stores: dict, work: Path, alpha, shards: int, folds: int, precision
     for a in names:
         steps.fit_maps(str(work / "blocks.zarr"), "ridge", a, [b for b in names if b != a],
                        methods.options(alpha=alpha), str(work / "maps" / a), experiment="benchmark",
-                       fit_split="train")
+                       fit_split="train", threads=threads)
     t["fit"] = time.perf_counter() - start
     t["total"] = t["pass"] + t["reduce"] + t["fit"]
     return t

@@ -212,6 +212,10 @@ def test_demo_networks_give_their_named_layers_from_the_savedmodels_layers_funct
     net = models.open_model("net", {"source": "train", "train": {"architecture": arch}, "layers": layers},
                             model_dir=model_dir)
     assert EMBEDDING not in net.layer_names() and pooled in net.layer_names()
+    # a pattern's matches come in the model's order (the SavedModel's layer_order), not its dict's
+    want = {"cnn": ["conv1", "conv2", "flatten"], "resnet": ["block1_add", "block2_add", "stem"]}[arch]
+    assert list(net.layers) == want
+    assert net.layer_names()[:2] == {"cnn": ["conv1", "conv2"], "resnet": ["stem", "block1_bn1"]}[arch]
     trained = one_pass_equals_separate({"source": "train", "train": {"architecture": arch}}, x, layers,
                                        tmp_path, model_dir=model_dir)
     (tmp_path / "savedmodel").mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from .base import Model, NetworkError, Source, keras, tf
-from .hub import LAYERS
+from .hub import LAYER_ORDER, LAYERS
 
 
 def _mlp(k, x, width):
@@ -128,6 +128,7 @@ def export(model, path, layers: bool = False) -> None:
         setattr(obj, LAYERS, t.function(lambda images: dict(zip([layer.name for layer in named],
                                                                 every(images, training=False))),
                                         input_signature=[spec]))
+        setattr(obj, LAYER_ORDER, t.Variable([layer.name for layer in named], trainable=False))
     t.saved_model.save(obj, str(path))
 
 

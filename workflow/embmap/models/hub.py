@@ -33,6 +33,8 @@ def is_remote(h: str) -> bool:
 
 
 LAYERS = "layers"  # the SavedModel function giving {layer name: output} in one pass ("embedding": the embedding)
+LAYER_ORDER = "layer_order"  # optional string variable of the SavedModel: its layers in the model's order
+# (a restored function's dict of outputs keeps no order of its own)
 
 
 class HubModel(Model):
@@ -52,6 +54,13 @@ class HubModel(Model):
                 f"layers, or export the model with a tf.function {LAYERS!r} on the images of __call__ returning a "
                 f"dict of every layer's output by name, with the embedding itself under {EMBEDDING!r}")
         out = self._layer_outputs(fn)
+        order = getattr(self.module, LAYER_ORDER, None)
+        if order is not None:
+            import numpy as np
+
+            listed = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(order.numpy()).ravel()]
+            return [n for n in listed if n in out and n != EMBEDDING] + \
+                [n for n in out if n not in listed and n != EMBEDDING]
         return [n for n in out if n != EMBEDDING]
 
     def _layer_outputs(self, fn) -> dict:
