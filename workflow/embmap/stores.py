@@ -111,7 +111,7 @@ def atomic_group(path: str | os.PathLike):
     partial.parent.mkdir(parents=True, exist_ok=True)
     group = zarr.open_group(str(partial), mode="w", zarr_format=3)
     yield group
-    group.attrs.update({"complete": True, "format_version": FORMAT_VERSION})
+    group.update_attributes({"complete": True, "format_version": FORMAT_VERSION})
     consolidate(partial)
     if path.exists():
         shutil.rmtree(path)
@@ -175,7 +175,7 @@ class EmbeddingWriter:
             self.layers = {}
             for k, attrs in layers.items():
                 self.layers[k] = self._rows(contract.layer_path(k), attrs["dim"])
-                self.layers[k].attrs.update({**attrs, "name": k, "dim": int(attrs["dim"])})
+                self.layers[k].update_attributes({**attrs, "name": k, "dim": int(attrs["dim"])})
             if layers:
                 group.attrs[contract.LAYERS] = list(layers)
         self.written = int(start)
@@ -277,7 +277,7 @@ def write_classifier(group, weight: np.ndarray, bias: np.ndarray, attrs: dict | 
     c = group.create_group("classifier", overwrite=True)
     c.create_array("weight", data=weight, dimension_names=["class", "feature"])
     c.create_array("bias", data=bias, dimension_names=["class"])
-    c.attrs.update({"convention": "logits = weight @ f + bias", **(attrs or {}), "classes": int(weight.shape[0]),
+    c.update_attributes({"convention": "logits = weight @ f + bias", **(attrs or {}), "classes": int(weight.shape[0]),
                     "label_offset": int(label_offset)})
 
 
@@ -425,7 +425,7 @@ class ResumableStore:
         if self.writer is None:
             raise StoreError(f"{self.name}: nothing was written")
         self.writer.close()
-        self.group.attrs.update({**attrs, "complete": True, "format_version": FORMAT_VERSION})
+        self.group.update_attributes({**attrs, "complete": True, "format_version": FORMAT_VERSION})
         consolidate(self.partial)
         if self.path.exists():
             shutil.rmtree(self.path)
@@ -509,7 +509,7 @@ def write_embeddings(path, embeddings, ids, labels, classifier=None, chunk_rows=
         w.close()
         if classifier is not None:
             write_classifier(g, *classifier, label_offset=label_offset)
-        g.attrs.update({"created": now(), "versions": versions(), **attrs})
+        g.update_attributes({"created": now(), "versions": versions(), **attrs})
 
 
 def _checked_layers(path, layers: dict | None, layer_attrs: dict | None, n: int) -> dict:
@@ -872,7 +872,7 @@ def write_blocks_to(g, blocks: Blocks, full: bool = True, **attrs) -> None:
         if int(m) not in written:
             write_subset(g, m, sub)
     alias = {"fold_rows": blocks.attrs["block_rows"]} if "block_rows" in blocks.attrs else {}
-    g.attrs.update({**blocks.attrs, **alias, "networks": list(blocks.names), "dims": list(blocks.dims),
+    g.update_attributes({**blocks.attrs, **alias, "networks": list(blocks.names), "dims": list(blocks.dims),
                     "n": int(blocks.n), "folds": max(1, len(folds)), "blocks_version": BLOCKS_VERSION, "fold_n": [int(f.n) for f in folds],
                     "subset_n": dict(g.attrs.get("subset_n", {})), "created": now(),
                     "convention": "gram/A/B = (X_A - mean_A)^T (X_B - mean_B) over the samples, A at or "
@@ -918,7 +918,7 @@ def write_subset(g, m: int, blocks: Blocks) -> None:
         g.create_array(f"subsets/{m}/gram/{a}/{b}", data=s, dimension_names=dn, compressors=None)
         if a == b:
             g.create_array(f"subsets/{m}/sumsq/{a}", data=np.diag(s).copy(), dimension_names=dn[:1])
-    g.attrs.update({"subset_n": {**dict(g.attrs.get("subset_n", {})), str(int(m)): int(blocks.n)}})
+    g.update_attributes({"subset_n": {**dict(g.attrs.get("subset_n", {})), str(int(m)): int(blocks.n)}})
 
 
 def open_blocks(path) -> Blocks:
@@ -975,7 +975,7 @@ def write_map(path, m: LinearMap, **attrs) -> None:
         g.create_array("weight", data=np.asarray(m.weight, np.float64), compressors=None,
                        dimension_names=["source_feature", "target_feature"])
         g.create_array("intercept", data=np.asarray(m.intercept, np.float64), dimension_names=["target_feature"])
-        g.attrs.update({**m.attrs, "d_source": int(m.weight.shape[0]), "d_target": int(m.weight.shape[1]),
+        g.update_attributes({**m.attrs, "d_source": int(m.weight.shape[0]), "d_target": int(m.weight.shape[1]),
                         "convention": "f_target ≈ f_source @ weight + intercept", "created": now(), **attrs})
 
 

@@ -233,7 +233,7 @@ def write_crops(dataset, detections: pd.DataFrame, spec: dict, path, chunk_rows:
                      zip(ids[start:stop], detections.iloc[start:stop].iterrows())]
             arr[start:stop] = np.stack(block)
         fallbacks = int((~detections["detected"].to_numpy(bool)).sum())
-        g.attrs.update({**s, "fallbacks": fallbacks, "n": n, "created": st.now(), **(attrs or {})})
+        g.update_attributes({**s, "fallbacks": fallbacks, "n": n, "created": st.now(), **(attrs or {})})
     return fallbacks
 
 
