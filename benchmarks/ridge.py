@@ -23,8 +23,9 @@ Prints the times, the ratios a/c (target <= 1.5) and b/a (target >= 4), and
 symmetric product) over the GEMM rate of its precision (target >= 0.7), with
 reading and decompressing the stores included, and the same for the whole
 shard job. ``--pools`` also times the fit
-stage in fresh processes with and without scipy's BLAS loaded and used first
-(two OpenBLAS thread pools in one process, as the pass once had).
+stage in fresh processes with and without scipy's BLAS used on its own threads
+first (two busy OpenBLAS thread pools in one process, as the pass once had; the
+fits call scipy's LAPACK only inside their tasks, on one thread).
 The jobs run in this process, one after another, each with ``--threads``
 BLAS threads; the stores sit in the page cache after being written.
 """
@@ -241,8 +242,9 @@ def main(argv=None) -> None:
                        for _ in range(max(2, args.repeat)))
             one = min(fit_in_fresh_process(fit_dir, names, args.alpha, str(work / "pools_b"), args.threads, False)
                       for _ in range(max(2, args.repeat)))
-            print(f"fit stage, fresh process: with scipy's BLAS loaded and used first {both:.2f} s; numpy's BLAS "
-                  f"only (the workflow now) {one:.2f} s; ratio {both / one:.2f}")
+            print(f"fit stage, fresh process: with scipy's BLAS used on its own threads first {both:.2f} s; "
+                  f"without (the fits load scipy's LAPACK themselves, on one thread per task) {one:.2f} s; "
+                  f"ratio {both / one:.2f}")
         if not args.skip_sklearn:
             b = per_pair_sklearn(feats, args.alpha)
             print(f"(b) sklearn Ridge per ordered pair ({len(dims) * (len(dims) - 1)} fits), float32 in memory: "
