@@ -94,6 +94,42 @@ def linear_stores(root, n_train=400, n_test=300, n_classes=4, seed=0):
     return dirs, feats, labels[n_train:]
 
 
+def layered_stores(root, n_train=500, n_test=400, n_classes=4, seed=0, eval_layers=None):
+    """Bring-your-own stores of two networks with layers whose relations are known. A latent code ``z`` [6] decides
+    the class. Network ``a``: layer ``early`` = ``z Ra`` (8 dims, exact: every linear function of z is one of it),
+    layer ``mid/relu`` = a noisy, clipped view of z (5 dims), embedding = ``z Wa`` (7 dims). Network ``b``: layer
+    ``conv1`` = pure noise (4 dims: carries nothing), embedding = ``z Wb`` (6 dims). Classifiers read z exactly
+    (``weight = (pinv(W) C)^T``), so each network predicts the labels it was made from. ``eval_layers`` (a dict
+    name -> layers) replaces a network's layers in the test split (stores that disagree). Returns ({name:
+    directory}, {name: {layer: (train float64, test float64)}} with ``embedding`` for the embedding, test labels)."""
+    from embmap import stores
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    z = rng.standard_normal((n, 6))
+    c = rng.standard_normal((6, n_classes))
+    labels = np.argmax(z @ c, axis=1)
+    ids = np.array([f"img/{i:05d}.png" for i in range(n)])
+    wa, wb = rng.standard_normal((6, 7)), rng.standard_normal((6, 6)) + 2 * np.eye(6)
+    nets = {"a": (z @ wa, wa, {"early": z @ rng.standard_normal((6, 8)),
+                               "mid/relu": np.clip(z[:, :5] + 0.8 * rng.standard_normal((n, 5)), 0, None)}),
+            "b": (z @ wb, wb, {"conv1": rng.standard_normal((n, 4))})}
+    dirs, feats = {}, {}
+    for name, (emb, w, layers) in nets.items():
+        weight = (np.linalg.pinv(w) @ c).T
+        emb = emb.astype(np.float32)
+        layers = {k: v.astype(np.float32) for k, v in layers.items()}
+        for split, sl in (("train", slice(0, n_train)), ("test", slice(n_train, n))):
+            mine = layers if split == "train" or name not in (eval_layers or {}) else eval_layers[name]
+            stores.write_embeddings(f"{root}/{name}/{split}.zarr", emb[sl], ids[sl], labels[sl],
+                                    classifier=(weight, np.zeros(n_classes)), chunk_rows=64, network=name,
+                                    source="zarr", split=split, layers={k: v[sl] for k, v in mine.items()})
+        dirs[name] = f"{root}/{name}"
+        feats[name] = {k: (v[:n_train].astype(np.float64), v[n_train:].astype(np.float64))
+                       for k, v in {**layers, "embedding": emb}.items()}
+    return dirs, feats, labels[n_train:]
+
+
 def linear_experiment(root, methods=("ridge", "lstsq")):
     """:func:`linear_stores` opened as the closed-set analyses take them: (evaluation stores, {method: {(source,
     target): map}} fitted on the train split from its blocks, {name: test features float64}, test labels)."""

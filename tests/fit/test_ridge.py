@@ -407,7 +407,7 @@ def test_each_shard_checks_the_ids_of_its_own_blocks_only(tmp_path):
         stores.write_embeddings(tmp_path / f"{name}.zarr", x, i, np.zeros(n, int), chunk_rows=1000)
     paths = {k: str(tmp_path / f"{k}.zarr") for k in ("a", "b")}
     for shard in (0, 2):  # shards 0 and 2 of 3 never read row 6,500
-        _, lay = steps._open_shard(paths, 3, 1, shard)
+        _, lay, _ = steps._open_shard(paths, 3, 1, shard)
     assert lay.n_blocks == 3 and lay.span(1) == (4000, 8000)
     with pytest.raises(stores.StoreError, match=r"network 'b': ids of .* disagree .* row 6500: 'img/intruder' vs "
                                                 r"'img/06500'"):

@@ -19,6 +19,8 @@ the same contract for users.
   (:func:`layer_names`); :data:`EMBEDDING` is reserved for the embedding
   itself. Stores of format version 1 (or without the attribute) hold none and
   are read as they are;
+- nodes of the pass (:func:`node`): the embedding of a network and each of
+  its layers, named ``NETWORK`` and ``NETWORK@KEY`` in block stores;
 - :func:`duplicate_ids`, :func:`same_samples`, :func:`check_labels` and
   :func:`missing_chunks` hold ids, labels and chunks to it (numpy):
   :func:`embmap.stores.check_experiment` runs them over every store of an
@@ -73,6 +75,17 @@ def layer_key(name: str) -> str:
             cut = cut[:cut.rindex("%")]
         key = f"{cut}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
     return key
+
+
+NODE_SEP = "@"  # between a network's name and a layer's key in a node of the pass (neither can hold it)
+
+
+def node(network: str, layer: str | None = None) -> str:
+    """The name of (network, layer) as a node of the pass and of its block store: the network's own name for its
+    embedding (None or :data:`EMBEDDING`), else ``NETWORK@KEY`` (:func:`layer_key`; network names hold letters,
+    digits, ``_`` and ``-`` only, and a key never holds ``@``, so the name is never ambiguous). The block store's
+    attribute ``nodes`` maps every node back to its network and layer."""
+    return network if layer in (None, EMBEDDING) else f"{network}{NODE_SEP}{layer_key(layer)}"
 
 
 def layer_path(name: str) -> str:

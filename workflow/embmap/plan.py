@@ -194,6 +194,11 @@ class Experiment:
         return [a for a in self.task_def.analyses if a in wanted]
 
     @property
+    def layerwise(self) -> bool:
+        """The experiment's ``analyses`` lists ``layers``: every layer the stores hold is a node of the pass."""
+        return "layers" in self.analyses
+
+    @property
     def store(self) -> dict:
         return self.spec["store"]
 

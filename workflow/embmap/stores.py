@@ -692,7 +692,7 @@ def open_matched(paths: dict[str, str], need_classifier: bool = False) -> dict[s
 
 
 def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval_split: str | None = None,
-                     log=None) -> dict:
+                     log=None, layers: bool = False, warn=None) -> dict:
     """Check the stores of one experiment against each other; returns what was checked (for ``stores_checked.json``).
 
     ``stores``: {split: {network: path}}. For task ``closed_set`` the
@@ -700,7 +700,9 @@ def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval
     finite, all must have the same number of classes, and the labels must be
     -1 or a class index of it; the fit and evaluation splits must not share
     ids. Each check reads ids and labels (and the classifiers), never the
-    embeddings.
+    embeddings. With ``layers`` (the experiment's ``analyses`` lists ``layers``) every network must hold the same
+    layers in all its stores, and some network one; the pass's cost over every node is logged (``warn``: when
+    large) and recorded as ``pass_cost``.
     """
 
     from . import tasks
@@ -779,7 +781,35 @@ def check_experiment(stores: dict, task: str, fit_split: str | None = None, eval
         summary["classes"] = int(max(ends.values()))
     if closed and fit_split in stores and eval_split in stores:
         _disjoint(opened, list(stores[fit_split]), fit_split, eval_split)
+    if layers and fit_split in stores:
+        summary["pass_cost"] = _layer_nodes(opened, stores, fit_split, log, warn or log)
     return summary
+
+
+def _layer_nodes(opened: dict, stores: dict, fit_split: str, log, warn) -> dict:
+    """Check that every network holds the same layers (names, dims) in all its stores and that some network holds
+    one; log the cost of the pass over every (network, layer) node (:func:`embmap.fit.gram.pass_cost`), through
+    ``warn`` when large, and return it."""
+    from .fit.gram import pass_cost
+
+    dims = []
+    for name in stores[fit_split]:
+        mine = [opened[(split, name)] for split in stores if (split, name) in opened]
+        held = [(s, {k: s.as_layer(k).dim for k in s.layers}) for s in mine]
+        for s, layers in held[1:]:
+            if layers != held[0][1]:
+                raise StoreError(f"network {name!r}: store {s.path} holds layers {layers or 'none'}, its store "
+                                 f"{held[0][0].path} holds {held[0][1] or 'none'}; a network's stores hold the same "
+                                 "layers (analyses lists layers)")
+        dims += [mine[0].dim, *held[0][1].values()] if mine else []
+    if len(dims) == len(stores[fit_split]):
+        raise StoreError(f"analyses lists layers, but no store of split {fit_split!r} holds a layer beside its "
+                         "embedding: name layers: for a network (docs/configuration.md), or write them into a "
+                         "bring-your-own store (docs/bring-your-own.md)")
+    n = next(s.n for (split, _), s in opened.items() if split == fit_split)
+    cost = pass_cost(dims, n)
+    (warn if cost["large"] else log)(f"the pass over every (network, layer): {cost['text']}")
+    return cost
 
 
 def _disjoint(opened: dict, names: list, fit_split: str, eval_split: str) -> None:
@@ -921,8 +951,27 @@ def write_subset(g, m: int, blocks: Blocks) -> None:
     g.update_attributes({"subset_n": {**dict(g.attrs.get("subset_n", {})), str(int(m)): int(blocks.n)}})
 
 
-def open_blocks(path) -> Blocks:
-    """Blocks of a block store (or of a shard partial, whose whole is pooled from its folds)."""
+def block_nodes(attrs: dict) -> list[dict]:
+    """Every node of a block store, in its order: ``{"node", "network", "layer"}`` (the attribute ``nodes``; a
+    store of the embeddings alone, or one written before layers, lists each network as its own embedding)."""
+    if "nodes" in attrs:
+        return [dict(n) for n in attrs["nodes"]]
+    return [{"node": a, "network": a, "layer": contract.EMBEDDING} for a in attrs["networks"]]
+
+
+def open_blocks(path, layers: bool = False) -> Blocks:
+    """Blocks of a block store (or of a shard partial, whose whole is pooled from its folds).
+
+    ``layers=False`` (what every reader of the embeddings takes): the networks' embeddings only, named by their
+    networks, whatever layers the pass also covered; ``layers=True``: every node of the pass (the embeddings,
+    then the layers ``NETWORK@KEY``, :func:`embmap.contract.node`; :func:`block_nodes` names them)."""
+    whole = _open_blocks(path)
+    if layers:
+        return whole
+    return whole.only([n["node"] for n in block_nodes(whole.attrs) if n["layer"] == contract.EMBEDDING])
+
+
+def _open_blocks(path) -> Blocks:
     g = open_group(path, "block store")
     names, dims = list(g.attrs["networks"]), [int(d) for d in g.attrs["dims"]]
     attrs = dict(g.attrs)

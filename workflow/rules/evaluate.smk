@@ -1,6 +1,6 @@
 # Evaluation: Table 2 (closed set), Table 1 (the networks), Table 6 (open-set verification) and identification;
-# the closed-set analyses (asymmetry, composition, classifier_view, shared_space; index_predicts and n95 from the
-# tables) where the experiment lists them.
+# the closed-set analyses (asymmetry, composition, classifier_view, shared_space, layers; index_predicts and n95
+# from the tables) where the experiment lists them.
 
 
 rule evaluate_closed_set:
@@ -330,5 +330,36 @@ rule n95:
         mem_mb=1000,
     params:
         job=P.job("n95"),
+    script:
+        "../scripts/step.py"
+
+
+rule layers:
+    input:
+        unpack(P.inputs("layers")),
+    output:
+        similarity_table=report(
+            P.pattern("layer_similarity"),
+            caption="../report/layer_similarity.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        maps_table=report(
+            P.pattern("layer_maps"),
+            caption="../report/layer_maps.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+    log:
+        P.log("layers"),
+    benchmark:
+        P.benchmark("layers")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: P.threads(4)
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("layers"),
     script:
         "../scripts/step.py"

@@ -289,3 +289,55 @@ rule plot_index_predicts:
         job=P.job("plot_index_predicts"),
     script:
         "../scripts/step.py"
+
+
+rule plot_layer_similarity:
+    input:
+        table=P.pattern("layer_similarity"),
+    output:
+        png=report(
+            P.pattern("layer_similarity_figure", ext="png"),
+            caption="../report/layer_similarity_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("layer_similarity_figure", ext="svg"),
+    log:
+        P.log("plot_layer_similarity"),
+    benchmark:
+        P.benchmark("plot_layer_similarity")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_layer_similarity"),
+    script:
+        "../scripts/step.py"
+
+
+rule plot_layer_maps:
+    input:
+        table=P.pattern("layer_maps"),
+    output:
+        png=report(
+            P.pattern("layer_maps_figure", ext="png"),
+            caption="../report/layer_maps_figure.rst",
+            category="{exp}",
+            subcategory="closed set",
+        ),
+        svg=P.pattern("layer_maps_figure", ext="svg"),
+    log:
+        P.log("plot_layer_maps"),
+    benchmark:
+        P.benchmark("plot_layer_maps")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        job=P.job("plot_layer_maps"),
+    script:
+        "../scripts/step.py"

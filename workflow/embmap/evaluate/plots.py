@@ -651,3 +651,117 @@ def index_predicts_figure(table: pd.DataFrame, pairs: pd.DataFrame, title: str =
 def index_predicts(table: pd.DataFrame, pairs: pd.DataFrame, title: str = "", paths=()) -> None:
     """Save :func:`index_predicts_figure` to ``paths``."""
     _save(index_predicts_figure(table, pairs, title), paths)
+
+
+def _layer_names(table: pd.DataFrame, network: str, side: str) -> list[str]:
+    """A network's layers of a layer table in depth order (``side``: ``source`` or ``target``)."""
+    rows = table[table[side] == network][[f"{side}_layer", f"{side}_depth"]].drop_duplicates()
+    return rows.sort_values(f"{side}_depth", kind="stable")[f"{side}_layer"].tolist()
+
+
+def layer_similarity_figure(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+                            title: str = "", index: str | None = None):
+    """The figure of :func:`layer_similarity` (returned open): for the first index of ``tables/layer_similarity.csv``
+    (or ``index``), one layer x layer panel per pair of networks A <= B in ``order`` (upper triangle of panels, A
+    with itself on the diagonal), rows A's layers from shallow to deep, columns B's, on one colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .indices import INDICES
+
+    index = index or table["index"].iloc[0]
+    spec = INDICES[index]
+    t = table[table["index"] == index]
+    labels = labels or {}
+    order = [k for k in order if k in set(t.source) | set(t.target)]
+    layers = {k: list(dict.fromkeys(_layer_names(t, k, "source") + _layer_names(t, k, "target"))) for k in order}
+    value = {}
+    for r in t.itertuples():
+        value[(r.source, r.source_layer, r.target, r.target_layer)] = r.value
+        if spec.symmetric:
+            value[(r.target, r.target_layer, r.source, r.source_layer)] = r.value
+    lo, hi = colour_range(t.value.to_numpy(dtype=float), spec.limits)
+    k = len(order)
+    size = max(2.4, 0.35 * max(len(v) for v in layers.values()) + 1.4)
+    fig, axes = plt.subplots(k, k, figsize=(size * k + 1.2, size * k + 0.6), squeeze=False, layout="constrained")
+    im = None
+    for i, a in enumerate(order):
+        for j, b in enumerate(order):
+            ax = axes[i, j]
+            if j < i:
+                ax.set_visible(False)
+                continue
+            m = np.array([[value.get((a, la, b, lb), np.nan) for lb in layers[b]] for la in layers[a]], dtype=float)
+            im = ax.imshow(m, cmap="viridis" if spec.higher_is_similar else "viridis_r", vmin=lo, vmax=hi,
+                           aspect="auto")
+            ax.set_xticks(range(len(layers[b])), [short_label(x) for x in layers[b]], rotation=60, ha="right",
+                          fontsize=6)
+            ax.set_yticks(range(len(layers[a])), [short_label(x) for x in layers[a]], fontsize=6)
+            grey = {"color": "grey"} if a in controls or b in controls else {}
+            ax.set_title(f"{short_label(labels.get(a, a))} x {short_label(labels.get(b, b))}", fontsize=8, **grey)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02,
+                     label=(spec.title or index) + " (rows: first network's layers, columns: second's)")
+    fit_texts(fig, fig.suptitle(title) if title else None)
+    return fig
+
+
+def layer_similarity(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+                     title: str = "", paths=()) -> None:
+    """Save :func:`layer_similarity_figure` to ``paths``."""
+    _save(layer_similarity_figure(table, order, labels, controls, title), paths)
+
+
+def layer_maps_figure(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+                      title: str = "", method: str | None = None):
+    """The figure of :func:`layer_maps` (returned open): one panel per target network, accuracy of its classifier
+    on every source layer mapped into its embedding (``method``, default the table's first after ``native``)
+    against the layer's relative depth (0 the first layer listed, 1 the embedding), a line per source network
+    with its interval as a band, the target's own accuracy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .layers import depth_curves
+
+    labels = labels or {}
+    method = method or next(m for m in table.method if m != "native")
+    curves = depth_curves(table, method)
+    targets = [k for k in order if k in set(curves.target)]
+    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(order)}
+    cols = min(3, len(targets))
+    rows = -(-len(targets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 2.2, 3.2 * rows + 0.6), squeeze=False,
+                             layout="constrained", sharey=True)
+    for ax in axes.flat[len(targets):]:
+        ax.set_visible(False)
+    for ax, b in zip(axes.flat, targets):
+        mine = curves[curves.target == b]
+        for a in [k for k in order if k in set(mine.source)]:
+            c = mine[mine.source == a]
+            style = {"linestyle": ":" if a in controls else "-"}
+            ax.plot(c.relative_depth, c.accuracy, marker="o", color=colours[a], label=labels.get(a, a), **style)
+            ax.fill_between(c.relative_depth, c.accuracy_low, c.accuracy_high, color=colours[a], alpha=0.15,
+                            linewidth=0)
+        own = float(mine.target_accuracy.iloc[0])
+        ax.axhline(own, color="black", linestyle="--", linewidth=1, label="the target itself")
+        ax.set_title(f"into {short_label(labels.get(b, b))}", fontsize=9)
+        ax.set_xlabel("depth of the source layer (0 first listed, 1 embedding)", fontsize=8)
+        ax.set_ylabel(f"accuracy ({method})", fontsize=8)
+        ax.set_xlim(-0.05, 1.05)
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=8, title="source")
+    fit_texts(fig, fig.suptitle(title) if title else None)
+    return fig
+
+
+def layer_maps(table: pd.DataFrame, order: list[str], labels: dict[str, str] | None = None, controls=(),
+               title: str = "", paths=()) -> None:
+    """Save :func:`layer_maps_figure` to ``paths``."""
+    _save(layer_maps_figure(table, order, labels, controls, title), paths)

@@ -160,7 +160,7 @@ class Pair:
 
 
 def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = None, fit_r2: dict | None = None,
-               samples: dict | None = None, eval_samples=None, **keys) -> pd.DataFrame:
+               samples: dict | None = None, eval_samples=None, with_self: bool = False, **keys) -> pd.DataFrame:
     """The table of :data:`COLUMNS` for every pair of ``blocks.names`` and every index in ``indices``.
 
     Parameters
@@ -174,6 +174,7 @@ def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = No
     eval_samples : mapping network -> float [n, d], the evaluation split's rows of indices that read it
         (:func:`embmap.evaluate.neighbours.eval_rows`); read once per network where only k-NN graphs are
         needed, so it can be a mapping that reads a store when asked
+    with_self : also every name with itself (the layer x layer matrices of :mod:`embmap.evaluate.layers`)
     """
     wanted = chosen(indices)
     options = filled(options, **keys)
@@ -191,13 +192,13 @@ def similarity(blocks: Blocks, indices=tuple(INDICES), options: dict | None = No
     rows = []
     sym = [i for i in wanted if i.symmetric]
     for i, a in enumerate(names):
-        for b in names[i + 1:] if sym else ():
+        for b in names[i + (0 if with_self else 1):] if sym else ():
             pair = Pair(a, b, blocks, spectra, fit_r2, samples, owns)
             rows += [row(index, a, b, pair) for index in sym]
     for index in (i for i in wanted if not i.symmetric):
         for a in names:
             for b in names:
-                if a != b:
+                if a != b or with_self:
                     rows.append(row(index, a, b, Pair(a, b, blocks, spectra, fit_r2, samples, owns)))
     return pd.DataFrame(rows, columns=COLUMNS)
 

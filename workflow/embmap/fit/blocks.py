@@ -134,6 +134,27 @@ class Blocks:
     def dim(self, a: str) -> int:
         return self.dims[self.names.index(a)]
 
+    def only(self, names: list[str]) -> "Blocks":
+        """The same blocks restricted to ``names`` (in that order, a subset of :attr:`names`), folds, sample-size
+        prefixes and squared-norm statistics alike; nothing is read until asked for. The order of ``names`` must
+        follow :attr:`names` (``read`` takes pairs in that order)."""
+        names = list(names)
+        where = [self.names.index(a) for a in names]
+        if where != sorted(where):
+            raise FitError(f"nodes {names} are not in the blocks' order {self.names}")
+        if names == self.names:
+            return self
+        dims = [self.dims[k] for k in where]
+        norms = None
+        if self.norms is not None:
+            def norms():
+                nm = self.norms()
+                cols = np.concatenate([np.arange(self.offsets[k], self.offsets[k + 1]) for k in where])
+                return Norms(nm.origin[cols], nm.q[np.ix_(where, where)], nm.u[np.ix_(where, cols)])
+        return Blocks(names, dims, self.n, {a: self.means[a] for a in names if a in self.means}, self.read,
+                      [f.only(names) for f in self.folds], dict(self.attrs), self.diag,
+                      {m: s.only(names) for m, s in self.subsets.items()}, _once(norms) if norms else None)
+
 
 def pool_block(parts: list[Blocks], a: str, b: str, means: dict, grams: list | None = None) -> np.ndarray:
     """``sum_k S_k + sum_k n_k (m_k,a - m_a)(m_k,b - m_b)^T``: exact for disjoint sample sets."""

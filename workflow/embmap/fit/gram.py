@@ -128,6 +128,39 @@ def layout(n: int, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS
     return Layout(n, rows, shards, folds, sizes)
 
 
+LARGE_FLOPS = 1e14  # a pass above this many flops (about 10 minutes at 200 GFLOP/s) is announced as a warning
+LARGE_BYTES = 20e9  # likewise a block store above this many bytes
+
+
+def pass_cost(dims: list[int], n: int, folds: int = 1, prefixes: int = 0) -> dict:
+    """What a pass over nodes of ``dims`` features and ``n`` samples costs, before it runs.
+
+    ``flops`` = ``n D (D + 1)``: the upper triangle of the joint Gram matrix,
+    ``D = sum(dims)``, two flops per multiply-add (the tiles compute 1-6%
+    more, :func:`_tiles`); ``block_bytes``: the block store, float64 upper
+    triangle ``8 sum_{a <= b} d_a d_b`` per set of blocks kept (the whole
+    split, each of ``folds`` folds when there are two or more, each of
+    ``prefixes`` sample sizes); ``memory_bytes``: one shard's accumulators,
+    ``4 D^2`` bytes (one upper triangle in float64) per fold it touches.
+    Both grow with the square of the total dimension, so layers cost far more
+    than their share of features. ``large`` is true above :data:`LARGE_FLOPS`
+    or :data:`LARGE_BYTES`; ``text`` says it all in one line.
+    """
+    dims = [int(d) for d in dims]
+    total = sum(dims)
+    upper = (total * total + sum(d * d for d in dims)) // 2  # sum over a <= b of d_a d_b
+    sets = 1 + (int(folds) if folds > 1 else 0) + int(prefixes)
+    flops = float(n) * total * (total + 1)
+    block_bytes = 8.0 * upper * sets
+    memory = 4.0 * total * total * (int(folds) if folds > 1 else 1)
+    large = flops > LARGE_FLOPS or block_bytes > LARGE_BYTES
+    text = (f"{len(dims)} nodes of {total} features in all over {n} samples: {flops:.3g} flops (about "
+            f"{flops / 2e11 / 60:.3g} min at 200 GFLOP/s), block store {block_bytes / 1e9:.3g} GB ({sets} set(s) of "
+            f"blocks), up to {memory / 1e9:.3g} GB of accumulators per shard")
+    return {"flops": flops, "block_bytes": block_bytes, "memory_bytes": memory, "large": large, "text": text,
+            "nodes": len(dims), "features": total}
+
+
 def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int = BLOCK_ROWS,
                 sample_sizes=()) -> Layout:
     """The :func:`layout` of a pass over ``arrays``, aligned to the first array's stored chunks."""
@@ -690,7 +723,7 @@ def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
         raise FitError("no shard partials to reduce")
     names = names or [f"partial {i}" for i in range(len(parts))]
     a0 = parts[0].attrs
-    keys = ("networks", "dims", "n_total", "block_rows", "folds", "shards", "precision")
+    keys = ("networks", "dims", "n_total", "block_rows", "folds", "shards", "precision", "nodes")
     for p, name in zip(parts, names):
         diff = [k for k in keys if p.attrs.get(k) != a0.get(k)]
         if diff:
@@ -702,7 +735,7 @@ def reduce(parts: list[Blocks], names: list[str] | None = None) -> Blocks:
     n = sum(p.n for p in parts)
     if n != int(a0["n_total"]):
         raise FitError(f"shard partials hold {n} samples, the fit split has {a0['n_total']}")
-    info = {k: a0[k] for k in ("block_rows", "shards", "precision", "n_total", "sample_sizes", "reduction")
+    info = {k: a0[k] for k in ("block_rows", "shards", "precision", "n_total", "sample_sizes", "reduction", "nodes")
             if k in a0}
     origin = _first_origin(parts)  # every pool measures the squared norms from one origin, so none moves twice
     if int(a0["folds"]) > 1:

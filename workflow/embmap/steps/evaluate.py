@@ -152,6 +152,55 @@ def shared_space(blocks: str, stores: dict[str, str], maps: dict, table: str, op
              ss.direct_parameters(bl.dims), direct_seconds, summary.to_string(index=False))
 
 
+def _layers_inputs(plan, wc) -> dict:
+    return {**eval_stores(plan, wc), "blocks": plan.path("blocks", wc.exp)}
+
+
+def _layers_job(plan, wc) -> dict:
+    """The evaluation split's stores, the similarity indices and block, each map method's ``mapping`` keys and the
+    ``intervals`` block."""
+    from ..fit import methods as mt
+
+    exp = plan.experiments[wc.exp]
+    return {"stores": plan.stores(wc.exp, exp.eval_split), "indices": list(exp.spec["similarity"]["indices"]),
+            "options": exp.spec["similarity"], "intervals": exp.spec["intervals"],
+            "methods": {m: {k: exp.mapping[k] for k in mt.get(m).options} for m in exp.methods}}
+
+
+@step(inputs=_layers_inputs, job=_layers_job)
+def layers(blocks: str, stores: dict[str, str], similarity_table: str, maps_table: str, indices: list,
+           options: dict, methods: dict, intervals: dict | None = None) -> None:
+    """Layer by layer (``analyses: [layers]``): the indices that read blocks for every pair of (network, layer)
+    nodes, and every method's maps from every node into every network's embedding read by its classifier."""
+    import time
+
+    from .. import stores as st
+    from ..evaluate import layers as ly
+
+    bl = st.open_blocks(blocks, layers=True)
+    nodes = ly.nodes_of(bl)
+    kept, left = ly.block_indices(indices)
+    t0 = time.perf_counter()
+    sim = ly.layer_similarity(bl, kept, options)
+    _write(sim, similarity_table)
+    log.info("wrote %s: %d rows, indices %s over %d nodes (%s)%s, %.2f s", similarity_table, len(sim),
+             ", ".join(kept) or "none", len(nodes), ", ".join(f"{n.network}:{n.layer}" for n in nodes),
+             f"; left out, as they need maps or samples of the embeddings: {', '.join(left)}" if left else "",
+             time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    maps = ly.fit_layer_maps(bl, methods)
+    fitted = time.perf_counter() - t0
+    opened = st.open_matched(stores, need_classifier=True)
+    t = ly.layer_maps(opened, bl, maps, intervals=intervals)
+    _write(t, maps_table)
+    first = next(iter(methods))
+    view = ly.depth_curves(t, first)
+    log.info("wrote %s: %d rows, %d maps per method (%s) fitted in %.2f s; %s accuracy by depth:\n%s", maps_table,
+             len(t), len(next(iter(maps.values()))), ", ".join(methods), fitted, first,
+             view[["target", "source", "source_layer", "source_dim", "accuracy", "accuracy_low", "accuracy_high",
+                   "r2"]].to_string(index=False))
+
+
 def _index_predicts_inputs(plan, wc) -> dict:
     """``tables/closed_set.csv``, and ``tables/similarity.csv`` where the experiment lists indices."""
     out = {"closed_set": plan.path("closed_set", wc.exp)}
@@ -459,4 +508,4 @@ def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_f
              t.gallery_size.iloc[0])
 
 
-__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'index_predicts', 'n95', 'network_table', 'sample_efficiency', 'shared_space', 'similarity']
+__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'index_predicts', 'layers', 'n95', 'network_table', 'sample_efficiency', 'shared_space', 'similarity']

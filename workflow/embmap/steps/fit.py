@@ -8,11 +8,14 @@ from pathlib import Path
 from . import log, step, waits_for_check
 
 
-def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
+def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int, layers: bool = False):
     """Open the fit stores and check, before any heavy work, that they hold the same samples.
 
     Counts come from metadata; ids are compared over this shard's row blocks
     only, so over all shards every id is read once, like every feature.
+    Returns the arrays of the pass's nodes (the networks' embeddings, then with
+    ``layers`` every layer of every store, :func:`embmap.contract.node`), the
+    layout and the nodes as the block store lists them (:func:`embmap.stores.block_nodes`).
     """
     from .. import contract
     from .. import stores as st
@@ -31,6 +34,13 @@ def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
             raise st.StoreError(f"network {name!r}: store {path} has {s.n} samples, network {ref[0]!r} has {ref[1].n}")
         opened[name] = s
     arrays = {k: s.embeddings for k, s in opened.items()}
+    nodes = [{"node": k, "network": k, "layer": contract.EMBEDDING} for k in opened]
+    for k, s in opened.items() if layers else ():
+        for layer in s.layers:
+            arrays[contract.node(k, layer)] = s.as_layer(layer).embeddings
+            nodes.append({"node": contract.node(k, layer), "network": k, "layer": layer})
+    if len(set(arrays)) != len(nodes):
+        raise st.StoreError("two layers of one network have the same node name; rename one")  # layer_key is 1:1
     lay = gram.pass_layout(arrays, shards, folds)
     for b in lay.blocks(shard):
         lo, hi = lay.span(b)
@@ -41,7 +51,7 @@ def _open_shard(stores: dict[str, str], shards: int, folds: int, shard: int):
                 first = here
             else:
                 contract.same_samples(first, here, offset=lo)
-    return arrays, lay
+    return arrays, lay, nodes
 
 
 def fit_stores(plan, wc) -> dict:
@@ -56,18 +66,21 @@ def _cross_products_shard_job(plan, wc) -> dict:
     exp = plan.experiments[wc.exp]
     return {"stores": plan.stores(wc.exp, exp.fit_split), "split": exp.fit_split, "shards": exp.shards,
             "folds": exp.cv_folds, "precision": exp.mapping["precision"], "sample_sizes": exp.sample_sizes,
-            "engine": plan.config["engine"]}
+            "engine": plan.config["engine"], "layers": exp.layerwise}
 
 
 @step(inputs=fit_stores, job=_cross_products_shard_job)
 def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds: int, precision: str, shard,
                          partial: str, threads: int = 1, sample_sizes: list | None = None,
-                         engine: dict | None = None) -> None:
+                         engine: dict | None = None, layers: bool = False) -> None:
     """One shard of the pass: centred cross products of all networks over this shard's row blocks, a Dask graph
     run where ``engine`` says (default: Dask's threaded scheduler on the job's threads).
 
     The blocks of each sample-size prefix are written as soon as the pass is
     past it, so they never add to the shard's memory more than one at a time.
+    With ``layers`` (the experiment's ``analyses`` lists ``layers``) every layer
+    the stores hold is a node of the pass beside the embeddings; the log states
+    the pass's cost first (:func:`embmap.fit.gram.pass_cost`), as a warning when it is large.
     """
     from .. import engine as en
     from .. import stores as st
@@ -75,19 +88,22 @@ def cross_products_shard(stores: dict[str, str], split: str, shards: int, folds:
     from ..fit import gram
 
     shard = int(shard)
-    arrays, lay = _open_shard(stores, shards, folds, shard)
+    arrays, lay, nodes = _open_shard(stores, shards, folds, shard, layers)
     check_sizes(sample_sizes or [], lay.n, f"mapping.sample_sizes (fit split {split!r})")  # before the pass
     sizes = [int(m) for m in sample_sizes or [] if m != "all"]
     mine = lay.blocks(shard)
     log.info("shard %d of %d over split %r: %d of %d blocks of %d rows, %d networks, %d features in all, folds %s, "
              "%s products", shard, shards, split, len(mine), lay.n_blocks, lay.block_rows, len(arrays),
              sum(a.shape[1] for a in arrays.values()), lay.folds_of_shard(shard) if folds > 1 else "-", precision)
+    cost = gram.pass_cost([a.shape[1] for a in arrays.values()], lay.n, folds, len(sizes))
+    (log.warning if cost["large"] else log.info)("the pass over %d nodes (%d of them layers): %s", len(nodes),
+                                                 len(nodes) - len(stores), cost["text"])
     if not len(mine):
         log.warning("shard %d has no rows: more shards (%d) than row blocks (%d)", shard, shards, lay.n_blocks)
     with st.atomic_group(partial) as g, en.scheduler(engine, threads, log=log.info) as get:
         bl = gram.cross_products(arrays, shard, shards, folds, precision=precision, sample_sizes=sizes,
                                  on_subset=functools.partial(st.write_subset, g), get=get)
-        st.write_blocks_to(g, bl, full=False, split=split)
+        st.write_blocks_to(g, bl, full=False, split=split, nodes=nodes)
     log.info("wrote %s (%d samples)", partial, bl.n)
 
 
@@ -107,7 +123,7 @@ def cross_products(partials: list, blocks: str, split: str, stores: dict[str, st
     from ..fit import gram
 
     paths = list(partials)
-    merged = gram.reduce([st.open_blocks(p) for p in paths], paths)
+    merged = gram.reduce([st.open_blocks(p, layers=True) for p in paths], paths)
     st.write_blocks(blocks, merged, split=split, stores=dict(stores))
     log.info("wrote %s: %d samples from %d shard(s), %d fold(s)", blocks, merged.n, len(paths),
              max(1, len(merged.folds)))

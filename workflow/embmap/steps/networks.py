@@ -120,24 +120,25 @@ def _check_stores_job(plan, wc) -> dict:
     own = {k for k, n in exp.networks.items() if not n.extracted_here}
     return {"stores": stores, "task": exp.task,
             "fit_split": exp.fit_split if exp.task_def.fit_pass else None,
-            "eval_split": exp.eval_split if exp.task_def.fit_pass else None,
+            "eval_split": exp.eval_split if exp.task_def.fit_pass else None, "layers": exp.layerwise,
             "fingerprints": {f"{k}/{s}": contract.fingerprint(stores[s][k]) for s in stores for k in sorted(own)}}
 
 
 @step(inputs=_check_stores_inputs, job=_check_stores_job)
 def check_stores(stores: dict, task: str, fit_split: str | None, eval_split: str | None, checked: str,
-                 fingerprints: dict | None = None) -> None:
+                 fingerprints: dict | None = None, layers: bool = False) -> None:
     """Hold an experiment's stores to each other before anything reads them (:func:`embmap.stores.check_experiment`).
 
     Ids unique and equal across networks, labels equal across networks and
     within every classifier's classes, the fit and evaluation splits
-    disjoint; ``checked`` records what was checked.
+    disjoint; with ``layers`` the same layers in every store of a network, and the pass's cost over every
+    (network, layer) stated (a warning when large); ``checked`` records what was checked.
     """
     import json
 
     from ..stores import check_experiment
 
-    summary = check_experiment(stores, task, fit_split, eval_split, log=log.info)
+    summary = check_experiment(stores, task, fit_split, eval_split, log=log.info, layers=layers, warn=log.warning)
     summary["fingerprints"] = fingerprints or {}
     Path(checked).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{checked}.partial"

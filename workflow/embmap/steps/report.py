@@ -98,6 +98,29 @@ def plot_shared_space(table: str, png: str, svg: str, labels: dict, controls: li
     plots.shared_space(pd.read_csv(table), labels, controls, title, [png, svg])
 
 
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: layer by layer, similarity of every pair of layers (fit split)"))
+def plot_layer_similarity(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """A layer x layer heatmap per pair of networks, the network with itself included
+    (``tables/layer_similarity.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.layer_similarity(pd.read_csv(table), list(labels), labels, controls, title, [png, svg])
+
+
+@step(job=_figure_job(lambda plan, wc: f"{wc.exp}: maps from every layer, read by the target's classifier "
+                                      "(evaluation split)"))
+def plot_layer_maps(table: str, png: str, svg: str, labels: dict, controls: list[str], title: str) -> None:
+    """Accuracy against the source layer's depth, a panel per target and a line per source network
+    (``tables/layer_maps.csv``)."""
+    import pandas as pd
+
+    from ..evaluate import plots
+
+    plots.layer_maps(pd.read_csv(table), list(labels), labels, controls, title, [png, svg])
+
+
 @step(job=_figure_job(lambda plan, wc: f"{wc.exp}: which index predicts mapped accuracy (pairs without a control)"))
 def plot_index_predicts(table: str, pairs: str, png: str, svg: str, title: str, labels: dict | None = None,
                         controls: list | None = None) -> None:
@@ -137,4 +160,4 @@ def plot_heatmap(matrix: str, png: str, svg: str, labels: dict, controls: list[s
     plots.heatmap(m, labels, controls, title, [png, svg], xlabel=xlabel, note=note)
 
 
-__all__ = ['plot_asymmetry', 'plot_classifier_view', 'plot_composition', 'plot_heatmap', 'plot_index_predicts', 'plot_methods', 'plot_sample_efficiency', 'plot_shared_space', 'plot_similarity']
+__all__ = ['plot_asymmetry', 'plot_classifier_view', 'plot_composition', 'plot_heatmap', 'plot_index_predicts', 'plot_layer_maps', 'plot_layer_similarity', 'plot_methods', 'plot_sample_efficiency', 'plot_shared_space', 'plot_similarity']

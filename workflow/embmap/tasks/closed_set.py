@@ -7,7 +7,8 @@ indices and sample-efficiency prefixes read the same pass where the experiment
 asks for them. The ``analyses`` (rules of their own, from the same maps and
 evaluation stores: :mod:`embmap.evaluate.asymmetry`, ``.composition``,
 ``.classifier_view``, ``.shared_space``; from the tables: ``.index_predicts``
-for ``index_predicts`` and ``n95``) where the experiment lists them.
+for ``index_predicts`` and ``n95``; :mod:`embmap.evaluate.layers` for ``layers``,
+which also puts every layer of the stores into the pass) where the experiment lists them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def check(plan, exp, where: str, ctx) -> None:
         raise ConfigError(f"{where}.analyses: composition compares A -> B -> C with A -> C and needs three networks "
                           f"or more; the experiment has {len(exp.spec['networks'])}")
     analyses = exp.spec["analyses"]
+    if "layers" in analyses:
+        layered = [k for k, n in exp.spec["networks"].items() if n.get("layers") or n["source"] == "zarr"]
+        if not layered:
+            raise ConfigError(f"{where}.analyses: layers compares the layers of the networks, and none of them names "
+                              "layers: (or is a bring-your-own store, which may hold them); list layers: for a "
+                              "network (docs/configuration.md) or drop layers from analyses")
     if "n95" in analyses and not exp.spec["mapping"]["sample_sizes"]:
         # reported at the experiment: the two keys that disagree are both below it
         raise ConfigError(f"{where}: analyses lists n95, which reads the sample-efficiency curves "
@@ -54,5 +61,8 @@ TASK = Task(
                            "index_predicts_pairs": "tables/index_predicts_pairs.csv",
                            "index_predicts_figure": "figures/index_predicts.{ext}"},
         "n95": {"n95": "tables/n95.csv"},
+        "layers": {"layer_similarity": "tables/layer_similarity.csv", "layer_maps": "tables/layer_maps.csv",
+                   "layer_similarity_figure": "figures/layer_similarity.{ext}",
+                   "layer_maps_figure": "figures/layer_maps.{ext}"},
     },
 )
