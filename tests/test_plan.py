@@ -266,12 +266,13 @@ def test_layers_are_refused_where_the_source_cannot_extract_them_and_their_reduc
                                           r"layers beside the embedding \(sources that can: savedmodel, tfhub, "
                                           r"checkpoint, train, keras, tflite, onnx\)"):
         plan.Plan(c, ROOT, check_paths=False)
-    c = _with(("experiments", "digits", "networks", "cnn", "layer_reduction"), "max")
+    bare = _with(("experiments", "digits", "networks", "cnn", "layers"), KeyError)  # the demo's cnn names layers
+    c = _with(("experiments", "digits", "networks", "cnn", "layer_reduction"), "max", bare)
     with pytest.raises(ConfigError, match=r"digits\.networks\.cnn\.layer_reduction: says how layers are reduced, "
                                           "but the network names no layers"):
         plan.Plan(c, ROOT)
     c = _with(("experiments", "digits", "networks", "cnn", "layers"), ["conv*"])
     assert plan.Plan(c, ROOT).network("digits", "cnn").spec["layer_reduction"] == "mean"
-    assert "layer_reduction" not in plan.Plan(DEMO, ROOT).network("digits", "cnn").spec
+    assert "layer_reduction" not in plan.Plan(bare, ROOT).network("digits", "cnn").spec
     with pytest.raises(ConfigError, match=r"digits\.networks\.cnn\.layers"):
         plan.Plan(_with(("experiments", "digits", "networks", "cnn", "layers"), []), ROOT)

@@ -98,7 +98,9 @@ def layer_similarity(blocks: Blocks, indices, options: dict | None = None) -> pd
 
 def fit_layer_maps(blocks: Blocks, methods: dict) -> dict:
     """{method: {(source node, target network): LinearMap}}: every node into every network's embedding but its own,
-    for each ``methods`` {name: its ``mapping`` options}, fitted from the blocks by the method's ``from_blocks``."""
+    for each ``methods`` {name: its ``mapping`` options}, fitted from the blocks by the method's ``from_blocks``
+    (:func:`embmap.engine.side_by_side`, as the pairwise fit jobs: each node's fit on one BLAS thread)."""
+    from ..engine import side_by_side
     from ..fit import methods as mt
 
     nodes = nodes_of(blocks)
@@ -106,11 +108,12 @@ def fit_layer_maps(blocks: Blocks, methods: dict) -> dict:
     out = {}
     for method, options in methods.items():
         m = mt.get(method)
-        out[method] = {}
-        for n in nodes:
-            targets = [b for b in networks if b != n.name]
-            for b, fitted in m.from_blocks(blocks, n.name, targets, options).items():
-                out[method][(n.name, b)] = fitted
+
+        def one(n, m=m, options=options):
+            return n.name, m.from_blocks(blocks, n.name, [b for b in networks if b != n.name], options)
+
+        # nodes side by side, each on one BLAS thread: the same maps to the bit on any number of threads
+        out[method] = {(a, b): f for a, fitted in side_by_side(one, nodes) for b, f in fitted.items()}
     return out
 
 
