@@ -131,18 +131,20 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     n95 = pd.read_csv(res / "tables" / "n95.csv")
     assert len(n95) == 12 * len(methods) and n95.reached.all() and (n95.full == "all").all()
     assert (n95.n95 <= n95.largest_n_fit).all() and (n95.accuracy_at_n95 >= n95.threshold - 1e-9).all()
-    # layer by layer: 13 layers beside the 5 embeddings, one pass; early layers map worse than the embedding
+    # layer by layer: every layer the networks name beside their embeddings, one pass; early layers map worse
+    n_layers = sum(len(n["layers"]) for n in nets.values())
+    nodes, k = len(nets) + n_layers, len(nets)
     lm = pd.read_csv(res / "tables" / "layer_maps.csv")
     lr = lm[lm.method == "ridge"].set_index(["source", "source_layer", "target"])
-    assert len(lm) == 5 + len(methods) * 18 * 5 - len(methods) * 5 and set(lm.target_layer) == {"embedding"}
+    assert len(lm) == k + len(methods) * (nodes * k - k) and set(lm.target_layer) == {"embedding"}
     assert lr.loc[("cnn", "conv1", "cnn")].accuracy < lr.loc[("cnn", "pool", "cnn")].accuracy - 0.2
-    assert lr.loc[("cnn", "conv1", "resnet")].accuracy_high < lr.loc[("cnn", "embedding", "resnet")].accuracy_low
+    assert lr.loc[("cnn", "conv1", "mlp")].accuracy_high < lr.loc[("cnn", "embedding", "mlp")].accuracy_low
     np.testing.assert_allclose(lr.xs("embedding", level="source_layer").accuracy.sort_index(),
                                ridge.set_index(["source", "target"]).accuracy.sort_index(), atol=1e-6)
     ls = pd.read_csv(res / "tables" / "layer_similarity.csv")
     own = ls[(ls["index"] == "cka") & (ls.source == ls.target) & (ls.source_layer == ls.target_layer)]
-    assert len(own) == 18 and np.allclose(own.value, 1.0)
-    assert "13 of them layers" in (res / "logs" / "cross_products_shard" / "0.log").read_text()
+    assert len(own) == nodes and np.allclose(own.value, 1.0)
+    assert f"{n_layers} of them layers" in (res / "logs" / "cross_products_shard" / "0.log").read_text()
     for name in ("shared_space", "index_predicts", "layer_maps", "layer_similarity"):
         for ext in ("png", "svg"):
             assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
