@@ -50,6 +50,18 @@ def test_short_labels_keep_at_most_three_lines():
     assert long.count("\n") == 2 and long.endswith("…") and max(map(len, long.split("\n"))) <= plots.LABEL_CHARS
 
 
+def test_layer_labels_keep_what_differs_between_a_networks_layers():
+    fused = "efficientnet-lite3/model/stem/Relu6;efficientnet-lite3/model/stem/tpu_batch_normalization/Fused"
+    got = plots.layer_labels([fused, "efficientnet-lite3/model/blocks_4/Relu6;x/y", "embedding"])
+    assert got == {fused: "stem/Relu6", "efficientnet-lite3/model/blocks_4/Relu6;x/y": "blocks_4/Relu6",
+                   "embedding": "embedding"}
+    # names without a shared scope, or a single path, are left whole (a path keeps at least its last part)
+    assert plots.layer_labels(["conv1", "mid/relu", "embedding"]) == {"conv1": "conv1", "mid/relu": "mid/relu",
+                                                                      "embedding": "embedding"}
+    assert plots.layer_labels(["a/b/c", "a/b/c2"]) == {"a/b/c": "c", "a/b/c2": "c2"}
+    assert plots.layer_labels(["a/b", "a/b/c"]) == {"a/b": "b", "a/b/c": "b/c"}
+
+
 def test_sample_efficiency_figure_keeps_its_size(tmp_path):
     """Log-x tick labels outside the view are not drawn: they must not grow the figure (they once made 16,000 px PNGs)."""
     rows = [{"source": src, "target": "cnn", "method": m, "n_fit": n, "accuracy": 0.1 + n / 1000}

@@ -653,6 +653,22 @@ def index_predicts(table: pd.DataFrame, pairs: pd.DataFrame, title: str = "", pa
     _save(index_predicts_figure(table, pairs, title), paths)
 
 
+def layer_labels(names: list[str]) -> dict[str, str]:
+    """{name: tick label} for one network's layer names: a TFLite tensor of fused operations is named by all of
+    them joined with ``;``, so only the first is kept; then the ``/``-separated path every name shares (a model's
+    scope, ``efficientnet-lite3/model/``) is dropped, so that the ticks show what differs:
+    ``["net/model/stem/Relu6;net/model/stem/bn", "net/model/blocks_4/Relu6", "embedding"]`` are labelled
+    ``stem/Relu6``, ``blocks_4/Relu6`` and ``embedding``.
+    """
+    first = {n: n.split(";", 1)[0] for n in names}
+    paths = [v.split("/") for v in first.values() if "/" in v]
+    common = 0
+    if len(paths) > 1:
+        while all(len(p) > common + 1 and p[common] == paths[0][common] for p in paths):
+            common += 1
+    return {n: "/".join(v.split("/")[common:]) if "/" in v else v for n, v in first.items()}
+
+
 def _layer_names(table: pd.DataFrame, network: str, side: str) -> list[str]:
     """A network's layers of a layer table in depth order (``side``: ``source`` or ``target``)."""
     rows = table[table[side] == network][[f"{side}_layer", f"{side}_depth"]].drop_duplicates()
@@ -682,6 +698,7 @@ def layer_similarity_figure(table: pd.DataFrame, order: list[str], labels: dict[
         value[(r.source, r.source_layer, r.target, r.target_layer)] = r.value
         if spec.symmetric:
             value[(r.target, r.target_layer, r.source, r.source_layer)] = r.value
+    ticks = {k: layer_labels(v) for k, v in layers.items()}
     lo, hi = colour_range(t.value.to_numpy(dtype=float), spec.limits)
     k = len(order)
     size = max(2.4, 0.35 * max(len(v) for v in layers.values()) + 1.4)
@@ -696,9 +713,9 @@ def layer_similarity_figure(table: pd.DataFrame, order: list[str], labels: dict[
             m = np.array([[value.get((a, la, b, lb), np.nan) for lb in layers[b]] for la in layers[a]], dtype=float)
             im = ax.imshow(m, cmap="viridis" if spec.higher_is_similar else "viridis_r", vmin=lo, vmax=hi,
                            aspect="auto")
-            ax.set_xticks(range(len(layers[b])), [short_label(x) for x in layers[b]], rotation=60, ha="right",
-                          fontsize=6)
-            ax.set_yticks(range(len(layers[a])), [short_label(x) for x in layers[a]], fontsize=6)
+            ax.set_xticks(range(len(layers[b])), [short_label(ticks[b][x]) for x in layers[b]], rotation=60,
+                          ha="right", fontsize=6)
+            ax.set_yticks(range(len(layers[a])), [short_label(ticks[a][x]) for x in layers[a]], fontsize=6)
             grey = {"color": "grey"} if a in controls or b in controls else {}
             ax.set_title(f"{short_label(labels.get(a, a))} x {short_label(labels.get(b, b))}", fontsize=8, **grey)
     if im is not None:
