@@ -144,6 +144,10 @@ def test_analyses_layers_needs_a_network_with_layers_and_stores_that_agree(tmp_p
            "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}
     outs = plan.Plan({"experiments": {"e": exp}}, tmp_path).outputs("e")
     assert any(o.endswith("tables/layer_maps.csv") for o in outs)  # bring-your-own stores may hold layers
+    assert not any("layer_sample_efficiency" in o for o in outs)
+    sized = {**exp, "mapping": {"sample_sizes": [32, "all"]}}
+    outs = plan.Plan({"experiments": {"e": sized}}, tmp_path).outputs("e")
+    assert sum(o.endswith("tables/layer_sample_efficiency.csv") for o in outs) == 1  # sample sizes apply to layers
     with pytest.raises(stores.StoreError, match="no store of split 'train' holds a layer"):
         stores.check_experiment({s: {k: f"{d}/{s}.zarr" for k, d in dirs.items()} for s in ("train", "test")},
                                 "closed_set", "train", "test", layers=True)
@@ -185,3 +189,58 @@ def test_figures_draw_every_pair_of_networks_and_every_target(layered, tmp_path)
     plots.layer_maps(t, ["a", "b"], paths=[tmp_path / "m.png"])
     plots.layer_similarity(sim, ["a", "b"], paths=[tmp_path / "s.png"])
     assert (tmp_path / "m.png").stat().st_size > 1000 and (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_sample_sizes_apply_to_every_layer_and_match_raw_prefixes_and_the_pairwise_curves(tmp_path):
+    """``tables/layer_sample_efficiency.csv``: each layer's maps fitted on the first n fit samples (the pass's
+    prefix blocks, one shard's worth and two shards' rows), checked against ridge on the raw first n rows, with the
+    whole split's rows repeating the layer maps and the embeddings' rows repeating the pairwise curves."""
+    from embmap import steps
+    from embmap.evaluate import sample_efficiency as se
+    from embmap.fit import methods as mt
+
+    dirs, feats, labels = layered_stores(tmp_path)
+    paths = {k: f"{d}/train.zarr" for k, d in dirs.items()}
+    sizes = [24, 300]  # 24 rows lie in the first shard, 300 span both
+    partials = [str(tmp_path / f"shard{j}.zarr") for j in range(2)]
+    for j, p in enumerate(partials):
+        steps.cross_products_shard(paths, "train", 2, 1, "float64", j, p, threads=1, sample_sizes=sizes, layers=True)
+    steps.cross_products(partials, str(tmp_path / "blocks.zarr"), "train", paths)
+    whole = stores.open_blocks(tmp_path / "blocks.zarr", layers=True)
+    ev = stores.open_matched({k: f"{d}/test.zarr" for k, d in dirs.items()}, need_classifier=True)
+    methods = {"ridge": {"alpha": ALPHA}, "lstsq": {}}
+    said = []
+    t = ly.layer_sample_efficiency(ev, whole, methods, sizes, True, {"resamples": 100}, log=said.append)
+    assert list(t.columns) == ly.SAMPLE_COLUMNS and len(said) == 3
+    maps_rows = 5 * 2 - 2  # every node into every network but itself
+    assert len(t) == 2 * maps_rows * 3 + 2 and t[t.method == "native"].n_fit.isna().all()
+    assert sorted(set(t.n_fit.dropna())) == [24, 300, 500]
+    # the whole split's rows are tables/layer_maps.csv's
+    full = ly.layer_maps(ev, whole, ly.fit_layer_maps(whole, methods), intervals={"resamples": 100})
+    last = t[t.n_fit == 500].drop(columns="n_fit").reset_index(drop=True)
+    pd.testing.assert_frame_equal(last, full[full.method != "native"].reset_index(drop=True)[last.columns])
+    weight = {k: s.classifier() for k, s in ev.items()}
+    for r in t[(t.method == "ridge") & (t.n_fit < 500)].itertuples():
+        m = int(r.n_fit)
+        x, y = feats[r.source][r.source_layer], feats[r.target]["embedding"]
+        w, c = independent_map(x[0][:m], y[0][:m])
+        mapped = x[1] @ w + c
+        acc = np.mean(np.argmax(mapped @ weight[r.target][0].T + weight[r.target][1], axis=1) == labels)
+        assert r.accuracy == pytest.approx(acc, abs=1.5 / len(labels)), (r.source, r.source_layer, r.target, m)
+        assert r.r2 == pytest.approx(1 - np.sum((mapped - y[1]) ** 2) / np.sum(centred(y[1]) ** 2), rel=1e-6)
+    # a's exact early layer needs few samples; the noise layer never gets far from chance
+    ridge = t[t.method == "ridge"].set_index(["source", "source_layer", "target", "n_fit"])
+    assert ridge.loc[("a", "early", "b", 24)].r2 > 0.9999
+    assert ridge.loc[("b", "conv1", "a", 300)].accuracy < 0.45
+    # the embeddings' rows are the pairwise sample-efficiency curves' (the same prefix blocks, the same choices)
+    emb = stores.open_blocks(tmp_path / "blocks.zarr")
+    pair_maps = {m: {(a, b): f for a in emb.names for b, f in
+                     mt.get(m).from_blocks(emb, a, [x for x in emb.names if x != a], o).items()}
+                 for m, o in methods.items()}
+    pairs = se.sample_efficiency(ev, pair_maps, se.prefix_blocks(emb, sizes), None, {"alpha": ALPHA},
+                                 methods=list(methods), intervals={"resamples": 100})
+    mine = t[(t.source_layer == "embedding") & (t.method != "native")].set_index(["source", "target", "method", "n_fit"])
+    for r in pairs[pairs.method != "native"].itertuples():
+        got = mine.loc[(r.source, r.target, r.method, r.n_fit)]
+        assert (got.accuracy, got.accuracy_low, got.accuracy_high) == (r.accuracy, r.accuracy_low, r.accuracy_high)
+        assert got.r2 == pytest.approx(r.r2, rel=1e-9)

@@ -145,6 +145,15 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     own = ls[(ls["index"] == "cka") & (ls.source == ls.target) & (ls.source_layer == ls.target_layer)]
     assert len(own) == nodes and np.allclose(own.value, 1.0)
     assert f"{n_layers} of them layers" in (res / "logs" / "cross_products_shard" / "0.log").read_text()
+    # sample sizes apply to every layer; the whole split's rows are layer_maps.csv's, the embeddings' the curves'
+    lse = pd.read_csv(res / "tables" / "layer_sample_efficiency.csv")
+    sizes = cfg["experiments"]["digits"]["mapping"]["sample_sizes"]
+    assert len(lse) == k + len(methods) * (nodes * k - k) * len(sizes)
+    whole = lse[lse.n_fit == lse.n_fit.max()].set_index(["source", "source_layer", "target", "method"]).accuracy
+    np.testing.assert_allclose(whole.sort_index(), lm[lm.method != "native"].set_index(
+        ["source", "source_layer", "target", "method"]).accuracy.sort_index(), atol=1e-6)
+    conv1 = lse[(lse.method == "ridge") & (lse.source == "cnn") & (lse.source_layer == "conv1") & (lse.target == "mlp")]
+    assert conv1.sort_values("n_fit").accuracy.iloc[-1] > conv1.sort_values("n_fit").accuracy.iloc[0]
     for name in ("shared_space", "index_predicts", "layer_maps", "layer_similarity"):
         for ext in ("png", "svg"):
             assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000

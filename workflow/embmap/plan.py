@@ -46,6 +46,7 @@ OUTPUTS = {
     "map": "maps/{method}/{source}/{target}.zarr",
     "similarity": "tables/similarity.csv",
     "sample_efficiency": "tables/sample_efficiency.csv",
+    "layer_sample_efficiency": "tables/layer_sample_efficiency.csv",  # analyses: [layers] with sample_sizes
     "similarity_heatmap": "figures/similarity_heatmap.{ext}",
     "methods_figure": "figures/methods.{ext}",
     "sample_efficiency_figure": "figures/sample_efficiency/{target}.{ext}",
@@ -448,6 +449,8 @@ class Plan:
         for analysis in e.analyses:
             for name, path in e.task_def.analyses[analysis].items():
                 (figures if "{ext}" in path else tables).append(name)
+        if e.sample_efficiency and e.layerwise:
+            tables.append("layer_sample_efficiency")
         out = [self.path(t, exp) for t in tables] + [self.path(f, exp, ext=x) for f in figures for x in FIGURE_FORMATS]
         if e.sample_efficiency:
             out += [self.path("sample_efficiency_figure", exp, target=b, ext=x) for b in e.networks

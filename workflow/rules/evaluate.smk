@@ -334,6 +334,31 @@ rule n95:
         "../scripts/step.py"
 
 
+rule layer_sample_efficiency:
+    input:
+        unpack(P.inputs("layer_sample_efficiency")),
+    output:
+        table=report(
+            P.pattern("layer_sample_efficiency"),
+            caption="../report/layer_sample_efficiency.rst",
+            category="{exp}",
+            subcategory="sample efficiency",
+        ),
+    log:
+        P.log("layer_sample_efficiency"),
+    benchmark:
+        P.benchmark("layer_sample_efficiency")
+    conda:
+        "../../envs/analysis.yaml"
+    threads: P.threads(4)
+    resources:
+        mem_mb=8000,
+    params:
+        job=P.job("layer_sample_efficiency"),
+    script:
+        "../scripts/step.py"
+
+
 rule layers:
     input:
         unpack(P.inputs("layers")),

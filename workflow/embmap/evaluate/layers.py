@@ -19,6 +19,9 @@ back, :func:`embmap.stores.block_nodes`), so the blocks hold ``S_LM`` for every 
   included: a paired bootstrap over the evaluation samples, ``pct_change`` relative to A's own accuracy), then
   ``source_layer``, ``target_layer`` (always ``embedding``), ``source_depth`` and ``source_dim``.
 
+- :func:`layer_sample_efficiency`: the same maps fitted on the first n images of the fit split for each size of
+  ``mapping.sample_sizes`` (``tables/layer_sample_efficiency.csv``): how many images a map from each depth needs.
+
 The rows whose source is a network's embedding repeat, to the bit, the rows of ``tables/closed_set.csv`` and
 ``tables/similarity.csv`` for the same pair: the same blocks, the same fit.
 """
@@ -96,10 +99,14 @@ def layer_similarity(blocks: Blocks, indices, options: dict | None = None) -> pd
     return t[SIMILARITY_COLUMNS]
 
 
-def fit_layer_maps(blocks: Blocks, methods: dict) -> dict:
+def fit_layer_maps(blocks: Blocks, methods: dict, like: dict | None = None) -> dict:
     """{method: {(source node, target network): LinearMap}}: every node into every network's embedding but its own,
     for each ``methods`` {name: its ``mapping`` options}, fitted from the blocks by the method's ``from_blocks``
-    (:func:`embmap.engine.side_by_side`, as the pairwise fit jobs: each node's fit on one BLAS thread)."""
+    (:func:`embmap.engine.side_by_side`, as the pairwise fit jobs: each node's fit on one BLAS thread).
+
+    ``like`` (maps of this function on the whole fit split) fits ``blocks`` (a prefix's) with the choices those
+    maps made, as the sample-efficiency curves do (:meth:`embmap.fit.methods.Method.fit_like`: ridge keeps each
+    map's penalty, the one ``mapping.alpha`` gave or its cross-validation chose)."""
     from ..engine import side_by_side
     from ..fit import methods as mt
 
@@ -108,6 +115,9 @@ def fit_layer_maps(blocks: Blocks, methods: dict) -> dict:
     out = {}
     for method, options in methods.items():
         m = mt.get(method)
+        if like is not None and m.like is not None:
+            out[method] = m.like(blocks, [n.name for n in nodes], options, like[method])
+            continue
 
         def one(n, m=m, options=options):
             return n.name, m.from_blocks(blocks, n.name, [b for b in networks if b != n.name], options)
@@ -201,6 +211,49 @@ def layer_maps(stores: dict[str, st.EmbeddingStore], blocks: Blocks, maps: dict,
     table = pd.DataFrame(rows)
     extra = cs.with_intervals(keys + list(alias), right, agreed, known, intervals).iloc[:len(keys)]
     return table.join(extra.reset_index(drop=True))[MAP_COLUMNS]
+
+
+SAMPLE_COLUMNS = MAP_COLUMNS[:3] + ["n_fit"] + MAP_COLUMNS[3:]
+
+
+def layer_sample_efficiency(stores: dict[str, st.EmbeddingStore], blocks: Blocks, methods: dict, sizes: list[int],
+                            whole: bool = True, intervals: dict | None = None, log=None) -> pd.DataFrame:
+    """The maps of :func:`fit_layer_maps` fitted on the first n samples of the fit split for each n of ``sizes``
+    (the pass's prefix blocks, ``Blocks.subsets``), measured like :func:`layer_maps`.
+
+    Each size's maps keep the choices of the whole split's (ridge: each map's penalty), and every size is measured
+    on the same bootstrap resamples of the evaluation split, so the curves are paired across sizes. Prefixes are
+    fitted from their blocks, whatever their size (the pairwise curves' sample-space route for prefixes narrower
+    than the widest network is not taken: a layer's features are few beside the embeddings').
+
+    Returns
+    -------
+    DataFrame with :data:`SAMPLE_COLUMNS` (:data:`MAP_COLUMNS` with ``n_fit`` after ``method``): one row per map
+    and size, ``whole`` adding the whole split's maps at ``n_fit`` = the split's size, then each network's
+    ``native`` row once (``n_fit`` empty).
+    """
+    import time
+
+    from .sample_efficiency import prefix_blocks
+
+    say = log or (lambda *a: None)
+    subsets = prefix_blocks(blocks, sorted(sizes))
+    full = fit_layer_maps(blocks, methods)
+    runs = [(m, bl, (lambda bl=bl: fit_layer_maps(bl, methods, like=full))) for m, bl in subsets.items()]
+    if whole:
+        runs.append((blocks.n, blocks, lambda: full))
+    parts, native = [], None
+    for k, (m, bl, fit) in enumerate(runs):
+        start = time.perf_counter()
+        maps = fit()
+        fitted = time.perf_counter() - start
+        t = layer_maps(stores, bl, maps, intervals=intervals)
+        say(f"{m} fit samples: {sum(len(v) for v in maps.values())} layer maps fitted in {fitted:.1f} s, measured "
+            f"in {time.perf_counter() - start - fitted:.1f} s ({k + 1} of {len(runs)} sizes)")
+        if native is None:
+            native = t[t.method == NATIVE].assign(n_fit=np.nan)
+        parts.append(t[t.method != NATIVE].assign(n_fit=m))
+    return pd.concat(parts + [native], ignore_index=True)[SAMPLE_COLUMNS]
 
 
 def depth_curves(table: pd.DataFrame, method: str) -> pd.DataFrame:

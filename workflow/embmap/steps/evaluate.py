@@ -201,6 +201,35 @@ def layers(blocks: str, stores: dict[str, str], similarity_table: str, maps_tabl
                    "r2"]].to_string(index=False))
 
 
+def _layer_sample_efficiency_job(plan, wc) -> dict:
+    """As :func:`_layers_job` without the indices, with ``mapping.sample_sizes`` (whether it lists ``all``)."""
+    job, exp = _layers_job(plan, wc), plan.experiments[wc.exp]
+    return {"stores": job["stores"], "methods": job["methods"], "intervals": job["intervals"],
+            "sizes": exp.sample_sizes, "whole": "all" in exp.mapping["sample_sizes"]}
+
+
+@step(inputs=_layers_inputs, job=_layer_sample_efficiency_job)
+def layer_sample_efficiency(blocks: str, stores: dict[str, str], table: str, methods: dict, sizes: list[int],
+                            whole: bool, intervals: dict | None = None) -> None:
+    """The layers' maps on nested prefixes of the fit split (``analyses: [layers]`` with ``mapping.sample_sizes``),
+    measured on the evaluation split like ``tables/layer_maps.csv``."""
+    from .. import stores as st
+    from ..evaluate import layers as ly
+    from ..evaluate import sample_efficiency as se
+
+    bl = st.open_blocks(blocks, layers=True)
+    se.check_sizes(sizes, bl.n)
+    opened = st.open_matched(stores, need_classifier=True)
+    t = ly.layer_sample_efficiency(opened, bl, methods, sizes, whole, intervals, log=log.info)
+    _write(t, table)
+    first = next(iter(methods))
+    view = t[(t.method == first) & (t.source == t.target)].sort_values(["source", "source_depth", "n_fit"])
+    log.info("wrote %s: %d rows, sizes %s; %s, each network's layers into its own classifier:\n%s", table, len(t),
+             sizes + (["all"] if whole else []), first,
+             view.pivot_table(index=["source", "source_layer"], columns="n_fit", values="accuracy", sort=False)
+             .round(3).to_string())
+
+
 def _index_predicts_inputs(plan, wc) -> dict:
     """``tables/closed_set.csv``, and ``tables/similarity.csv`` where the experiment lists indices."""
     out = {"closed_set": plan.path("closed_set", wc.exp)}
@@ -508,4 +537,4 @@ def evaluate_identification(stores: dict[str, str], table: str, matrix: str, n_f
              t.gallery_size.iloc[0])
 
 
-__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'index_predicts', 'layers', 'n95', 'network_table', 'sample_efficiency', 'shared_space', 'similarity']
+__all__ = ['asymmetry', 'classifier_view', 'composition', 'evaluate_closed_set', 'evaluate_identification', 'evaluate_open_set', 'index_predicts', 'layer_sample_efficiency', 'layers', 'n95', 'network_table', 'sample_efficiency', 'shared_space', 'similarity']

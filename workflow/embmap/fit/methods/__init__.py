@@ -88,7 +88,8 @@ class Method:
         pair, one map at a time; default :attr:`from_blocks` per source.
     like : callable, optional
         ``like(blocks, names, options, full)`` -> {(source, target): LinearMap}: maps on other blocks (the
-        sample-size prefixes) with the choices the whole split's maps ``full`` made; default :attr:`pairs`.
+        sample-size prefixes) for the pairs of the whole split's maps ``full`` (every ordered pair of ``names``,
+        or every layer node into every other network), with the choices those made; default :attr:`pairs`.
     like_samples : callable, optional
         ``like_samples(rows, names, options, full)`` -> {(source, target): LinearMap} or None: the maps of
         :attr:`like` from the m samples themselves (``rows``: {network: float64 [m, d]}), in the

@@ -35,12 +35,14 @@ def from_blocks(blocks, source: str, targets: list[str], options: dict) -> dict:
 
 
 def _by_penalty(names: list[str], full: dict, fit) -> dict:
-    """Each pair's map with the penalty of its whole-split map ``full``: ``fit(groups)`` of the
-    ``(source, targets, alpha)`` of every source and distinct penalty, one {target: LinearMap} per group."""
+    """Each pair of ``full`` (whole-split maps {(source, target): LinearMap}, sources and targets among ``names``)
+    again with its map's penalty: ``fit(groups)`` of the ``(source, targets, alpha)`` of every source and distinct
+    penalty, one {target: LinearMap} per group. ``full`` holds every ordered pair of the networks, or (layer by
+    layer) every node into every other network's embedding."""
     alphas = {pair: float(m.attrs["alpha"]) for pair, m in full.items()}
     groups = []
     for a in names:
-        targets = [b for b in names if b != a]
+        targets = [b for b in names if (a, b) in alphas]
         for alpha in sorted({alphas[(a, b)] for b in targets}):
             groups.append((a, [b for b in targets if alphas[(a, b)] == alpha], alpha))
     return {(a, b): m for (a, _, _), got in zip(groups, fit(groups)) for b, m in got.items()}
