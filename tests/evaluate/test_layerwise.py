@@ -244,3 +244,38 @@ def test_sample_sizes_apply_to_every_layer_and_match_raw_prefixes_and_the_pairwi
         got = mine.loc[(r.source, r.target, r.method, r.n_fit)]
         assert (got.accuracy, got.accuracy_low, got.accuracy_high) == (r.accuracy, r.accuracy_low, r.accuracy_high)
         assert got.r2 == pytest.approx(r.r2, rel=1e-9)
+
+
+def test_neighbourhood_indices_compare_every_layer_on_the_evaluation_rows(layered, tmp_path):
+    """``mutual_knn`` and ``cknna`` read every node's rows of the evaluation split (the layers step, as the
+    similarity step reads the embeddings'): the embeddings' rows repeat the pairwise table's, a layer's rows equal
+    the index on that layer's raw features, and ``r2`` (maps between nodes) is left out, saying so."""
+    from embmap import steps
+    from embmap.evaluate import similarity as sm
+    from embmap.fit import gram
+
+    dirs, feats, _, out = layered
+    ev_paths = {k: f"{d}/test.zarr" for k, d in dirs.items()}
+    options = {"knn_k": 5, "knn_max_samples": 300, "seed": 3}
+    table = tmp_path / "ls.csv"
+    steps.layers(out["with"], ev_paths, str(table), str(tmp_path / "lm.csv"), ["cka", "mutual_knn", "cknna", "r2"],
+                 options, {"ridge": {"alpha": ALPHA}}, {"resamples": 50})
+    t = pd.read_csv(table)
+    assert set(t["index"]) == {"cka", "mutual_knn", "cknna"} and (t[t["index"] == "mutual_knn"].n == 300).all()
+    assert len(t[t["index"] == "mutual_knn"]) == 5 * 6 / 2
+    ev = stores.open_matched(ev_paths)
+    from embmap.evaluate import neighbours
+
+    rows = neighbours.eval_rows(400, 300, 3)
+    raw = {contract.node(a, layer): v[1][rows] for a, by in feats.items() for layer, v in by.items()}
+    names = [n for n in stores.open_blocks(out["with"], layers=True).names]
+    alone = sm.similarity(gram.blocks_in_memory({k: raw[k] for k in names}), ["mutual_knn", "cknna"], options,
+                          eval_samples={k: raw[k] for k in names}, with_self=True)
+    got = t[t["index"] != "cka"].set_index(["index", "source", "source_layer", "target", "target_layer"]).value
+    node = {contract.node(a, layer): (a, layer) for a, by in feats.items() for layer in by}
+    for r in alone.itertuples():
+        key = (r.index, *node[r.source], *node[r.target])
+        assert got.loc[key] == pytest.approx(r.value, rel=1e-5, abs=1e-9), key  # the table keeps 6 digits
+    pairwise = sm.similarity(stores.open_blocks(out["with"]), ["mutual_knn"], options,
+                             eval_samples=sm.Rows(ev, rows))
+    assert got.loc[("mutual_knn", "a", "embedding", "b", "embedding")] == pytest.approx(pairwise.value.iloc[0], rel=1e-5)

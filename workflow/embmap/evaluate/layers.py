@@ -39,7 +39,7 @@ from ..fit.blocks import Blocks
 from . import closed_set as cs
 from . import similarity as sim
 from .common import NATIVE, cosine
-from .indices import BLOCKS, INDICES
+from .indices import BLOCKS, EVAL, INDICES, SAMPLES
 
 LAYER_COLUMNS = ["source_layer", "target_layer"]
 SIMILARITY_COLUMNS = sim.COLUMNS + LAYER_COLUMNS + ["source_depth", "target_depth"]
@@ -79,19 +79,36 @@ def in_order(blocks: Blocks, nodes: list[Node]) -> Blocks:
     return blocks.only([a for a in blocks.names if a in wanted])
 
 
-def block_indices(indices) -> tuple[list[str], list[str]]:
-    """(the indices of ``indices`` computed from blocks alone, the others: they need maps or samples, which exist
-    for the embeddings only)."""
-    return [i for i in indices if INDICES[i].needs == BLOCKS], [i for i in indices if INDICES[i].needs != BLOCKS]
+def block_indices(indices, samples: bool = False) -> tuple[list[str], list[str]]:
+    """(the indices of ``indices`` computed layer by layer, the others). Those reading blocks alone always;
+    with ``samples`` also those comparing the evaluation split's samples (``mutual_knn``, ``cknna``: every node's
+    rows are read from its store). Left out: indices that need maps between the two nodes (``r2``: the maps
+    fitted layer by layer go into the networks' embeddings only; ``tables/layer_maps.csv`` has their R2)."""
+    def kept(i):
+        ix = INDICES[i]
+        return ix.needs == BLOCKS or (samples and ix.needs == SAMPLES and ix.split == EVAL)
+
+    return [i for i in indices if kept(i)], [i for i in indices if not kept(i)]
 
 
-def layer_similarity(blocks: Blocks, indices, options: dict | None = None) -> pd.DataFrame:
+def node_stores(stores: dict[str, st.EmbeddingStore], nodes: list[Node]) -> dict[str, st.EmbeddingStore]:
+    """{node name: its network's store read as its layer} (the embedding: the store itself)."""
+    missing = sorted({n.network for n in nodes} - set(stores))
+    if missing:
+        raise st.StoreError(f"network {missing[0]!r}: in the blocks, not among the evaluation stores")
+    return {n.name: stores[n.network].as_layer(n.layer) for n in nodes}
+
+
+def layer_similarity(blocks: Blocks, indices, options: dict | None = None, eval_samples=None) -> pd.DataFrame:
     """:data:`SIMILARITY_COLUMNS` for every pair of nodes of ``blocks`` (opened with ``layers=True``) and every
-    index of ``indices`` that reads blocks alone (:func:`block_indices`), a node with itself included."""
+    index of ``indices`` computed layer by layer (:func:`block_indices`), a node with itself included.
+
+    ``eval_samples`` (node name -> float [n, d], the same evaluation rows of every node, e.g.
+    :class:`embmap.evaluate.similarity.Rows` over :func:`node_stores`) adds the indices that compare samples."""
     nodes = nodes_of(blocks)
     by_name = {n.name: n for n in nodes}
-    wanted, _ = block_indices(indices)
-    t = sim.similarity(in_order(blocks, nodes), wanted, options, with_self=True)
+    wanted, _ = block_indices(indices, samples=eval_samples is not None)
+    t = sim.similarity(in_order(blocks, nodes), wanted, options, with_self=True, eval_samples=eval_samples)
     src, tgt = [by_name[a] for a in t.source], [by_name[b] for b in t.target]
     t["source"], t["target"] = [n.network for n in src], [n.network for n in tgt]
     t["source_layer"], t["target_layer"] = [n.layer for n in src], [n.layer for n in tgt]
@@ -150,11 +167,7 @@ def layer_maps(stores: dict[str, st.EmbeddingStore], blocks: Blocks, maps: dict,
     known = labels >= 0
     cls = {k: s.classifier() for k, s in stores.items()}
     offset = {k: s.label_offset for k, s in stores.items()}
-    node_stores = {}
-    for n in nodes:
-        if n.network not in stores:
-            raise st.StoreError(f"network {n.network!r}: in the blocks, not among the evaluation stores")
-        node_stores[n.name] = stores[n.network].as_layer(n.layer)
+    by_node = node_stores(stores, nodes)
     by_name = {n.name: n for n in nodes}
     keys = [(a, a, NATIVE) for a in names]
     for method, fitted in maps.items():
@@ -167,7 +180,7 @@ def layer_maps(stores: dict[str, st.EmbeddingStore], blocks: Blocks, maps: dict,
     agreed = {key: [] for key in keys}
     spread = {b: cs.Spread(stores[b].dim) for b in names}
     n_total = 0
-    for start, stop, feats in cs.feature_chunks(node_stores, block_rows):
+    for start, stop, feats in cs.feature_chunks(by_node, block_rows):
         y, mask = labels[start:stop], known[start:stop]
         native = {b: cs.predict(feats[b], cls[b], offset[b]) for b in names}
         for b in names:
@@ -207,7 +220,7 @@ def layer_maps(stores: dict[str, st.EmbeddingStore], blocks: Blocks, maps: dict,
             "agreement": t.agree / n_total, "n": t.n,
             "fit_r2": float(m.attrs.get("fit_r2", np.nan)) if m is not None else np.nan,
             "source_layer": node.layer, "target_layer": contract.EMBEDDING, "source_depth": node.depth,
-            "source_dim": node_stores[a].dim})
+            "source_dim": by_node[a].dim})
     table = pd.DataFrame(rows)
     extra = cs.with_intervals(keys + list(alias), right, agreed, known, intervals).iloc[:len(keys)]
     return table.join(extra.reset_index(drop=True))[MAP_COLUMNS]

@@ -175,22 +175,32 @@ def layers(blocks: str, stores: dict[str, str], similarity_table: str, maps_tabl
     import time
 
     from .. import stores as st
+    from ..evaluate import indices as ix
     from ..evaluate import layers as ly
+    from ..evaluate import neighbours
+    from ..evaluate import similarity as sm
 
     bl = st.open_blocks(blocks, layers=True)
     nodes = ly.nodes_of(bl)
-    kept, left = ly.block_indices(indices)
+    opened = st.open_matched(stores, need_classifier=True)
+    kept, left = ly.block_indices(indices, samples=True)
+    evaluation = None
+    if ix.needs(kept, ix.SAMPLES, ix.EVAL):
+        o, n = ix.options(options), next(iter(opened.values())).n
+        rows = neighbours.eval_rows(n, o["knn_max_samples"], o["seed"])
+        evaluation = sm.Rows(ly.node_stores(opened, nodes), rows)
+        log.info("neighbourhood indices read %d of the evaluation split's %d images of every node (seed %d; at "
+                 "most %d)", len(rows), n, o["seed"], o["knn_max_samples"])
     t0 = time.perf_counter()
-    sim = ly.layer_similarity(bl, kept, options)
+    sim = ly.layer_similarity(bl, kept, options, eval_samples=evaluation)
     _write(sim, similarity_table)
     log.info("wrote %s: %d rows, indices %s over %d nodes (%s)%s, %.2f s", similarity_table, len(sim),
              ", ".join(kept) or "none", len(nodes), ", ".join(f"{n.network}:{n.layer}" for n in nodes),
-             f"; left out, as they need maps or samples of the embeddings: {', '.join(left)}" if left else "",
-             time.perf_counter() - t0)
+             f"; left out, as they need maps between the nodes: {', '.join(left)} (layer_maps.csv has the R2 of "
+             "the maps into each embedding)" if left else "", time.perf_counter() - t0)
     t0 = time.perf_counter()
     maps = ly.fit_layer_maps(bl, methods)
     fitted = time.perf_counter() - t0
-    opened = st.open_matched(stores, need_classifier=True)
     t = ly.layer_maps(opened, bl, maps, intervals=intervals)
     _write(t, maps_table)
     first = next(iter(methods))
