@@ -172,3 +172,84 @@ def test_the_sample_space_route_of_the_prefixes_gives_the_same_bits_on_any_numbe
         ref = ridge_method.like_samples(rows, list(rows), {}, full)
     with threadpool_limits(3):
         _same(ridge_method.like_samples(rows, list(rows), {}, full), ref)
+
+
+def _fit_jobs(path, out, engine_block, threads):
+    """Both fit steps (ridge per source, procrustes for all pairs) on ``engine_block``: {(method, a, b): map}."""
+    from embmap import steps, stores
+    from embmap.fit import methods
+
+    got = {}
+    with threadpool_limits(threads):
+        steps.fit_maps(path, "ridge", "n0", ["n1", "n2"], methods.options(alpha=[0.1, 10.0]), str(out / "ridge"),
+                       experiment="x", fit_split="train", threads=threads, engine=engine_block)
+        steps.fit_method_maps(path, "procrustes", ["n0", "n1", "n2"], methods.options(), str(out / "procrustes"),
+                              experiment="x", fit_split="train", threads=threads, engine=engine_block)
+    for b in ("n1", "n2"):
+        got[("ridge", "n0", b)] = stores.read_map(out / "ridge" / f"{b}.zarr")
+    for a in ("n0", "n1", "n2"):
+        for b in {"n0", "n1", "n2"} - {a}:
+            got[("procrustes", a, b)] = stores.read_map(out / "procrustes" / a / f"{b}.zarr")
+    return got
+
+
+def _same_stores(x, y):
+    assert x.keys() == y.keys()
+    for k in x:
+        np.testing.assert_array_equal(x[k].weight, y[k].weight, err_msg=str(k))
+        np.testing.assert_array_equal(x[k].intercept, y[k].intercept, err_msg=str(k))
+        assert {a: v for a, v in x[k].attrs.items() if a != "created"} == {
+            a: v for a, v in y[k].attrs.items() if a != "created"}, k
+
+
+@pytest.fixture(scope="module")
+def fit_reference(blocks, tmp_path_factory):
+    from embmap import stores
+
+    root = tmp_path_factory.mktemp("fit_engine")
+    path = str(root / "blocks.zarr")
+    stores.write_blocks(path, blocks, split="train", stores={})
+    return path, root, _fit_jobs(path, root / "threads2", None, 2)
+
+
+def test_the_fit_jobs_run_their_graphs_on_the_engine_and_the_maps_do_not_change(fit_reference, monkeypatch):
+    """``engine`` reaches the fit jobs: their graphs run on the scheduler it names (here counted), with the same
+    maps to the bit as on the job's threads; outside a job no scheduler is active."""
+    path, root, ref = fit_reference
+    calls = []
+    real = engine.scheduler
+
+    def counted(*a, **k):
+        cm = real(*a, **k)
+
+        class Wrap:
+            def __enter__(self):
+                get = cm.__enter__()
+                return lambda graph, keys: calls.append(len(graph)) or get(graph, keys)
+
+            def __exit__(self, *exc):
+                return cm.__exit__(*exc)
+
+        return Wrap()
+
+    monkeypatch.setattr(engine, "scheduler", counted)
+    got = _fit_jobs(path, root / "synchronous", {"scheduler": "synchronous", "fits": True}, 1)
+    _same_stores(got, ref)
+    # ridge's graph (a CV list: folds, eigh, maps) and procrustes' three pairs side by side, one task at a time
+    assert len(calls) >= 1 + 3 and max(calls) > 3, calls
+    assert engine.active() is None
+    with engine.running({"scheduler": "synchronous"}, threads=2) as get:  # fits false: the job's own threads
+        assert engine.active() is get and engine._ACTIVE[-1][1] == 2
+
+
+def test_the_fit_jobs_give_the_same_maps_on_one_thread_and_three(fit_reference):
+    path, root, ref = fit_reference
+    for threads in (1, 3):
+        _same_stores(_fit_jobs(path, root / f"threads{threads}", {"scheduler": "threads", "fits": True}, threads), ref)
+
+
+@pytest.mark.slow
+def test_the_fit_jobs_on_a_local_cluster_give_the_same_map_stores(fit_reference):
+    path, root, ref = fit_reference
+    got = _fit_jobs(path, root / "local", {"scheduler": "local", "workers": 2, "threads_per_worker": 1, "fits": True}, 1)
+    _same_stores(got, ref)

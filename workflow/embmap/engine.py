@@ -19,6 +19,11 @@ chain of tasks in a fixed order); :func:`scheduler` says where it runs:
   file system the nodes share) and must reach the scheduler, which runs in the
   Snakemake job. The job script is written to the log.
 
+With ``engine.fits`` the fit jobs run their graphs (ridge's solves, the pairs methods' fits side by side) in
+the same place (else on their own threads): :func:`running` makes a scheduler the job's *active* one, which :func:`active` returns to the code that
+computes graphs (:func:`embmap.fit.ridge.fit_maps`, :func:`side_by_side`); without one, a graph runs on
+:func:`in_job`. Every task computes on one BLAS thread wherever it runs, so the maps are the same to the bit.
+
 ``distributed`` and ``dask_jobqueue`` (the ``dask`` extra) are imported only for
 the last three. The log names the dashboard address whenever there is one.
 Every worker multiplies on one BLAS thread (:func:`one_blas_thread`), so that
@@ -33,6 +38,7 @@ from typing import Callable
 
 SCHEDULERS = ("threads", "synchronous", "distributed", "local", "slurm")
 _ONE_THREAD: list = []  # the process-wide BLAS limit, once set in a worker process
+_ACTIVE: list = []  # the job's active get (running): process-wide, so the threads of side_by_side see it too
 
 
 def one_blas_thread() -> None:
@@ -67,15 +73,48 @@ def in_job(threads: int | None = None) -> Callable:
     return get
 
 
+def active() -> Callable | None:
+    """The ``get`` of the scheduler :func:`running` made active in this process, or None (no job set one; a
+    task running on a Dask worker sees none either, and runs its own graphs on :func:`in_job`)."""
+    return _ACTIVE[-1][0] if _ACTIVE else None
+
+
+@contextlib.contextmanager
+def running(engine: dict | None = None, threads: int = 1, log: Callable | None = None):
+    """:func:`scheduler` made the active one for the block (what the fit jobs run their graphs on); yields its
+    ``get``. An ``engine`` whose ``fits`` is false gives the job's own threads (the default scheduler)."""
+    engine = engine if options(engine)["fits"] else None
+    with scheduler(engine, threads, log) as get:
+        width = max(1, int(threads)) if options(engine)["scheduler"] == "threads" else None
+        _ACTIVE.append((get, width))
+        try:
+            yield get
+        finally:
+            _ACTIVE.pop()
+
+
 def side_by_side(fn: Callable, items, threads: int | None = None):
-    """``fn(item)`` for every item, in order, as Dask tasks of :func:`in_job` run ``threads`` at a time (so at
-    most that many results are held beyond the one being consumed)."""
+    """``fn(item)`` for every item, in order, as Dask tasks run ``threads`` at a time (so at most that many
+    results are held beyond the one being consumed): on the :func:`active` scheduler where a job set one (on a
+    cluster, ``fn`` and the items travel to the workers), else on :func:`in_job`."""
     items = list(items)
-    get = in_job(threads)
-    width = max(1, int(threads or _blas_threads()))
+    if _ACTIVE and threads is None:
+        get, width = _ACTIVE[-1]
+        width = width or _cluster_width(get)
+    else:
+        get = in_job(threads)
+        width = max(1, int(threads or _blas_threads()))
     for i in range(0, len(items), width):
         graph = {("item", j): (fn, item) for j, item in enumerate(items[i:i + width])}
         yield from get(graph, list(graph))
+
+
+def _cluster_width(get) -> int:
+    """Tasks side by side on a cluster (or the synchronous scheduler): its threads over all workers, at least 1."""
+    client = getattr(get, "client", None)
+    if client is None:
+        return 1
+    return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
 
 
 def _blas_threads() -> int:
@@ -142,7 +181,12 @@ def scheduler(engine: dict | None = None, threads: int = 1, log: Callable | None
         say(f"Dask {kind} scheduler {client.scheduler.address}, {len(client.scheduler_info()['workers'])} "
             f"worker(s); dashboard {client.dashboard_link}")
         client.run(one_blas_thread)
-        yield lambda graph, keys: client.get(graph, keys, sync=True)
+
+        def get(graph, keys):
+            return client.get(graph, keys, sync=True)
+
+        get.client = client
+        yield get
 
 
 def _expected_workers(o: dict, kind: str, client) -> int:

@@ -297,9 +297,11 @@ def fit_graph(blocks: Blocks, source: str, targets: list[str], alphas: list[floa
 
 
 def _compute(graph: dict, keys: list, get=None) -> list:
-    from ..engine import in_job
+    """The keys of ``graph`` computed by ``get``, else the job's active scheduler (:func:`embmap.engine.running`),
+    else :func:`embmap.engine.in_job`."""
+    from ..engine import active, in_job
 
-    return list((get or in_job())(graph, keys))
+    return list((get or active() or in_job())(graph, keys))
 
 
 def fit_maps_dual(rows: dict, source: str, targets: list[str], alpha: float) -> dict[str, LinearMap]:

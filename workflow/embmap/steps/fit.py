@@ -184,24 +184,26 @@ def _fit_maps_job(plan, wc) -> dict:
     """The other networks, the ``mapping`` keys the method reads and the fit split."""
     exp = plan.experiments[wc.exp]
     return {"experiment": wc.exp, "targets": [b for b in exp.networks if b != wc.source],
-            "mapping": method_options(plan, wc), "fit_split": exp.fit_split}
+            "mapping": method_options(plan, wc), "fit_split": exp.fit_split, "engine": plan.config["engine"]}
 
 
 @step(job=_fit_maps_job)
 def fit_maps(blocks: str, method: str, source: str, targets: list[str], mapping: dict, maps: str, experiment: str,
-             fit_split: str, threads: int = 1) -> None:
+             fit_split: str, threads: int = 1, engine: dict | None = None) -> None:
     """Maps of a method fitted per source network (ridge: ``alpha`` a number or a list, CV) from ``source`` to
     every target, from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``, written side by side.
 
-    Ridge's fit is a Dask graph on the job's ``threads`` (:func:`embmap.fit.ridge.fit_maps`): the same maps to
-    the bit on any number of them."""
+    Ridge's fit is a Dask graph (:func:`embmap.fit.ridge.fit_maps`) run where ``engine`` says (default: the
+    job's ``threads``): the same maps to the bit on any scheduler and number of threads."""
+    from .. import engine as en
     from .. import stores as st
     from ..fit import FitError
     from ..fit import methods as mt
 
     bl = st.open_blocks(blocks)
     try:
-        fitted = mt.get(method).from_blocks(bl, source, list(targets), mapping)
+        with en.running(engine, threads, log=log.info):
+            fitted = mt.get(method).from_blocks(bl, source, list(targets), mapping)
     except FitError as e:
         raise FitError(f"experiment {experiment!r}, method {method}, source network {source!r}: {e}") from None
     _write_maps(iter(((source, b), m) for b, m in fitted.items()), method, lambda a, b: f"{maps}/{b}.zarr",
@@ -212,20 +214,23 @@ def _fit_method_maps_job(plan, wc) -> dict:
     """Every network, the ``mapping`` keys the method reads and the fit split."""
     exp = plan.experiments[wc.exp]
     return {"experiment": wc.exp, "networks": list(exp.networks), "mapping": method_options(plan, wc),
-            "fit_split": exp.fit_split}
+            "fit_split": exp.fit_split, "engine": plan.config["engine"]}
 
 
 @step(job=_fit_method_maps_job)
 def fit_method_maps(blocks: str, method: str, networks: list[str], mapping: dict, maps: str, experiment: str,
-                    fit_split: str, threads: int = 1) -> None:
+                    fit_split: str, threads: int = 1, engine: dict | None = None) -> None:
     """Maps of a method fitted for all ordered pairs in one job (lstsq, procrustes: work shared between A -> B and
-    B -> A), from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``."""
+    B -> A), from the block store, into ``maps/METHOD/SOURCE/TARGET.zarr``; the fits side by side as Dask tasks
+    where ``engine`` says (:func:`embmap.engine.side_by_side`)."""
+    from .. import engine as en
     from .. import stores as st
     from ..fit import methods as mt
 
     bl = st.open_blocks(blocks)
-    fitted = mt.get(method).fit_pairs(bl, list(networks), mapping)  # one map at a time
-    _write_maps(fitted, method, lambda a, b: f"{maps}/{a}/{b}.zarr", experiment, fit_split, blocks, threads)
+    with en.running(engine, threads, log=log.info):
+        fitted = mt.get(method).fit_pairs(bl, list(networks), mapping)  # one map at a time
+        _write_maps(fitted, method, lambda a, b: f"{maps}/{a}/{b}.zarr", experiment, fit_split, blocks, threads)
 
 
 __all__ = ['_open_shard', 'cross_products', 'cross_products_shard', 'fit_maps', 'fit_method_maps']
