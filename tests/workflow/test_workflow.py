@@ -152,8 +152,8 @@ def test_digits_demo_reproduces_the_papers_pattern(tmp_path):
     whole = lse[lse.n_fit == lse.n_fit.max()].set_index(["source", "source_layer", "target", "method"]).accuracy
     np.testing.assert_allclose(whole.sort_index(), lm[lm.method != "native"].set_index(
         ["source", "source_layer", "target", "method"]).accuracy.sort_index(), atol=1e-6)
-    conv1 = lse[(lse.method == "ridge") & (lse.source == "cnn") & (lse.source_layer == "conv1") & (lse.target == "mlp")]
-    assert conv1.sort_values("n_fit").accuracy.iloc[-1] > conv1.sort_values("n_fit").accuracy.iloc[0]
+    pool = lse[(lse.method == "ridge") & (lse.source == "cnn") & (lse.source_layer == "pool") & (lse.target == "cnn")]
+    assert pool.sort_values("n_fit").accuracy.iloc[-1] > pool.sort_values("n_fit").accuracy.iloc[0] + 0.1
     for name in ("shared_space", "index_predicts", "layer_maps", "layer_similarity"):
         for ext in ("png", "svg"):
             assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
