@@ -6,7 +6,9 @@ measures of platonic-rep define them:
 
 - rows are L2-normalised (a zero row stays zero) and compared by cosine similarity, ``K = Z Z^T``;
 - the neighbours ``N(i)`` of sample ``i`` are the ``k`` other samples of largest ``K_ij`` (``i`` itself is
-  excluded; ties broken by the lower row number, so the graph is deterministic);
+  excluded; ties broken by the lower row number, so the graph is deterministic; a tie is an exact equality
+  of the computed similarities: those of duplicate rows may differ in the last bit by where the BLAS
+  computes them, and then the BLAS decides which duplicate comes first);
 - memory is bounded: the similarities are computed ``chunk`` rows at a time, a ``chunk x n`` block of at
   most :data:`CHUNK_BYTES` (64 MiB, ``chunk = max(1, 2^23 // n)`` float64 rows), never ``n x n``; what is
   kept is the graph, ``n x k`` indices and similarities. Cost ``n^2 d`` flops per network.
