@@ -4,8 +4,8 @@
     python benchmarks/cost_model.py --shards 8 --alphas 7 --folds 5 --gflops32 100 --gflops64 50 --cores 32
 
 Counts follow the implementation (embmap.fit.gram, embmap.fit.ridge): the pass forms the upper
-triangle of the joint Gram as row panels of GEMMs over the upper triangle and a narrow strip
-below it (2 n x that area flops, a little over n D^2; float32 or float64 products, float64 sums); a fit job with one alpha solves one linear system
+triangle of the joint Gram as row panels, a symmetric product on each panel's diagonal part and
+GEMMs past it (n D^2 flops; float32 or float64 products, float64 sums); a fit job with one alpha solves one linear system
 per source for all targets (an LU, 2/3 d^3, and 2 d^2 (D - d) for the right-hand sides); with
 an alpha list it eigendecomposes its source's Gram once per fold and once for the whole split. Wall times divide those counts by per-core rates measured
 with benchmarks/ridge.py on this machine (give yours) and a number of cores;
@@ -20,8 +20,7 @@ from common import PAPER_DIMS
 
 N_IMAGENET = 1_281_167
 BLOCK_ROWS = 4096
-PANEL_ROWS = 768  # embmap.fit.gram.PANEL_ROWS: networks grouped into row panels of at least this height
-DIAGONAL_COLUMNS = 384  # embmap.fit.gram.DIAGONAL_COLUMNS: column pieces of a panel's diagonal part
+PANEL_ROWS = 1024  # embmap.fit.gram.PANEL_ROWS: networks grouped into row panels of at least this height
 EIGH = 9.0  # flops of a symmetric eigendecomposition with vectors, per d^3 (LAPACK syevd, about)
 LU = 2.0 / 3.0  # flops of an LU factorisation, per d^3 (LAPACK gesv)
 
@@ -36,13 +35,13 @@ def panel_heights(dims: list[int]) -> list[int]:
     return out + ([h] if h else [])
 
 
-def pass_area(dims: list[int]) -> int:
-    """Entries of the joint Gram the pass's GEMM tiles compute per sample (embmap.fit.gram._tiles)."""
-    D, area, r0 = sum(dims), 0, 0
+def pass_area(dims: list[int]) -> float:
+    """Multiply-adds per sample of the pass's tiles (embmap.fit.gram._tiles): a panel's diagonal part is a
+    symmetric product (half its square), the columns past it a GEMM; in all the upper triangle, D^2 / 2."""
+    D, area, r0 = sum(dims), 0.0, 0
     for h in panel_heights(dims):
-        r1, k = r0 + h, -(-h // DIAGONAL_COLUMNS)
-        cuts = [r0 + h * i // k for i in range(k + 1)]
-        area += sum((c1 - r0) * (c1 - c0) for c0, c1 in zip(cuts[:-1], cuts[1:])) + h * (D - r1)
+        r1 = r0 + h
+        area += h * h / 2 + h * (D - r1)
         r0 = r1
     return area
 

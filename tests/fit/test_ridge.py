@@ -92,28 +92,39 @@ def test_blocks_equal_centred_products_and_count():
     np.testing.assert_allclose(bl.means["b"], feats[1].astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("dims,panel_rows,width,diagonal", [((5, 4, 7, 3, 9), 6, 4, 3),
-                                                             ((256, 256, 448, 512, 1008, 1080), 768, 1024, 384)])
-def test_pass_tiles_cover_the_upper_triangle_once(dims, panel_rows, width, diagonal):
-    """Every entry on or above the diagonal of the joint Gram is computed once; below it only a strip (never read:
-    the blocks (A, B) read have A at or before B, and the own blocks are mirrored from above)."""
+@pytest.mark.parametrize("dims,panel_rows,width", [((5, 4, 7, 3, 9), 6, 4),
+                                                   ((256, 256, 448, 512, 1008, 1080), 1024, 2048)])
+def test_pass_tiles_cover_the_upper_triangle_once(dims, panel_rows, width):
+    """Every entry on or above the diagonal of the joint Gram is computed once; below it only the panels' square
+    diagonal parts (symmetric products), never read: the blocks (A, B) read have A at or before B."""
     off = np.concatenate([[0], np.cumsum(dims)])
     bounds = gram.panels_of(list(dims), panel_rows)
     count = np.zeros((off[-1], off[-1]), dtype=int)
-    for p, r1, c0, c1 in gram._tiles(bounds, off, width, diagonal):
-        assert c1 - c0 <= width
+    diagonal = np.zeros_like(count, dtype=bool)
+    for r0, r1 in bounds:
+        diagonal[r0:r1, r0:r1] = True
+    for p, r1, c0, c1 in gram._tiles(bounds, off, width):
+        assert (c0, c1) == bounds[p] or c1 - c0 <= width
         count[bounds[p][0]:r1, c0:c1] += 1
     upper = np.triu(np.ones_like(count, dtype=bool))
     np.testing.assert_array_equal(count[upper], 1)
-    rows, cols = np.nonzero(count * ~upper)
-    assert (rows - cols < diagonal).all()  # a strip of at most one tile's width below the diagonal
-    assert len(rows) < count.size / 10
+    np.testing.assert_array_equal(count[~upper], diagonal[~upper])
+
+
+def test_a_panels_diagonal_tile_is_a_symmetric_product():
+    """The diagonal tile equals the GEMM of the same columns bit for bit where BLAS makes it exact (small integers),
+    and is exactly symmetric (syrk fills one triangle, numpy mirrors it)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-8, 8, size=(300, 40)).astype(np.float32)
+    out = gram._add_tile(None, x, 5, 25, 5, 25)
+    np.testing.assert_array_equal(out, x[:, 5:25].T.astype(np.float64) @ x[:, 5:25])
+    np.testing.assert_array_equal(out, out.T)
 
 
 def test_blocks_of_many_panels_and_tiles_equal_centred_products():
     _, feats = latent_embeddings(n=500, dims=(5, 4, 7, 3, 9), offset=3.0)
     acc = gram._Accumulator([f.shape[1] for f in feats], np.zeros(28), panel_rows=6)
-    acc.tiles = gram._tiles(acc.bounds, acc.offsets, width=4, diagonal_width=3)
+    acc.tiles = gram._tiles(acc.bounds, acc.offsets, width=4)
     x = np.concatenate(feats, axis=1).astype(np.float64)
     for lo in range(0, 500, 128):
         acc.add(np.ascontiguousarray(x[lo:lo + 128]))

@@ -145,26 +145,36 @@ def test_a_cluster_that_cannot_start_says_why(monkeypatch):
 
 
 @pytest.mark.slurm
-def test_the_pass_runs_on_dask_workers_that_are_slurm_jobs_and_gives_the_local_blocks(tmp_path, cluster, monkeypatch):
-    """engine.scheduler slurm: dask-jobqueue submits the workers with sbatch; SLURM's own records show them."""
+def test_the_pass_and_the_fits_run_on_dask_workers_that_are_slurm_jobs_and_give_the_local_results(
+        tmp_path, cluster, monkeypatch):
+    """engine.scheduler slurm: dask-jobqueue submits the workers with sbatch; SLURM's own records show them; the
+    blocks and then the ridge maps (one penalty, and a list chosen on the folds) equal a synchronous run's."""
     import numpy as np
 
     from embmap import engine
-    from embmap.fit import gram
+    from embmap.fit import gram, ridge
 
     for k, v in cluster.env.items():
         monkeypatch.setenv(k, v)  # sbatch, squeue and scancel find this cluster
     rng = np.random.default_rng(11)
     arrays = {k: (rng.standard_normal((700, d)) + 3).astype(np.float32) for k, d in (("a", 30), ("b", 20))}
     kw = dict(folds=2, block_rows=64, sample_sizes=(150,), precision="float32")
+    alphas = (1.0, [0.1, 1.0, 10.0])
+
+    def maps(blocks, get):
+        return [(a, alpha, ridge.fit_maps(blocks, a, [b for b in arrays if b != a], alpha, get=get))
+                for a in arrays for alpha in alphas]
+
     with engine.scheduler({"scheduler": "synchronous"}) as get:
         local = gram.cross_products(arrays, get=get, **kw)
+        local_maps = maps(local, get)
     logged = []
     options = {"scheduler": "slurm", "workers": 1, "timeout": 240,
                "slurm": {"cores": 1, "memory": f"{min(2000, cluster.memory_mb // 2)}MB", "walltime": "00:15:00",
                          "log_directory": str(tmp_path / "worker-logs"), "local_directory": str(tmp_path / "scratch")}}
     with engine.scheduler(options, log=logged.append) as get:
         remote = gram.cross_products(arrays, get=get, **kw)
+        remote_maps = maps(remote, get)
         workers = {i: j for i, j in cluster.jobs().items() if j["JobName"] == "embmap-dask"}
     assert workers and all(j["JobState"] in ("RUNNING", "COMPLETING", "COMPLETED", "CANCELLED") for j in workers.values())
     assert any("#SBATCH" in line and "dask" in line for line in logged), logged
@@ -175,3 +185,9 @@ def test_the_pass_runs_on_dask_workers_that_are_slurm_jobs_and_gives_the_local_b
             np.testing.assert_array_equal(a.means[x], b.means[x])
             for y in a.names:
                 np.testing.assert_array_equal(a.gram(x, y), b.gram(x, y))
+    for (a, alpha, x), (_, _, y) in zip(local_maps, remote_maps):
+        assert x.keys() == y.keys() and x
+        for b in x:
+            np.testing.assert_array_equal(x[b].weight, y[b].weight, err_msg=f"{a} -> {b}, alpha {alpha}")
+            np.testing.assert_array_equal(x[b].intercept, y[b].intercept, err_msg=f"{a} -> {b}, alpha {alpha}")
+            assert x[b].attrs == y[b].attrs

@@ -171,10 +171,9 @@ def pass_layout(arrays: dict, shards: int = 1, folds: int = 1, block_rows: int =
 
 
 # -- the one pass ---------------------------------------------------------------------
-NORM_BYTES = 1 << 20  # float64 rows per step of the squared-norm statistics: about 1 MB, so they stay in cache
-PANEL_ROWS = 768  # networks are grouped into row panels of at least this many features (large GEMMs)
-TILE_COLUMNS = 1024  # columns of one GEMM task: tasks run side by side, each on one BLAS thread
-DIAGONAL_COLUMNS = 384  # columns of a task on a panel's diagonal part (narrower: less computed below the diagonal)
+NORM_ROWS = 256  # rows per step of the squared-norm statistics (float64; fewer, larger steps are faster)
+PANEL_ROWS = 1024  # networks are grouped into row panels of at least this many features (large GEMMs)
+TILE_COLUMNS = 2048  # columns of one GEMM task past a panel's diagonal part: tasks run side by side, one BLAS thread each
 
 
 def panels_of(dims: list[int], panel_rows: int = PANEL_ROWS) -> list[tuple[int, int]]:
@@ -201,23 +200,30 @@ def _split(c0: int, c1: int, width: int = TILE_COLUMNS) -> list[tuple[int, int]]
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _tiles(bounds: list[tuple[int, int]], offsets: np.ndarray, width: int = TILE_COLUMNS,
-           diagonal_width: int = DIAGONAL_COLUMNS) -> list[tuple[int, int, int, int]]:
+def _tiles(bounds: list[tuple[int, int]], offsets: np.ndarray,
+           width: int = TILE_COLUMNS) -> list[tuple[int, int, int, int]]:
     """GEMM tasks ``(panel, row_end, c0, c1)`` covering the upper triangle of the joint Gram, largest first.
 
-    Within a panel ``[r0, r1)`` the columns are cut into pieces of at most
-    ``diagonal_width``, each taking the panel's rows up to its last column:
-    every entry on or above the diagonal, and of the square diagonal part only
-    a strip below it (which :meth:`_Accumulator.centred` overwrites by symmetry).
-    The columns past the panel take all its rows, in pieces of at most ``width``.
+    A panel ``[r0, r1)`` has one task for its square diagonal part
+    ``(p, r1, r0, r1)``, a symmetric product (BLAS ``syrk``: half the flops
+    of a GEMM of that size), and tasks for the columns past it, all its rows
+    times pieces of at most ``width`` columns. Every entry on or above the
+    diagonal is computed once, and below it only the panels' diagonal squares
+    (exact mirrors).
     """
     total = int(offsets[-1])
     out = []
     for p, (r0, r1) in enumerate(bounds):
-        out += [(p, c1, c0, c1) for c0, c1 in _split(r0, r1, diagonal_width)]
+        out.append((p, r1, r0, r1))
         if r1 < total:
             out += [(p, r1, c0, c1) for c0, c1 in _split(r1, total, width)]
-    out.sort(key=lambda t: (-(t[1] - bounds[t[0]][0]) * (t[3] - t[2]), t))
+
+    def work(t):
+        p, r1, c0, c1 = t
+        area = (r1 - bounds[p][0]) * (c1 - c0)
+        return area / 2 if c0 == bounds[p][0] else area
+
+    out.sort(key=lambda t: (-work(t), t))
     return out
 
 
@@ -226,15 +232,14 @@ class _Accumulator:
 
     The upper triangle of the joint Gram matrix ``X^T X`` is kept as row
     panels (:func:`panels_of`): panel ``[r0, r1)`` holds rows ``r0..r1`` and
-    columns ``r0..D``. Each added block costs GEMMs over the panels
-    (:func:`_tiles`), large enough to run at the BLAS's full rate, over the
-    upper triangle and a narrow strip below the diagonal: 1.06 times the flops
-    of the symmetric product at the paper's dimensions / 4, 1.01 at the
-    paper's (a SYRK computes no more, but runs at well under half the GEMM's
-    rate). Each network's own block is made symmetric from its upper triangle. The tiles run side by side on ``workers`` threads, each tile on one
-    BLAS thread, so every entry is summed in the same order whatever the
-    number of threads: the result is bit-identical across thread counts
-    (OpenBLAS's own threading is not). All products use numpy's BLAS: a second
+    columns ``r0..D``. Each added block costs one symmetric product per
+    panel's diagonal part and GEMMs past it (:func:`_tiles`), each large
+    enough to run at the BLAS's full rate on one thread: exactly the flops of
+    the symmetric product of the joint features. Each network's own block is
+    made symmetric from its upper triangle. The tiles run side by side on
+    ``workers`` threads, each tile on one BLAS thread, so every entry is
+    summed in the same order whatever the number of threads: the result is
+    bit-identical across thread counts (OpenBLAS's own threading is not). All products use numpy's BLAS: a second
     BLAS thread pool in the process, such as scipy's, slows both down
     severalfold.
     """
@@ -255,18 +260,21 @@ class _Accumulator:
     def add_norms(self, x: np.ndarray, rows: int | None = None) -> None:
         """Add the squared-norm statistics of block ``x`` [rows, D] as read (not shifted), in float64.
 
-        Rows are taken ``rows`` at a time in order (default about
-        :data:`NORM_BYTES` of float64), each product on one BLAS thread: the
-        sums do not depend on the threads.
+        Rows are taken ``rows`` at a time in order (default
+        :data:`NORM_ROWS`), each product on one BLAS thread: the sums do not
+        depend on the threads.
         """
         from threadpoolctl import threadpool_limits
 
         off = self.offsets
-        rows = rows or max(16, min(512, NORM_BYTES // (8 * int(off[-1]))))
+        rows = rows or NORM_ROWS
         a = np.empty((min(rows, len(x)), len(self.dims)))
+        buf = np.empty((min(rows, len(x)), int(off[-1])))
         with threadpool_limits(limits=1, user_api="blas"), np.errstate(invalid="ignore", over="ignore"):
             for r in range(0, len(x), rows):
-                y = np.subtract(x[r:r + rows], self.shifts, dtype=np.float64)  # small enough to stay in cache
+                y = buf[:len(x[r:r + rows])]
+                y[...] = x[r:r + rows]  # exact, then the float64 subtraction: faster than a mixed-type one
+                y -= self.shifts
                 ar = a[:len(y)]
                 for k in range(len(self.dims)):
                     yk = y[:, off[k]:off[k + 1]]
@@ -279,7 +287,8 @@ class _Accumulator:
 
         ``pool`` (a ``concurrent.futures`` executor) runs the tiles side by
         side; without it they run one after another. Either way each tile is
-        one single-threaded GEMM, so the sums do not depend on the threads.
+        one single-threaded product (:func:`_add_tile`), so the sums do not
+        depend on the threads.
         """
         from threadpoolctl import threadpool_limits
 
@@ -290,8 +299,7 @@ class _Accumulator:
         def tile(t):
             p, r1, c0, c1 = t
             r0 = self.bounds[p][0]
-            with np.errstate(invalid="ignore", over="ignore"):  # errstate is per thread
-                self.panels[p][:r1 - r0, c0 - r0:c1 - r0] += x[:, r0:r1].T @ x[:, c0:c1]
+            _add_tile(self.panels[p][:r1 - r0, c0 - r0:c1 - r0], x, r0, r1, c0, c1)
 
         with threadpool_limits(limits=1, user_api="blas"):
             if pool is None:
@@ -572,11 +580,21 @@ def pass_graph(arrays: dict, names: list[str], dims: list[int], lay: Layout, sha
 
 
 def _read_piece(arrays, names, dims, lo, hi, gate):
-    """Rows ``[lo, hi)`` of every network side by side, float32 [rows, D] (``gate``: only an ordering)."""
+    """Rows ``[lo, hi)`` of every network side by side, float32 [rows, D] (``gate``: only an ordering).
+
+    A Zarr array decodes its chunks straight into the piece (no intermediate copy); anything else is sliced.
+    """
+    import zarr
+    from zarr.core.buffer.cpu import NDBuffer
+
     out = np.empty((hi - lo, sum(dims)), dtype=np.float32)
     o = 0
     for k, d in zip(names, dims):
-        out[:, o:o + d] = arrays[k][lo:hi]
+        a = arrays[k]
+        if isinstance(a, zarr.Array) and a.dtype == np.float32:
+            a.get_basic_selection((slice(lo, hi), slice(None)), out=NDBuffer.from_numpy_array(out[:, o:o + d]))
+        else:
+            out[:, o:o + d] = a[lo:hi]
         o += d
     return out
 
@@ -616,11 +634,13 @@ def _add_sums(state, x, after=None):
 
 def _add_tile(state, x, r0, r1, c0, c1, after=None):
     """A tile's products after adding piece ``x``: ``state + x[:, r0:r1]^T x[:, c0:c1]`` (in place), float64
-    (``after``: only an ordering, the copy of ``state`` a prefix reads)."""
+    (``after``: only an ordering, the copy of ``state`` a prefix reads). On a panel's diagonal part
+    (``c0, c1 == r0, r1``) the product is symmetric and numpy hands it to BLAS ``syrk``."""
     out = state if state is not None else np.zeros((r1 - r0, c1 - c0))
     x = _aligned(x)
     with np.errstate(invalid="ignore", over="ignore"):
-        out += x[:, r0:r1].T @ x[:, c0:c1]
+        rows = x[:, r0:r1]
+        out += rows.T @ (rows if (c0, c1) == (r0, r1) else x[:, c0:c1])
     return out
 
 

@@ -270,11 +270,12 @@ def fit_graph(blocks: Blocks, source: str, targets: list[str], alphas: list[floa
     per target. Tiles and fold sums are fixed by the shapes alone. Every key
     starts with ``tag`` (graphs of several sources side by side).
     """
-    s_aa = blocks.gram(source, source)
     mu_a = blocks.means[source]
-    g: dict = {(*tag, "s_aa"): s_aa}
+    # S_AA is read by a task (on a distributed worker, from the block store), not carried in the graph
+    g: dict = {(*tag, "s_aa"): (blocks.gram, source, source)}
+    trace = float(blocks.sumsq(source).sum())
     # with alpha above the singularity threshold for any eigenvalue (<= the trace), S_AA + alpha I is regular
-    if cholesky and len(alphas) == 1 and alphas[0] > 1e-12 * max(float(np.trace(s_aa)), 1.0):
+    if cholesky and len(alphas) == 1 and alphas[0] > 1e-12 * max(trace, 1.0):
         g[(*tag, "inverse")] = (_inverse, (*tag, "s_aa"), alphas[0])
         keys = {}
         for b in targets:
