@@ -18,9 +18,9 @@ stores (chunked like the workflow's), then three things are timed:
   (g) the machine's own GEMM rate: a square product of 4096 (float32, and
       float64 with ``--precision float64``), best of five.
 
-Prints the times, the ratios a/c (target <= 1.5) and b/a (target >= 4), and
+Prints the times, the ratios a/c (issue 22's target <= 1.3) and b/a (target >= 4), and
 ``pass / GEMM``: the effective rate of (p) (n D^2 per second, the flops of the
-symmetric product) over the GEMM rate of its precision (target >= 0.7), with
+symmetric product) over the GEMM rate of its precision (issue 22's target >= 0.8), with
 reading and decompressing the stores included, and the same for the whole
 shard job. ``--pools`` also times the fit
 stage in fresh processes with and without scipy's BLAS used on its own threads
@@ -227,12 +227,16 @@ def main(argv=None) -> None:
             cv = run_jobs(stores, work / "fit_cv", alphas, args.shards, args.folds, args.precision, args.threads)
             print(f"(a, CV) with {len(alphas)} alphas and {args.folds} folds: {cv['total']:8.2f} s  (pass "
                   f"{cv['pass']:.2f}, reduce {cv['reduce']:.2f}, fit {cv['fit']:.2f})")
-        print(f"a/c = {a['total'] / c:.2f}   (target <= 1.5);  a/c' = {a['total'] / c2:.2f};  pass alone "
+        print(f"a/c = {a['total'] / c:.2f}   (target <= 1.3);  a/c' = {a['total'] / c2:.2f};  pass alone "
               f"{flops / a['pass'] / 1e9:.0f} GFLOP/s")
         print(f"(p) the pass's products from the stores alone (embmap.fit.gram.cross_products: reading, "
               f"decompressing, shifting, GEMMs, float64 sums): {p:.2f} s; the shard job's remaining "
               f"{a['pass'] - p:.2f} s open the stores, compare the ids and write the partial")
-        print(f"pass / GEMM = {flops / p / g:.2f}   (target >= 0.7; {args.precision} products against "
+        g_after = gemm_rate(np.dtype(args.precision).type)
+        print(f"(g) again after the pass: {g_after / 1e9:.0f} GFLOP/s ({args.precision}); the ratios below take the "
+              f"faster of the two (a shared machine's clock moves between runs)")
+        g = max(g, g_after)
+        print(f"pass / GEMM = {flops / p / g:.2f}   (target >= 0.8; {args.precision} products against "
               f"{args.precision} GEMM, reading and decompressing the stores included); the whole shard job "
               f"{flops / a['pass'] / g:.2f}")
         if args.pools:

@@ -137,3 +137,44 @@ def test_the_engine_block_is_validated_and_reaches_the_shard_jobs(tmp_path):
     job = p.job("cross_products_shard")(W)
     assert job["engine"]["scheduler"] == "local" and job["engine"]["workers"] == 3
     assert job["engine"]["threads_per_worker"] == 1  # the schema's default, filled in
+
+
+def test_the_docs_example_engine_block_is_valid_and_gives_the_sbatch_script_it_describes(tmp_path):
+    """docs/scale-and-cluster.md's example: the schema takes it, the shard jobs get it, and dask-jobqueue writes the
+    worker jobs' script with its partition, account, cores, memory and walltime (no job is submitted)."""
+    import re
+
+    import yaml
+
+    from embmap import plan
+    from helpers import ROOT, synthetic_stores
+
+    text = (ROOT / "docs" / "scale-and-cluster.md").read_text()
+    examples = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    blocks = [b["engine"] for b in examples if isinstance(b, dict) and "engine" in b]
+    assert blocks, "the docs show no engine block"
+    dirs = synthetic_stores(tmp_path, names=("a", "b"), dims=(5, 4))
+    exp = {"task": "closed_set", "dataset": {"kind": "embeddings"},
+           "networks": {k: {"source": "zarr", "path": d} for k, d in dirs.items()}}
+
+    class W:
+        exp, shard = "x", "0"
+
+    for block in blocks:
+        job = plan.Plan({"engine": block, "experiments": {"x": exp}}, tmp_path).job("cross_products_shard")(W)
+        o = job["engine"]
+        assert {k: o[k] for k in block if k != "slurm"} == {k: v for k, v in block.items() if k != "slurm"}
+        if o["scheduler"] != "slurm":
+            continue
+        cluster = engine.slurm_cluster(o)
+        try:
+            script = cluster.job_script()
+        finally:
+            cluster.close()
+        s = block["slurm"]
+        directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+        assert f"#SBATCH -p {s['partition']}" in directives and f"#SBATCH -A {s['account']}" in directives
+        assert f"#SBATCH --cpus-per-task={s['cores']}" in directives
+        assert f"#SBATCH -t {s['walltime']}" in directives
+        assert any(line.startswith("#SBATCH --mem=") for line in directives)
+        assert f"--nthreads {s['cores']}" in script and "dask" in script

@@ -83,9 +83,10 @@ def active() -> Callable | None:
 def running(engine: dict | None = None, threads: int = 1, log: Callable | None = None):
     """:func:`scheduler` made the active one for the block (what the fit jobs run their graphs on); yields its
     ``get``. An ``engine`` whose ``fits`` is false gives the job's own threads (the default scheduler)."""
-    engine = engine if options(engine)["fits"] else None
-    with scheduler(engine, threads, log) as get:
-        width = max(1, int(threads)) if options(engine)["scheduler"] == "threads" else None
+    o = options(engine)
+    chosen = o if o["fits"] else None
+    with scheduler(chosen, threads, log) as get:
+        width = max(1, int(threads)) if chosen is None or o["scheduler"] == "threads" else None
         _ACTIVE.append((get, width))
         try:
             yield get
