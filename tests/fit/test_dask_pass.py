@@ -178,3 +178,29 @@ def test_the_docs_example_engine_block_is_valid_and_gives_the_sbatch_script_it_d
         assert f"#SBATCH -t {s['walltime']}" in directives
         assert any(line.startswith("#SBATCH --mem=") for line in directives)
         assert f"--nthreads {s['cores']}" in script and "dask" in script
+
+
+def test_a_pass_over_zarr_stores_reads_into_the_piece_and_equals_the_pass_over_the_arrays(tmp_path):
+    """Zarr decodes each chunk straight into the piece's columns (chunks that straddle the row blocks, a float64
+    store sliced the ordinary way beside them): the same rows, and the same blocks bit for bit, as in memory."""
+    import zarr
+
+    arrays = _arrays(seed=5, n=700)
+    arrays["n3"] = np.random.default_rng(2).standard_normal((700, 6))  # float64: converted on the way in
+    stored = {}
+    for (k, x), chunk in zip(arrays.items(), (100, 96, 256, 64)):
+        z = zarr.create_array(str(tmp_path / f"{k}.zarr"), shape=x.shape, chunks=(chunk, x.shape[1]), dtype=x.dtype)
+        z[:] = x
+        stored[k] = z
+    names, dims = list(arrays), [x.shape[1] for x in arrays.values()]
+    for lo, hi in ((0, 128), (130, 333), (640, 700)):
+        np.testing.assert_array_equal(gram._read_piece(stored, names, dims, lo, hi, None),
+                                      np.concatenate([x[lo:hi].astype(np.float32) for x in arrays.values()], axis=1))
+    kw = dict(folds=2, block_rows=128, sample_sizes=(300,), precision="float32")
+    mem = {k: x.astype(np.float32) for k, x in arrays.items()}
+    with engine.scheduler({"scheduler": "threads"}, threads=2) as get:
+        a, b = gram.cross_products(stored, get=get, **kw), gram.cross_products(mem, get=get, **kw)
+    ea, eb = _everything(a), _everything(b)
+    assert ea.keys() == eb.keys()
+    for key in ea:
+        np.testing.assert_array_equal(ea[key], eb[key], err_msg=str(key))

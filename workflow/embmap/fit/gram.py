@@ -239,9 +239,9 @@ class _Accumulator:
     made symmetric from its upper triangle. The tiles run side by side on
     ``workers`` threads, each tile on one BLAS thread, so every entry is
     summed in the same order whatever the number of threads: the result is
-    bit-identical across thread counts (OpenBLAS's own threading is not). All products use numpy's BLAS: a second
-    BLAS thread pool in the process, such as scipy's, slows both down
-    severalfold.
+    bit-identical across thread counts (OpenBLAS's own threading is not).
+    All products use numpy's BLAS: a second BLAS thread pool in the process,
+    such as scipy's, slows both down severalfold.
     """
 
     def __init__(self, dims: list[int], shifts: np.ndarray, panel_rows: int = PANEL_ROWS):
