@@ -354,12 +354,16 @@ class _Accumulator:
 
 
 def _shifted(x: np.ndarray, shifts: np.ndarray, dtype) -> np.ndarray:
-    """Rows minus the shifts, in the products' dtype (float32 rows freshly read are shifted in place)."""
+    """Rows minus the shifts, in the products' dtype (float32 rows freshly read are shifted in place; for float64
+    products an exact float64 copy of the rows is shifted in place, the same numbers as numpy's mixed-type
+    subtraction and faster)."""
     with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf is named when the blocks are centred
         if dtype == np.float32:
             x -= shifts.astype(np.float32)  # exact: the shifts hold float32 values
             return x
-        return np.subtract(x, shifts, dtype=np.float64)
+        y = x.astype(np.float64)
+        y -= shifts
+        return y
 
 
 def blocks_in_memory(features: dict, precision: str = "float64") -> Blocks:
@@ -612,14 +616,10 @@ def _shift_of(x, precision):
 
 
 def _shift_rows(x, shifts, precision, after=None):
-    """The piece minus the shift, in the products' precision: float32 pieces in place (``after``: the tasks that
-    read the piece as read, the squared norms, are done; the shift itself was taken before, from piece 0)."""
-    x = _aligned(x)
-    with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf is named when the blocks are centred
-        if np.dtype(precision) == np.float32:
-            x -= shifts.astype(np.float32)  # exact: the shifts hold float32 values
-            return x
-        return np.subtract(x, shifts, dtype=np.float64)
+    """The piece minus the shift, in the products' precision (:func:`_shifted`): float32 pieces in place
+    (``after``: the tasks that read the piece as read, the squared norms, are done; the shift itself was taken
+    before, from piece 0)."""
+    return _shifted(_aligned(x), shifts, np.dtype(precision))
 
 
 def _add_sums(state, x, after=None):
