@@ -423,3 +423,12 @@ def test_each_shard_checks_the_ids_of_its_own_blocks_only(tmp_path):
     with pytest.raises(stores.StoreError, match=r"network 'b': ids of .* disagree .* row 6500: 'img/intruder' vs "
                                                 r"'img/06500'"):
         steps._open_shard(paths, 3, 1, 1)
+
+
+def test_every_networks_own_block_is_exactly_symmetric_after_centring():
+    """The centring subtracts s_i s_j / n, which rounds (i, j) and (j, i) apart; the own blocks are mirrored."""
+    _, feats = latent_embeddings(n=700, dims=(37, 5, 60), offset=50.0)
+    bl = gram.cross_products({f"n{i}": f.astype(np.float32) for i, f in enumerate(feats)}, block_rows=128,
+                             precision="float32")
+    for a in bl.names:
+        np.testing.assert_array_equal(bl.gram(a, a), bl.gram(a, a).T)

@@ -25,7 +25,7 @@ the shard's first block before the products (float64 by default, float32 on
 request); products are summed over blocks in float64 and centred exactly at
 the end (``S = G - s s^T / n``). Shards and folds are combined from their own
 means (:func:`~.blocks.pool`), so they need no common shift. Products are formed per
-pair of networks (``syrk`` on the diagonal, ``gemm`` above it), the work of
+row panel of networks (``syrk`` on its diagonal part, ``gemm`` past it), the work of
 one symmetric product of the joint feature matrix, and only the upper
 triangle of blocks is kept.
 
@@ -337,7 +337,7 @@ class _Accumulator:
         means = {a: self.shifts[off[k]:off[k + 1]] + s[off[k]:off[k + 1]] / n for k, a in enumerate(names)}
         for (r0, r1), p in zip(self.bounds, panels):
             p -= np.outer(s[r0:r1] / n, s[r0:])
-        for k, d in enumerate(self.dims):  # the tiles computed the upper triangle of each own block
+        for k, d in enumerate(self.dims):  # the centring above rounds (i, j) and (j, i) apart: mirror the upper
             own = self._block(panels, k, k)
             lower = np.tril_indices(d, -1)
             own[lower] = own.T[lower]
